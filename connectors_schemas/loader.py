@@ -1,0 +1,51 @@
+"""Reads every connector file once at start-up and names the file and field of any mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from connectors_schemas.models import Connector
+
+SCHEMAS_DIR = Path(__file__).parent
+
+
+class ConnectorFileError(ValueError):
+    """A connector file that cannot be used; the message names file, field and problem."""
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"field {where}: {first['msg']}{more}"
+
+
+def load_connector(path: Path) -> Connector:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConnectorFileError(f"connector file {path}: cannot read it: {exc}") from exc
+    try:
+        return Connector.model_validate(raw)
+    except ValidationError as exc:
+        raise ConnectorFileError(f"connector file {path}: {_describe(exc)}") from exc
+
+
+def load_connectors(
+    directory: Path = SCHEMAS_DIR, extra_hosts: dict[str, list[str]] | None = None
+) -> dict[str, Connector]:
+    """Connectors by file stem (`zendesk` for zendesk.yaml), with configured extra hosts added."""
+    connectors = {path.stem: load_connector(path) for path in sorted(directory.glob("*.yaml"))}
+    for name, hosts in (extra_hosts or {}).items():
+        if name not in connectors:
+            known = ", ".join(sorted(connectors)) or "none"
+            raise ConnectorFileError(
+                f"config connectors.{name}: no such connector (known: {known})"
+            )
+        connector = connectors[name]
+        merged = connector.hosts + [host.lower() for host in hosts]
+        connectors[name] = connector.model_copy(update={"hosts": merged})
+    return connectors

@@ -1,0 +1,62 @@
+"""What the proxy itself answers an agent whose write did not (yet) go upstream."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mitmproxy import http
+
+from review_api.models import Approval
+
+# Tell SDKs that retry on their own not to: a retry would only create another approval.
+_NO_RETRY = {"Stripe-Should-Retry": "false", "X-Should-Retry": "false"}
+
+
+def _json(status_code: int, body: dict[str, Any], approval_id: str | None = None) -> http.Response:
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **_NO_RETRY}
+    if approval_id is not None:
+        headers["X-HITL-Approval-Id"] = approval_id
+    return http.Response.make(status_code, json.dumps(body).encode(), headers)
+
+
+def pending(approval: Approval, review_url: str) -> http.Response:
+    return _json(202, {
+        "status": "pending",
+        "approval_id": approval.id,
+        "message": "this write is waiting for a reviewer; if approved, the proxy sends it itself",
+        "review_url": f"{review_url}/api/approvals/{approval.id}",
+    }, approval.id)
+
+
+def rejected(approval: Approval) -> http.Response:
+    return _json(403, {
+        "status": "rejected",
+        "approval_id": approval.id,
+        "note": approval.note,
+        "decided_by": approval.decided_by,
+        "message": "a reviewer rejected this write; nothing was sent upstream",
+    }, approval.id)
+
+
+def expired(approval: Approval) -> http.Response:
+    return _json(403, {
+        "status": "expired",
+        "approval_id": approval.id,
+        "message": "nobody decided on this write in time; it will never be sent",
+    }, approval.id)
+
+
+def denied(approval: Approval) -> http.Response:
+    return _json(403, {
+        "status": "denied",
+        "approval_id": approval.id,
+        "rule": approval.rule,
+        "message": "policy forbids this write; nothing was sent upstream",
+    }, approval.id)
+
+
+def refused(status_code: int, message: str, approval_id: str | None = None) -> http.Response:
+    """The proxy could not hold the write safely, so it refuses it (fail closed)."""
+    return _json(status_code, {"status": "refused", "error": message,
+                               "approval_id": approval_id}, approval_id)

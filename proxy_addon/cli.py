@@ -1,0 +1,218 @@
+"""`hitl-proxy`: the command line. Everything is checked before anything listens (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import ipaddress
+import secrets
+import socket
+import ssl
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from connectors_schemas import Connector, ConnectorFileError, load_connectors
+from proxy_addon.config import ConfigError, HitlConfig, load_config
+from review_api.auth import Reviewer
+
+EXIT_USAGE = 2
+DEFAULT_HOLD_TIMEOUT = 50.0  # under zenpy's 60 s and stripe-python's 80 s client timeouts
+TOKEN_FILE = "reviewer-token"
+FORBIDDEN_SETS = {
+    "stream_large_bodies": "streamed request bodies reach upstream before any review",
+}
+
+
+class UsageError(Exception):
+    """A bad flag, file or environment; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+@dataclass
+class RunSettings:
+    config_path: Path | None
+    listen_host: str
+    listen_port: int
+    review_host: str
+    review_port: int
+    data_dir: Path
+    certs_dir: Path
+    mode: str
+    upstream_ca: Path | None
+    resolve: dict[str, tuple[str, int]]
+    hold_timeout: float
+    sets: list[str] = field(default_factory=list)
+
+
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"{what}: expected ADDR:PORT, got {text!r}")
+    return host.strip("[]"), int(port_text)
+
+
+def parse_resolve(entries: list[str]) -> dict[str, tuple[str, int]]:
+    resolve: dict[str, tuple[str, int]] = {}
+    for entry in entries:
+        host, sep, target = entry.partition("=")
+        if not sep or not host.strip():
+            raise UsageError(f"--resolve: expected HOST=ADDR:PORT, got {entry!r}")
+        address = parse_address(target, f"--resolve {host}")
+        try:
+            ipaddress.ip_address(address[0])
+        except ValueError:
+            if address[0] != "localhost":
+                raise UsageError(
+                    f"--resolve {host}: {address[0]!r} is not an IP address") from None
+        resolve[host.strip().lower()] = address
+    return resolve
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hitl-proxy", description="Approval gate for AI agents' writes.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser("run", help="run the proxy and the review API")
+    run.add_argument("--config", type=Path, help="YAML config (reviewers, policy, connectors)")
+    run.add_argument("--listen-host", default="127.0.0.1")
+    run.add_argument("--listen-port", type=_port, default=8080)
+    run.add_argument("--review-host", default="127.0.0.1")
+    run.add_argument("--review-port", type=_port, default=8081)
+    run.add_argument("--data-dir", type=Path, default=Path("./data"))
+    run.add_argument("--certs-dir", type=Path, default=Path("./certs"))
+    run.add_argument("--mode", default="regular",
+                     help="mitmproxy mode, e.g. reverse:https://acme.zendesk.com")
+    run.add_argument("--upstream-ca", type=Path,
+                     help="extra CA bundle trusted for upstream TLS (added to the public roots)")
+    run.add_argument("--resolve", action="append", default=[], metavar="HOST=ADDR:PORT",
+                     help="connect to ADDR:PORT when the agent asks for HOST (repeatable)")
+    run.add_argument("--hold-timeout", type=_seconds, default=DEFAULT_HOLD_TIMEOUT,
+                     metavar="SECONDS", help="how long an agent's write is held before 202")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                     help="any mitmproxy option (repeatable)")
+    return parser
+
+
+def _check_mode(mode: str) -> None:
+    from mitmproxy.proxy.mode_specs import ProxyMode
+
+    try:
+        ProxyMode.parse(mode)
+    except ValueError as exc:
+        raise UsageError(f"--mode {mode!r}: {exc}") from None
+
+
+def _check_upstream_ca(path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"--upstream-ca {path}: not a readable PEM CA bundle ({exc})") from None
+
+
+def _check_sets(sets: list[str]) -> None:
+    for entry in sets:
+        name, sep, _ = entry.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set: expected NAME=VALUE, got {entry!r}")
+        if name in FORBIDDEN_SETS:
+            raise UsageError(f"--set {name}: refused, {FORBIDDEN_SETS[name]}")
+
+
+def bind_socket(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise UsageError(f"{what} {host}:{port}: cannot listen there: {reason}") from None
+    return sock
+
+
+def _default_reviewer(data_dir: Path) -> tuple[Reviewer, Path]:
+    """Without configured reviewers, one `admin` with a token kept in the data dir."""
+    path = data_dir / TOKEN_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+    return Reviewer(name="admin", token=path.read_text().strip(), groups=[]), path
+
+
+def settings_from_args(args: argparse.Namespace) -> RunSettings:
+    _check_mode(args.mode)
+    _check_upstream_ca(args.upstream_ca)
+    _check_sets(args.sets)
+    return RunSettings(
+        config_path=args.config, listen_host=args.listen_host, listen_port=args.listen_port,
+        review_host=args.review_host, review_port=args.review_port, data_dir=args.data_dir,
+        certs_dir=args.certs_dir, mode=args.mode, upstream_ca=args.upstream_ca,
+        resolve=parse_resolve(args.resolve), hold_timeout=args.hold_timeout, sets=args.sets,
+    )
+
+
+def load_setup(settings: RunSettings) -> tuple[HitlConfig, dict[str, Connector]]:
+    try:
+        config = load_config(settings.config_path)
+        extra = {name: override.hosts for name, override in config.connectors.items()}
+        connectors = load_connectors(extra_hosts=extra)
+    except (ConfigError, ConnectorFileError) as exc:
+        raise UsageError(str(exc)) from None
+    return config, connectors
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        settings = settings_from_args(args)
+        config, connectors = load_setup(settings)
+        token_note = ""
+        if not config.reviewers:
+            reviewer, token_path = _default_reviewer(settings.data_dir)
+            config = config.model_copy(update={"reviewers": [reviewer]})
+            token_note = f" (reviewer 'admin', token in {token_path})"
+        proxy_probe = bind_socket(settings.listen_host, settings.listen_port, "--listen-port")
+        proxy_probe.close()
+        review_socket = bind_socket(settings.review_host, settings.review_port, "--review-port")
+    except UsageError as exc:
+        print(f"hitl-proxy: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from proxy_addon.runner import StartupError, serve
+
+    try:
+        return asyncio.run(serve(settings, config, connectors, review_socket, token_note))
+    except StartupError as exc:
+        print(f"hitl-proxy: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

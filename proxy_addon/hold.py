@@ -1,0 +1,280 @@
+"""The addon that holds every write until a reviewer decides, and sends it exactly once.
+
+Reads pass with nothing but the removal of our X-HITL-* headers. Every error on the write path
+refuses the write: mitmproxy would otherwise send a request upstream when a hook raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from mitmproxy import connection, http
+
+from connectors_schemas.models import WRITE_METHODS
+from proxy_addon import answers
+from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
+from proxy_addon.sealing import HeldRequest, Sealer
+from proxy_addon.upstream import UpstreamClient
+from review_api.models import Approval, Context, Status, utcnow
+from review_api.store import Conflict, Store, StoreError
+
+logger = logging.getLogger("hitl_proxy")
+
+APPROVAL_KEY = "hitl_approval_id"
+CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
+METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+
+
+class _Detached:
+    """The agent hung up while its write was held; a later approval is sent by the proxy."""
+
+
+DETACHED = _Detached()
+
+
+@dataclass
+class _Waiter:
+    client_id: str
+    outcome: asyncio.Future[Approval | _Detached] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def settle(self, outcome: Approval | _Detached) -> None:
+        if not self.outcome.done():
+            self.outcome.set_result(outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldSettings:
+    hold_timeout: float
+    expire_after: float
+    review_url: str
+
+
+def take_context(headers: http.Headers) -> Context:
+    """Our explanation headers, removed so they never reach upstream."""
+    values: dict[str, str] = {}
+    for name in [name for name in headers if name.lower().startswith("x-hitl-")]:
+        key = CONTEXT_HEADERS.get(name.lower())
+        value = headers.pop(name)
+        if key is not None:
+            values[key] = value[:2000]
+    return Context(**values)
+
+
+def effective_method(request: http.Request) -> str:
+    """The method the vendor will act on, including the override headers some APIs honour."""
+    method = request.method.upper()
+    for name in METHOD_OVERRIDE_HEADERS:
+        override = request.headers.get(name, "").strip().upper()
+        if override in WRITE_METHODS:
+            return override
+    return method
+
+
+def _write_request(flow: http.HTTPFlow, method: str) -> WriteRequest:
+    request = flow.request
+    return WriteRequest(
+        method=method,
+        url=request.url,
+        host=request.pretty_host,
+        path=request.path.split("?", 1)[0],
+        headers=list(request.headers.items(multi=True)),
+        content=request.get_content(strict=False) or b"",
+        raw_content=request.raw_content or b"",
+    )
+
+
+class HoldWrites:
+    def __init__(self, store: Store, builder: ProposalBuilder, sealer: Sealer,
+                 upstream: UpstreamClient, settings: HoldSettings) -> None:
+        self.store = store
+        self.builder = builder
+        self.sealer = sealer
+        self.upstream = upstream
+        self.settings = settings
+        self._waiters: dict[str, _Waiter] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        store.subscribe(self._on_change)
+
+    # -- mitmproxy hooks ----------------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        context = take_context(flow.request.headers)
+        flow.request.headers.pop("Proxy-Authorization", None)
+        method = effective_method(flow.request)
+        if method not in WRITE_METHODS:
+            return
+        try:
+            await self._hold(flow, method, context)
+        except StoreError as exc:
+            logger.error("refused %s %s: the store cannot record it: %s", method,
+                         flow.request.pretty_host, exc)
+            flow.response = answers.refused(
+                503, "the approvals store is unavailable, so this write was refused")
+        except Exception:
+            logger.exception("refused %s %s: holding it failed", method, flow.request.pretty_host)
+            flow.response = answers.refused(
+                503, "the proxy could not hold this write for review, so it was refused")
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        approval_id = flow.metadata.get(APPROVAL_KEY)
+        if approval_id is None or flow.response is None:
+            return
+        await self._record(approval_id, status_code=flow.response.status_code)
+
+    async def error(self, flow: http.HTTPFlow) -> None:
+        approval_id = flow.metadata.get(APPROVAL_KEY)
+        if approval_id is None or flow.response is not None:
+            return
+        message = flow.error.msg if flow.error else "unknown error"
+        await self._record(approval_id, status_code=None, error=message)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        for waiter in self._waiters.values():
+            if waiter.client_id == client.id:
+                waiter.settle(DETACHED)
+
+    async def running(self) -> None:
+        self._spawn(self._expire_forever())
+        # An approval decided while no process was running (or before a crash) is sent now.
+        for approval in await self.store.list(Status.approved):
+            self._spawn(self._send_later(approval.id))
+
+    async def done(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.upstream.close()
+
+    # -- holding --------------------------------------------------------------------------------
+
+    async def _hold(self, flow: http.HTTPFlow, method: str, context: Context) -> None:
+        write = _write_request(flow, method)
+        proposal, verdict = await self.builder.build(write, context)
+        if verdict.action == "allow":
+            await self.store.log_event("allowed", None, "proxy", {
+                "rule": verdict.rule, "method": proposal.method, "url": proposal.url,
+                "system": proposal.system, "fingerprint": proposal.fingerprint,
+            })
+            return
+        if verdict.action == "deny":
+            approval = await self.store.create(proposal, status=Status.denied)
+            flow.response = answers.denied(approval)
+            return
+
+        sealed = self.sealer.seal(HeldRequest(method, write.url, write.headers, write.raw_content))
+        expire_after = verdict.expire_after or self.settings.expire_after
+        approval = await self.store.create(
+            proposal, expires_at=utcnow() + timedelta(seconds=expire_after), sealed_request=sealed)
+        logger.info("held %s %s as approval %s", method, proposal.url, approval.id)
+
+        outcome = await self._wait(approval, flow.client_conn.id)
+        if outcome is None or isinstance(outcome, _Detached):
+            flow.response = answers.pending(approval, self.settings.review_url)
+        elif outcome.status is Status.rejected:
+            flow.response = answers.rejected(outcome)
+        elif outcome.status is Status.expired:
+            flow.response = answers.expired(outcome)
+        elif outcome.status is Status.approved:
+            await self._release(flow, outcome)
+        else:
+            flow.response = answers.refused(409, f"approval is {outcome.status}", approval.id)
+
+    async def _wait(self, approval: Approval, client_id: str) -> Approval | _Detached | None:
+        """The decision, DETACHED if the agent left, or None when the hold window passed."""
+        waiter = self._waiters[approval.id] = _Waiter(client_id)
+        try:
+            # A decision may have landed between the commit and this waiter's registration.
+            latest = await self.store.get(approval.id)
+            if latest.status is not Status.pending:
+                waiter.settle(latest)
+        except StoreError as exc:
+            logger.warning("could not re-read approval %s: %s", approval.id, exc)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.outcome), self.settings.hold_timeout)
+        except TimeoutError:
+            pass
+        finally:
+            # From here on a decision finds no waiter and is sent by the proxy itself.
+            self._waiters.pop(approval.id, None)
+        return waiter.outcome.result() if waiter.outcome.done() else None
+
+    async def _release(self, flow: http.HTTPFlow, approval: Approval) -> None:
+        """Let the agent's own request go upstream, once, if it is what was reviewed."""
+        request = flow.request
+        if fingerprint(effective_method(request), request.url,
+                       request.raw_content or b"") != approval.fingerprint:
+            flow.response = answers.refused(409, "the request changed after review", approval.id)
+            return
+        if not await self.store.claim_for_sending(approval.id):
+            flow.response = answers.refused(409, "this approval was already sent", approval.id)
+            return
+        flow.metadata[APPROVAL_KEY] = approval.id
+
+    # -- after the agent has gone -------------------------------------------------------------
+
+    async def _on_change(self, approval: Approval) -> None:
+        if approval.status is Status.pending:
+            return
+        waiter = self._waiters.get(approval.id)
+        if waiter is not None and not waiter.outcome.done():
+            waiter.settle(approval)
+        elif approval.status is Status.approved:
+            self._spawn(self._send_later(approval.id))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_later(self, approval_id: str) -> None:
+        try:
+            approval = await self.store.get(approval_id)
+            sealed = await self.store.sealed_request(approval_id)
+            if sealed is None or not await self.store.claim_for_sending(approval_id):
+                return
+            held = self.sealer.unseal(sealed)
+            if fingerprint(held.method, held.url, held.content) != approval.fingerprint:
+                await self._record(approval_id, status_code=None,
+                                   error="the stored request does not match what was reviewed")
+                return
+            try:
+                response = await self.upstream.send(held)
+            except httpx.HTTPError as exc:
+                await self._record(approval_id, status_code=None,
+                                   error=f"sending upstream failed: {exc!r}")
+                return
+            logger.info("sent approved write %s: upstream answered %s", approval_id,
+                        response.status_code)
+            await self._record(approval_id, status_code=response.status_code)
+        except Exception:
+            logger.exception("sending approved write %s failed", approval_id)
+
+    async def _record(self, approval_id: str, *, status_code: int | None,
+                      error: str | None = None) -> None:
+        try:
+            await self.store.record_result(approval_id, status_code=status_code, error=error)
+        except (Conflict, StoreError) as exc:
+            logger.error("could not record the result of approval %s: %s", approval_id, exc)
+
+    async def _expire_forever(self, every: float = 1.0) -> None:
+        while True:
+            try:
+                for approval_id in await self.store.due_for_expiry(utcnow()):
+                    try:
+                        await self.store.expire(approval_id)
+                        logger.info("approval %s expired", approval_id)
+                    except Conflict:
+                        pass
+            except StoreError as exc:
+                logger.error("expiry sweep failed: %s", exc)
+            await asyncio.sleep(every)

@@ -1,0 +1,61 @@
+"""Risk a reviewer can read: what a write moves, who sees it, what it destroys."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from connectors_schemas import Operation, RiskHints
+from proxy_addon.diff import FieldChange
+from review_api.models import Risk, RiskLevel
+
+_ORDER = {RiskLevel.low: 0, RiskLevel.medium: 1, RiskLevel.high: 2}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _under(field: str, hints: Sequence[str]) -> bool:
+    return any(field == hint or field.startswith(hint + ".") for hint in hints)
+
+
+def assess(
+    operation: Operation | None,
+    changes: Sequence[FieldChange],
+    hints: RiskHints | None,
+    *,
+    old_values_known: bool,
+    recognised: bool,
+    body_problem: str | None = None,
+) -> Risk:
+    level = RiskLevel.low
+    reasons: list[str] = []
+
+    def flag(at_least: RiskLevel, reason: str) -> None:
+        nonlocal level
+        if _ORDER[at_least] > _ORDER[level]:
+            level = at_least
+        reasons.append(reason)
+
+    if not recognised:
+        flag(RiskLevel.medium, "unrecognised write: no connector describes this request")
+    if operation is Operation.delete:
+        flag(RiskLevel.high, "deletes a record")
+    hints = hints or RiskHints()
+    for change in changes:
+        if _under(change.field, hints.money):
+            flag(RiskLevel.high,
+                 f"moves money: {change.field} {_short(change.old)} -> {_short(change.new)}")
+        elif _under(change.field, hints.customer_facing):
+            flag(RiskLevel.medium, f"customer-visible: {change.field}")
+    if body_problem is not None:
+        flag(RiskLevel.medium, f"unreadable body: {body_problem}")
+    if recognised and operation is not Operation.create and not old_values_known:
+        flag(RiskLevel.medium, "old values unknown: the current record could not be fetched")
+    return Risk(level=level, reasons=reasons)

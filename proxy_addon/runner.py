@@ -1,0 +1,91 @@
+"""Starts mitmproxy and the review API on one event loop in one process, and stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+from mitmproxy import exceptions
+from mitmproxy.certs import CertStore
+from mitmproxy.options import Options
+from mitmproxy.tools.dump import DumpMaster
+
+from connectors_schemas import Connector, Matcher
+from proxy_addon.cli import RunSettings
+from proxy_addon.config import HitlConfig
+from proxy_addon.hold import HoldSettings, HoldWrites
+from proxy_addon.policy import Policy
+from proxy_addon.proposals import ProposalBuilder
+from proxy_addon.resolve import Resolve
+from proxy_addon.review_server import ReviewServer
+from proxy_addon.sealing import Sealer, SealError, load_or_create_key
+from proxy_addon.upstream import UpstreamClient, combined_ca_bundle
+from review_api import ReviewApp, Reviewers, Store, StoreError
+
+logger = logging.getLogger("hitl_proxy")
+DB_FILE = "hitl.sqlite3"
+CA_BUNDLE_FILE = "upstream-ca-bundle.pem"
+# mitmproxy closes idle server connections after tcp_timeout, even while a hook holds a flow.
+TCP_TIMEOUT_MARGIN = 60
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str, Connector],
+                review_socket: socket.socket, token_note: str) -> int:
+    store = Store(settings.data_dir / DB_FILE)
+    try:
+        await store.open()
+        sealer = Sealer(load_or_create_key(settings.data_dir))
+        settings.certs_dir.mkdir(parents=True, exist_ok=True)
+        CertStore.from_store(settings.certs_dir, "mitmproxy", 2048)
+    except (StoreError, SealError, OSError) as exc:
+        review_socket.close()
+        await store.close()
+        raise StartupError(str(exc)) from exc
+
+    opts = Options(listen_host=settings.listen_host, listen_port=settings.listen_port,
+                   mode=[settings.mode], confdir=str(settings.certs_dir))
+    master = DumpMaster(opts, with_termlog=True, with_dumper=False)
+    upstream = UpstreamClient(settings.resolve, settings.upstream_ca, config.fetch_timeout)
+    review_url = f"http://{settings.review_host}:{settings.review_port}"
+    hold = HoldWrites(
+        store,
+        ProposalBuilder(Matcher(connectors), upstream, Policy(config.policy)),
+        sealer,
+        upstream,
+        HoldSettings(settings.hold_timeout, config.defaults.expire_after, review_url),
+    )
+    ready = (f"hitl-proxy ready: proxy {settings.listen_host}:{settings.listen_port} "
+             f"({settings.mode}), review API {review_url}{token_note}, agents trust "
+             f"{settings.certs_dir / 'mitmproxy-ca-cert.pem'}")
+    review = ReviewServer(ReviewApp(store, Reviewers(config.reviewers)).app, review_socket, ready)
+    master.addons.add(Resolve(settings.resolve), hold, review)
+
+    updates: dict[str, object] = {
+        "tcp_timeout": max(600, int(settings.hold_timeout) + TCP_TIMEOUT_MARGIN),
+    }
+    if settings.upstream_ca is not None:
+        bundle = combined_ca_bundle(settings.upstream_ca, settings.data_dir / CA_BUNDLE_FILE)
+        updates["ssl_verify_upstream_trusted_ca"] = str(bundle)
+    try:
+        opts.update(**updates)
+        if settings.sets:
+            opts.set(*settings.sets)
+    except exceptions.OptionsError as exc:
+        review_socket.close()
+        await store.close()
+        raise StartupError(f"--set: {exc}") from exc
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    try:
+        await master.run()
+    finally:
+        await store.close()
+    return 0

@@ -1,0 +1,77 @@
+"""The exact request a reviewer approved, encrypted at rest: it carries the agent's credentials.
+
+The key lives outside the database: `HITL_PROXY_KEY` (a Fernet key) or `<data-dir>/seal.key`,
+created 0600 on first start. A stolen database alone reveals no credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+KEY_ENV = "HITL_PROXY_KEY"
+KEY_FILE = "seal.key"
+
+
+class SealError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRequest:
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    content: bytes
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({
+            "method": self.method,
+            "url": self.url,
+            "headers": self.headers,
+            "content": base64.b64encode(self.content).decode(),
+        }).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> HeldRequest:
+        data = json.loads(raw)
+        return cls(data["method"], data["url"], [tuple(pair) for pair in data["headers"]],
+                   base64.b64decode(data["content"]))
+
+
+def load_or_create_key(data_dir: Path) -> bytes:
+    if env_key := os.environ.get(KEY_ENV):
+        key = env_key.encode()
+    else:
+        path = data_dir / KEY_FILE
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(Fernet.generate_key())
+        key = path.read_bytes().strip()
+    try:
+        Fernet(key)
+    except ValueError as exc:
+        raise SealError(f"the sealing key ({KEY_ENV} or {data_dir / KEY_FILE}) is not a "
+                        f"valid Fernet key: {exc}") from exc
+    return key
+
+
+class Sealer:
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    def seal(self, request: HeldRequest) -> bytes:
+        return self._fernet.encrypt(request.to_bytes())
+
+    def unseal(self, sealed: bytes) -> HeldRequest:
+        try:
+            return HeldRequest.from_bytes(self._fernet.decrypt(sealed))
+        except InvalidToken as exc:
+            raise SealError("the held request cannot be decrypted with this key") from exc

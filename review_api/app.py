@@ -1,0 +1,150 @@
+"""The review API: every route in one list, plain async endpoints, JSON in and out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from review_api.auth import Reviewer, Reviewers
+from review_api.models import Approval, Decision, Status
+from review_api.store import Conflict, NotFound, Store, StoreError
+
+MAX_NOTE_CHARS = 4000
+
+
+def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status_code)
+
+
+def _approval_json(approval: Approval) -> dict[str, Any]:
+    return approval.model_dump(mode="json")
+
+
+class ReviewApp:
+    """Holds what the endpoints share; `app` is the Starlette application to serve."""
+
+    def __init__(self, store: Store, reviewers: Reviewers) -> None:
+        self.store = store
+        self.reviewers = reviewers
+        self.app = Starlette(
+            routes=[
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/api/approvals", self.list_approvals, methods=["GET"]),
+                Route("/api/approvals/{approval_id}", self.get_approval, methods=["GET"]),
+                Route("/api/approvals/{approval_id}/approve", self.approve, methods=["POST"]),
+                Route("/api/approvals/{approval_id}/reject", self.reject, methods=["POST"]),
+                Route("/api/audit", self.audit, methods=["GET"]),
+            ],
+            exception_handlers={StoreError: self._store_error, 404: self._not_found,
+                                405: self._not_allowed},
+        )
+
+    async def _store_error(self, request: Request, exc: Exception) -> Response:
+        return _error(503, f"the approvals store is unavailable: {exc}")
+
+    async def _not_found(self, request: Request, exc: Exception) -> Response:
+        return _error(404, f"no route {request.url.path}")
+
+    async def _not_allowed(self, request: Request, exc: Exception) -> Response:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}")
+
+    def _reviewer(self, request: Request) -> Reviewer | None:
+        return self.reviewers.authenticate(request.headers.get("authorization"))
+
+    @staticmethod
+    def _unauthorized() -> JSONResponse:
+        response = _error(401, "a reviewer's bearer token is required (Authorization: Bearer ...)")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="hitl-proxy"'
+        return response
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def list_approvals(self, request: Request) -> Response:
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        raw_status = request.query_params.get("status")
+        try:
+            status = Status(raw_status) if raw_status else None
+        except ValueError:
+            return _error(400, f"unknown status {raw_status!r}",
+                          allowed=[member.value for member in Status])
+        approvals = await self.store.list(status)
+        visible = [a for a in approvals if reviewer.may_decide(a.reviewer_groups)]
+        return JSONResponse({"approvals": [_approval_json(a) for a in visible]})
+
+    async def _visible(self, request: Request, reviewer: Reviewer) -> Approval | Response:
+        approval_id = request.path_params["approval_id"]
+        try:
+            approval = await self.store.get(approval_id)
+        except NotFound:
+            return _error(404, f"no approval {approval_id}")
+        if not reviewer.may_decide(approval.reviewer_groups):
+            # Not routed to this reviewer: indistinguishable from absent.
+            return _error(404, f"no approval {approval_id}")
+        return approval
+
+    async def get_approval(self, request: Request) -> Response:
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        found = await self._visible(request, reviewer)
+        return found if isinstance(found, Response) else JSONResponse(_approval_json(found))
+
+    async def approve(self, request: Request) -> Response:
+        return await self._decide(request, Decision.approve)
+
+    async def reject(self, request: Request) -> Response:
+        return await self._decide(request, Decision.reject)
+
+    async def _decide(self, request: Request, decision: Decision) -> Response:
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        note = await _read_note(request)
+        if isinstance(note, Response):
+            return note
+        found = await self._visible(request, reviewer)
+        if isinstance(found, Response):
+            return found
+        try:
+            decided = await self.store.decide(found.id, decision, reviewer.name, note)
+        except Conflict as exc:
+            return _error(409, f"approval {found.id} is already {exc.approval.status}",
+                          approval=_approval_json(exc.approval))
+        return JSONResponse(_approval_json(decided))
+
+    async def audit(self, request: Request) -> Response:
+        if self._reviewer(request) is None:
+            return self._unauthorized()
+        approval_id = request.query_params.get("approval_id")
+        entries = await self.store.audit_entries(approval_id)
+        return JSONResponse({"entries": [entry.model_dump(mode="json") for entry in entries]})
+
+
+async def _read_note(request: Request) -> str | Response | None:
+    """The optional note of a decision; an empty body means no note."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, f"the body must be JSON like {{\"note\": \"...\"}}: {exc}")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object like {\"note\": \"...\"}")
+    unknown = sorted(set(body) - {"note"})
+    if unknown:
+        return _error(400, f"unknown field(s) {unknown}; only 'note' is accepted")
+    note = body.get("note")
+    if note is not None and not isinstance(note, str):
+        return _error(400, "note must be a string")
+    if note is not None and len(note) > MAX_NOTE_CHARS:
+        return _error(400, f"note is longer than {MAX_NOTE_CHARS} characters")
+    return note

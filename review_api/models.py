@@ -1,0 +1,134 @@
+"""The approvals domain: what a reviewer sees, and the one state machine an approval follows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Status(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    expired = "expired"
+    denied = "denied"
+    executed = "executed"
+    failed = "failed"
+
+
+# Every status change goes through this table; anything else is a bug or a race lost.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.pending: frozenset({Status.approved, Status.rejected, Status.expired}),
+    Status.approved: frozenset({Status.executed, Status.failed}),
+    Status.rejected: frozenset(),
+    Status.expired: frozenset(),
+    Status.denied: frozenset(),
+    Status.executed: frozenset(),
+    Status.failed: frozenset(),
+}
+
+
+class Decision(StrEnum):
+    approve = "approve"
+    reject = "reject"
+
+    @property
+    def status(self) -> Status:
+        return Status.approved if self is Decision.approve else Status.rejected
+
+
+class RiskLevel(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Change(_Model):
+    field: str
+    old: Any = None
+    new: Any = None
+
+
+class Risk(_Model):
+    level: RiskLevel = RiskLevel.low
+    reasons: list[str] = []
+
+
+class Context(_Model):
+    reason: str | None = None
+    task: str | None = None
+    agent: str | None = None
+
+
+class OldValues(_Model):
+    """Whether the old values shown are the record as it stands upstream."""
+
+    known: bool
+    reason: str | None = None  # why they are unknown, in words a reviewer understands
+
+
+class RequestSummary(_Model):
+    headers: dict[str, str] = {}  # secrets masked
+    content_type: str | None = None
+    body: Any = None  # parsed JSON with secret-looking fields masked, or text
+    body_bytes: int = 0
+    problem: str | None = None  # why the body could not be read as the vendor's record
+
+
+class Result(_Model):
+    status_code: int | None = None
+    error: str | None = None
+    at: datetime | None = None
+
+
+class Proposal(_Model):
+    """Everything the proxy learned about a write before anyone decided on it."""
+
+    system: str | None = None
+    object_type: str | None = None
+    operation: str | None = None
+    record_id: str | None = None
+    method: str
+    url: str
+    changes: list[Change] = []
+    patch: list[dict[str, Any]] = []
+    old_values: OldValues = OldValues(known=False, reason="not fetched")
+    risk: Risk = Risk()
+    context: Context = Context()
+    request: RequestSummary = RequestSummary()
+    reviewer_groups: list[str] = []  # empty: any reviewer may decide
+    rule: str | None = None  # the policy rule that matched, for the audit
+    fingerprint: str = Field(description="sha256 of method, URL and body as held")
+
+
+class Approval(Proposal):
+    id: str
+    status: Status
+    created_at: datetime
+    expires_at: datetime | None = None
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    note: str | None = None
+    result: Result | None = None
+
+
+class AuditEntry(_Model):
+    seq: int
+    at: datetime
+    event: str
+    approval_id: str | None
+    actor: str
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,333 @@
+"""SQLite store of approvals and the hash-chained audit log: the single source of truth.
+
+A decision is a conditional UPDATE that only a pending approval can pass, so two reviewers
+(or a reviewer and the expiry) racing on one approval leave exactly one decision behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from review_api.models import (
+    TRANSITIONS,
+    Approval,
+    AuditEntry,
+    Decision,
+    Proposal,
+    Result,
+    Status,
+    utcnow,
+)
+
+GENESIS_HASH = "0" * 64
+Listener = Callable[[Approval], Awaitable[None]]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    decided_at TEXT,
+    decided_by TEXT,
+    note TEXT,
+    result TEXT,
+    sent_at TEXT,
+    fingerprint TEXT NOT NULL,
+    proposal TEXT NOT NULL,
+    sealed_request BLOB
+);
+CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    approval_id TEXT,
+    actor TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store could not record something; callers holding a write must refuse it."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    """The approval is no longer in a state that allows this change."""
+
+    def __init__(self, approval: Approval) -> None:
+        super().__init__(f"approval {approval.id} is {approval.status}")
+        self.approval = approval
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
+
+
+def entry_hash(prev_hash: str, at: str, event: str, approval_id: str | None, actor: str,
+               detail: str) -> str:
+    payload = json.dumps([prev_hash, at, event, approval_id, actor, detail], separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._db: aiosqlite.Connection | None = None
+        # aiosqlite shares one connection; the lock keeps each transaction whole.
+        self._lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = await aiosqlite.connect(self.path, timeout=self._busy_timeout,
+                                               isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=FULL")
+            await self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    def subscribe(self, listener: Listener) -> None:
+        """Called after every committed status change (the addon learns of decisions here)."""
+        self._listeners.append(listener)
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("the store is not open")
+        return self._db
+
+    async def _transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
+        async with self._lock:
+            db = self.db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    outcome = await work(db)
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+                await db.execute("COMMIT")
+                return outcome
+            except sqlite3.Error as exc:
+                raise StoreError(f"store write failed: {exc}") from exc
+
+    async def _audit(self, db: aiosqlite.Connection, event: str, approval_id: str | None,
+                     actor: str, detail: dict[str, Any]) -> None:
+        async with db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1") as cursor:
+            row = await cursor.fetchone()
+        prev_hash = row["hash"] if row else GENESIS_HASH
+        at = _iso(utcnow())
+        detail_json = json.dumps(detail, sort_keys=True, default=str)
+        digest = entry_hash(prev_hash, at, event, approval_id, actor, detail_json)
+        await db.execute(
+            "INSERT INTO audit (at, event, approval_id, actor, detail, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (at, event, approval_id, actor, detail_json, prev_hash, digest),
+        )
+
+    async def _notify(self, approval: Approval) -> None:
+        for listener in list(self._listeners):
+            await listener(approval)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def create(self, proposal: Proposal, *, status: Status = Status.pending,
+                     actor: str = "proxy", expires_at: datetime | None = None,
+                     sealed_request: bytes | None = None) -> Approval:
+        """Commit a held (or denied) write; only after this returns may the agent be held."""
+        approval = Approval(
+            **proposal.model_dump(),
+            id=str(uuid.uuid4()),
+            status=status,
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
+        event = "held" if status is Status.pending else status.value
+
+        async def insert(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO approvals (id, status, created_at, expires_at, fingerprint, proposal,"
+                " sealed_request) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (approval.id, approval.status.value, _iso(approval.created_at),
+                 _iso(expires_at), proposal.fingerprint, proposal.model_dump_json(),
+                 sealed_request),
+            )
+            await self._audit(db, event, approval.id, actor, {
+                "system": proposal.system, "object_type": proposal.object_type,
+                "record_id": proposal.record_id, "operation": proposal.operation,
+                "method": proposal.method, "url": proposal.url,
+                "fingerprint": proposal.fingerprint, "rule": proposal.rule,
+                "risk": proposal.risk.level.value,
+            })
+
+        await self._transaction(insert)
+        await self._notify(approval)
+        return approval
+
+    async def log_event(self, event: str, approval_id: str | None, actor: str,
+                        detail: dict[str, Any]) -> None:
+        """An audit entry that changes no approval, e.g. a write a rule allowed."""
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await self._audit(db, event, approval_id, actor, detail)
+
+        await self._transaction(write)
+
+    async def decide(self, approval_id: str, decision: Decision, actor: str,
+                     note: str | None) -> Approval:
+        current = await self.get(approval_id)
+        if (current.status is Status.pending and current.expires_at is not None
+                and current.expires_at <= utcnow()):
+            # Past its expiry nobody may approve it, even before the sweeper has run.
+            with contextlib.suppress(Conflict):
+                await self.expire(approval_id)
+        return await self._move(approval_id, Status.pending, decision.status, actor,
+                                {"note": note}, decided=True, note=note)
+
+    async def expire(self, approval_id: str) -> Approval:
+        return await self._move(approval_id, Status.pending, Status.expired, "proxy", {},
+                                decided=True, note=None)
+
+    async def claim_for_sending(self, approval_id: str) -> bool:
+        """True for exactly one caller: the one allowed to send this approved write upstream."""
+
+        async def claim(db: aiosqlite.Connection) -> bool:
+            cursor = await db.execute(
+                "UPDATE approvals SET sent_at = ? WHERE id = ? AND status = ? AND sent_at IS NULL",
+                (_iso(utcnow()), approval_id, Status.approved.value),
+            )
+            if cursor.rowcount == 1:
+                await self._audit(db, "sending", approval_id, "proxy", {})
+            return cursor.rowcount == 1
+
+        return await self._transaction(claim)
+
+    async def record_result(self, approval_id: str, *, status_code: int | None,
+                            error: str | None = None) -> Approval:
+        executed = status_code is not None
+        result = Result(status_code=status_code, error=error, at=utcnow())
+        return await self._move(
+            approval_id, Status.approved, Status.executed if executed else Status.failed, "proxy",
+            {"status_code": status_code, "error": error}, result=result,
+        )
+
+    async def _move(self, approval_id: str, source: Status, target: Status, actor: str,
+                    detail: dict[str, Any], *, decided: bool = False, note: str | None = None,
+                    result: Result | None = None) -> Approval:
+        now = _iso(utcnow())
+
+        async def move(db: aiosqlite.Connection) -> bool:
+            assignments = ["status = ?"]
+            values: list[Any] = [target.value]
+            if decided:
+                assignments += ["decided_at = ?", "decided_by = ?", "note = ?"]
+                values += [now, actor, note]
+            if not TRANSITIONS[target]:
+                # A finished write never needs the agent's credentials again.
+                assignments.append("sealed_request = NULL")
+            if result is not None:
+                assignments.append("result = ?")
+                values.append(result.model_dump_json())
+            cursor = await db.execute(
+                f"UPDATE approvals SET {', '.join(assignments)} WHERE id = ? AND status = ?",
+                (*values, approval_id, source.value),
+            )
+            if cursor.rowcount != 1:
+                return False
+            await self._audit(db, target.value, approval_id, actor, detail)
+            return True
+
+        moved = await self._transaction(move)
+        approval = await self.get(approval_id)
+        if not moved:
+            raise Conflict(approval)
+        await self._notify(approval)
+        return approval
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _approval(row: sqlite3.Row) -> Approval:
+        fields = json.loads(row["proposal"])
+        fields.update(
+            id=row["id"], status=row["status"], created_at=row["created_at"],
+            expires_at=row["expires_at"], decided_at=row["decided_at"],
+            decided_by=row["decided_by"], note=row["note"],
+            result=json.loads(row["result"]) if row["result"] else None,
+        )
+        return Approval.model_validate(fields)
+
+    async def get(self, approval_id: str) -> Approval:
+        async with self.db.execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(approval_id)
+        return self._approval(row)
+
+    async def list(self, status: Status | None = None, limit: int = 1000) -> list[Approval]:
+        query = "SELECT * FROM approvals"
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            query += " WHERE status = ?"
+            params = (status.value,)
+        query += " ORDER BY created_at, rowid LIMIT ?"
+        async with self.db.execute(query, (*params, limit)) as cursor:
+            return [self._approval(row) for row in await cursor.fetchall()]
+
+    async def due_for_expiry(self, now: datetime) -> list[str]:
+        async with self.db.execute(
+            "SELECT id FROM approvals WHERE status = ? AND expires_at IS NOT NULL"
+            " AND expires_at <= ?", (Status.pending.value, _iso(now)),
+        ) as cursor:
+            return [row["id"] for row in await cursor.fetchall()]
+
+    async def sealed_request(self, approval_id: str) -> bytes | None:
+        async with self.db.execute(
+            "SELECT sealed_request FROM approvals WHERE id = ?", (approval_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise NotFound(approval_id)
+        return row["sealed_request"]
+
+    async def audit_entries(self, approval_id: str | None = None) -> list[AuditEntry]:
+        query, params = "SELECT * FROM audit", ()
+        if approval_id is not None:
+            query, params = query + " WHERE approval_id = ?", (approval_id,)
+        async with self.db.execute(query + " ORDER BY seq", params) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            AuditEntry(seq=row["seq"], at=row["at"], event=row["event"],
+                       approval_id=row["approval_id"], actor=row["actor"],
+                       detail=json.loads(row["detail"]), prev_hash=row["prev_hash"],
+                       hash=row["hash"])
+            for row in rows
+        ]
