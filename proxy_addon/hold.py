@@ -19,6 +19,7 @@ from mitmproxy import connection, http
 from connectors_schemas.models import WRITE_METHODS
 from proxy_addon import answers
 from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
+from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import HeldRequest, Sealer
 from proxy_addon.upstream import UpstreamClient
 from review_api.models import Approval, Context, Status, utcnow
@@ -78,12 +79,13 @@ def effective_method(request: http.Request) -> str:
     return method
 
 
-def _write_request(flow: http.HTTPFlow, method: str) -> WriteRequest:
+def _write_request(flow: http.HTTPFlow, method: str, resolve: Resolve) -> WriteRequest:
     request = flow.request
+    host, url = resolve.requested_url(flow)
     return WriteRequest(
         method=method,
-        url=request.url,
-        host=request.pretty_host,
+        url=url,
+        host=host,
         path=request.path.split("?", 1)[0],
         headers=list(request.headers.items(multi=True)),
         content=request.get_content(strict=False) or b"",
@@ -93,8 +95,9 @@ def _write_request(flow: http.HTTPFlow, method: str) -> WriteRequest:
 
 class HoldWrites:
     def __init__(self, store: Store, builder: ProposalBuilder, sealer: Sealer,
-                 upstream: UpstreamClient, settings: HoldSettings) -> None:
+                 upstream: UpstreamClient, resolve: Resolve, settings: HoldSettings) -> None:
         self.store = store
+        self.resolve = resolve
         self.builder = builder
         self.sealer = sealer
         self.upstream = upstream
@@ -158,7 +161,7 @@ class HoldWrites:
     # -- holding --------------------------------------------------------------------------------
 
     async def _hold(self, flow: http.HTTPFlow, method: str, context: Context) -> None:
-        write = _write_request(flow, method)
+        write = _write_request(flow, method, self.resolve)
         proposal, verdict = await self.builder.build(write, context)
         if verdict.action == "allow":
             await self.store.log_event("allowed", None, "proxy", {
@@ -210,9 +213,9 @@ class HoldWrites:
 
     async def _release(self, flow: http.HTTPFlow, approval: Approval) -> None:
         """Let the agent's own request go upstream, once, if it is what was reviewed."""
-        request = flow.request
-        if fingerprint(effective_method(request), request.url,
-                       request.raw_content or b"") != approval.fingerprint:
+        _, url = self.resolve.requested_url(flow)
+        if fingerprint(effective_method(flow.request), url,
+                       flow.request.raw_content or b"") != approval.fingerprint:
             flow.response = answers.refused(409, "the request changed after review", approval.id)
             return
         if not await self.store.claim_for_sending(approval.id):

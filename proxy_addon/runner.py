@@ -53,18 +53,20 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     master = DumpMaster(opts, with_termlog=True, with_dumper=False)
     upstream = UpstreamClient(settings.resolve, settings.upstream_ca, config.fetch_timeout)
     review_url = f"http://{settings.review_host}:{settings.review_port}"
+    resolve = Resolve(settings.resolve)
     hold = HoldWrites(
         store,
         ProposalBuilder(Matcher(connectors), upstream, Policy(config.policy)),
         sealer,
         upstream,
+        resolve,
         HoldSettings(settings.hold_timeout, config.defaults.expire_after, review_url),
     )
     ready = (f"hitl-proxy ready: proxy {settings.listen_host}:{settings.listen_port} "
              f"({settings.mode}), review API {review_url}{token_note}, agents trust "
              f"{settings.certs_dir / 'mitmproxy-ca-cert.pem'}")
     review = ReviewServer(ReviewApp(store, Reviewers(config.reviewers)).app, review_socket, ready)
-    master.addons.add(Resolve(settings.resolve), hold, review)
+    master.addons.add(resolve, hold, review)
 
     updates: dict[str, object] = {
         "tcp_timeout": max(600, int(settings.hold_timeout) + TCP_TIMEOUT_MARGIN),

@@ -1,0 +1,125 @@
+"""Starts the real `hitl-proxy run` process on free loopback ports and talks to its review API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.fakes.server import free_port
+
+
+def hitl_proxy_command() -> list[str]:
+    script = Path(sys.executable).parent / "hitl-proxy"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("hitl-proxy")
+    return [found] if found else [sys.executable, "-m", "proxy_addon.cli"]
+
+
+class ProxyProcess:
+    def __init__(self, workdir: Path, args: list[str], token: str) -> None:
+        self.workdir = workdir
+        self.listen_port = free_port()
+        self.review_port = free_port()
+        self.data_dir = workdir / "data"
+        self.certs_dir = workdir / "certs"
+        self.token = token
+        self.log_path = workdir / "proxy.log"
+        self.args = [
+            *hitl_proxy_command(), "run",
+            "--listen-port", str(self.listen_port), "--review-port", str(self.review_port),
+            "--data-dir", str(self.data_dir), "--certs-dir", str(self.certs_dir), *args,
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    @property
+    def review_url(self) -> str:
+        return f"http://127.0.0.1:{self.review_port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.certs_dir / "mitmproxy-ca-cert.pem"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self, timeout: float = 30) -> ProxyProcess:
+        env = {k: v for k, v in os.environ.items()
+               if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(self.args, cwd=self.workdir, env=env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hitl-proxy exited with {self.process.returncode}:\n"
+                                   f"{self.log()}")
+            try:
+                if httpx.get(f"{self.review_url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"hitl-proxy did not become ready:\n{self.log()}")
+
+    def stop(self, timeout: float = 15) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError(f"hitl-proxy did not stop on SIGTERM:\n{self.log()}") from None
+
+    # -- review API ----------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, token: str | None = None,
+            **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.request(method, f"{self.review_url}{path}", headers=headers, timeout=10,
+                             **kwargs)
+
+    def approvals(self, status: str | None = None) -> list[dict[str, Any]]:
+        params = {"status": status} if status else {}
+        response = self.api("GET", "/api/approvals", params=params)
+        response.raise_for_status()
+        return response.json()["approvals"]
+
+    def wait_for_pending(self, count: int = 1, timeout: float = 15) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = self.approvals("pending")
+            if len(pending) >= count:
+                return pending
+            time.sleep(0.02)
+        raise AssertionError(f"no {count} pending approval(s) after {timeout}s:\n{self.log()}")
+
+    def wait_for_status(self, approval_id: str, status: str, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        approval: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            approval = self.api("GET", f"/api/approvals/{approval_id}").json()
+            if approval.get("status") == status:
+                return approval
+            time.sleep(0.02)
+        raise AssertionError(f"approval {approval_id} is {approval.get('status')}, not {status}")
+
+    def decide(self, approval_id: str, decision: str, note: str | None = None,
+               token: str | None = None) -> httpx.Response:
+        body = {"note": note} if note is not None else {}
+        return self.api("POST", f"/api/approvals/{approval_id}/{decision}", token=token, json=body)
