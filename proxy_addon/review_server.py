@@ -28,7 +28,6 @@ class ReviewServer:
         while not self._server.started and not self._task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)  # uvicorn offers no event for "started"
         if self._server.started:
-            logger.info(self._ready_message)
             print(self._ready_message, flush=True)
 
     async def done(self) -> None:

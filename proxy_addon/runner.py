@@ -35,8 +35,16 @@ class StartupError(RuntimeError):
     pass
 
 
+def _configure_logging() -> None:
+    """As mitmdump does: mitmproxy's termlog filters by --set termlog_verbosity."""
+    logging.getLogger().setLevel(logging.DEBUG)
+    for noisy in ("asyncio", "hpack", "aiosqlite", "httpcore", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str, Connector],
                 review_socket: socket.socket, token_note: str) -> int:
+    _configure_logging()
     store = Store(settings.data_dir / DB_FILE)
     try:
         await store.open()

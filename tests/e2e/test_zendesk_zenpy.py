@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -292,3 +293,27 @@ def test_undecided_write_gets_202_after_the_hold_timeout_and_executes_once_when_
         assert agent.error is None or "202" not in str(agent.error)
     finally:
         assert short.stop() == 0, short.log()
+
+
+def test_reverse_mode_holds_writes_and_sigint_stops_cleanly(
+        tmp_path, upstream_tls: UpstreamTLS, zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
+    fake, server = zendesk
+    reverse = start_proxy(tmp_path, upstream_tls, server.port, "--hold-timeout", "30",
+                          "--mode", "reverse:https://acme.zendesk.com")
+    try:
+        fake.seed(6, status="open")
+        auth = (f"{EMAIL}/token", API_TOKEN)
+        url = f"http://127.0.0.1:{reverse.listen_port}/api/v2/tickets/6.json"
+        assert requests.get(url, auth=auth, timeout=30).json()["ticket"]["status"] == "open"
+        agent = Background(lambda: requests.put(url, auth=auth, timeout=60,
+                                                json={"ticket": {"priority": "urgent"}}))
+        [approval] = reverse.wait_for_pending()
+        assert approval["url"] == "https://acme.zendesk.com/api/v2/tickets/6.json"
+        assert approval["changes"] == [{"field": "priority", "old": "normal", "new": "urgent"}]
+        reverse.decide(approval["id"], "approve")
+        assert agent.join().result.status_code == 200
+        assert fake.tickets[6]["priority"] == "urgent"
+    finally:
+        assert reverse.process is not None
+        reverse.process.send_signal(signal.SIGINT)
+        assert reverse.process.wait(15) == 0, reverse.log()

@@ -22,6 +22,7 @@ class Seen:
     query: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""Bad flags and config: exit 2 and one clear line, before anything listens."""
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import hitl_proxy_command
+from tests.fakes.server import free_port
+
+
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    ports = ["--listen-port", str(free_port()), "--review-port", str(free_port())]
+    return subprocess.run([*hitl_proxy_command(), "run", *ports, "--data-dir",
+                           str(tmp_path / "data"), "--certs-dir", str(tmp_path / "certs"), *args],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(("args", "config", "message"), [
+    (["--bogus"], None, "unrecognized arguments: --bogus"),
+    (["--listen-port", "0"], None, "not a TCP port"),
+    (["--hold-timeout", "soon"], None, "not a number of seconds"),
+    (["--mode", "sideways"], None, "--mode 'sideways'"),
+    (["--resolve", "acme.zendesk.com"], None, "expected HOST=ADDR:PORT"),
+    (["--resolve", "acme.zendesk.com=example.org:443"], None, "is not an IP address"),
+    (["--upstream-ca", "missing.pem"], None, "--upstream-ca missing.pem"),
+    (["--set", "stream_large_bodies=1m"], None, "stream_large_bodies: refused"),
+    (["--set", "no_such_option=1"], None, "Unknown option(s): no_such_option"),
+    (["--config", "missing.yaml"], None, "config file missing.yaml does not exist"),
+    ([], "reviewers: [{name: a}]\n", "reviewers.0: Value error, give exactly one of token"),
+    ([], "reviewer: []\n", "reviewer: unknown key"),
+    ([], "policy: [{action: maybe}]\n", "policy.0.action"),
+    ([], "connectors: {nosuch: {hosts: [a.test]}}\n", "connectors.nosuch: no such connector"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], config: str | None,
+                                         message: str) -> None:
+    if config is not None:
+        (tmp_path / "hitl.yaml").write_text(config)
+        args = [*args, "--config", "hitl.yaml"]
+    result = run(tmp_path, *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hitl-proxy: error: ")
+    assert message in lines[0]
+    assert not (tmp_path / "certs").exists() or args[:2] == ["--set", "no_such_option=1"]
+
+
+def test_busy_port_exits_2(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(tmp_path, "--review-port", str(port))
+    assert result.returncode == 2
+    assert f"--review-port 127.0.0.1:{port}: cannot listen there: the port is in use" in (
+        result.stderr)

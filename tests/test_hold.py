@@ -1,0 +1,115 @@
+"""The addon's hooks on made-up flows (mitmproxy's taddons/tflow), with a real store."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from mitmproxy.test import taddons, tflow, tutils
+
+from connectors_schemas import Matcher, load_connectors
+from proxy_addon.hold import APPROVAL_KEY, HoldSettings, HoldWrites
+from proxy_addon.policy import Policy
+from proxy_addon.proposals import ProposalBuilder
+from proxy_addon.resolve import Resolve
+from proxy_addon.sealing import Sealer
+from proxy_addon.upstream import UpstreamClient
+from review_api import Approval, Decision, Status, Store
+
+
+@pytest.fixture
+async def hold(tmp_path: Path):
+    store = Store(tmp_path / "hitl.sqlite3")
+    await store.open()
+    # Nothing listens on port 9 of loopback: every current-record fetch fails fast.
+    upstream = UpstreamClient({"acme.zendesk.com": ("127.0.0.1", 9)}, None, timeout=2)
+    addon = HoldWrites(
+        store, ProposalBuilder(Matcher(load_connectors()), upstream, Policy([])),
+        Sealer(Fernet.generate_key()), upstream, Resolve({}),
+        HoldSettings(hold_timeout=2, expire_after=3600, review_url="http://127.0.0.1:8081"),
+    )
+    with taddons.context(addon):
+        yield addon
+    await upstream.close()
+    await store.close()
+
+
+async def first_pending(store: Store) -> Approval:
+    """Waits for the hook under test to commit its approval."""
+    for _ in range(500):
+        if pending := await store.list(Status.pending):
+            return pending[0]
+        await asyncio.sleep(0.01)
+    raise AssertionError("no approval was held")
+
+
+def write_flow(method: bytes = b"PUT", body: bytes = b'{"ticket": {"status": "solved"}}'):
+    request = tutils.treq(method=method, scheme=b"https", host="acme.zendesk.com", port=443,
+                          path=b"/api/v2/tickets/1.json", content=body,
+                          headers=((b"content-type", b"application/json"),
+                                   (b"x-hitl-reason", b"customer asked")))
+    return tflow.tflow(req=request)
+
+
+async def test_reads_pass_untouched_and_lose_only_our_headers(hold: HoldWrites) -> None:
+    flow = write_flow(method=b"GET", body=b"")
+    await hold.request(flow)
+    assert flow.response is None
+    assert "x-hitl-reason" not in flow.request.headers
+    assert await hold.store.list() == []
+
+
+async def test_method_override_makes_a_post_a_held_delete(hold: HoldWrites) -> None:
+    flow = write_flow(method=b"POST", body=b"")
+    flow.request.headers["X-HTTP-Method-Override"] = "DELETE"
+    task = asyncio.ensure_future(hold.request(flow))
+    approval = await first_pending(hold.store)
+    assert (approval.method, approval.operation) == ("DELETE", "delete")
+    await hold.store.decide(approval.id, Decision.reject, "alice", "no")
+    await task
+    assert flow.response is not None and flow.response.status_code == 403
+
+
+async def test_approved_write_is_released_once_and_its_result_recorded(hold: HoldWrites) -> None:
+    flow = write_flow()
+    task = asyncio.ensure_future(hold.request(flow))
+    approval = await first_pending(hold.store)
+    assert approval.context.reason == "customer asked"
+    assert "connect" in (approval.old_values.reason or "")
+    await hold.store.decide(approval.id, Decision.approve, "alice", None)
+    await task
+    assert flow.response is None  # mitmproxy now sends the agent's own request upstream
+    assert flow.metadata[APPROVAL_KEY] == approval.id
+    flow.response = tutils.tresp(status_code=200)
+    await hold.response(flow)
+    assert (await hold.store.get(approval.id)).status is Status.executed
+
+
+async def test_undecided_write_answers_202_after_the_hold_window(hold: HoldWrites) -> None:
+    flow = write_flow()
+    await hold.request(flow)
+    assert flow.response is not None and flow.response.status_code == 202
+    body = json.loads(flow.response.content or b"")
+    assert body["status"] == "pending"
+    assert (await hold.store.get(body["approval_id"])).status is Status.pending
+    assert flow.response.headers["Stripe-Should-Retry"] == "false"
+
+
+async def test_a_store_that_cannot_record_refuses_the_write(hold: HoldWrites) -> None:
+    await hold.store.close()
+    flow = write_flow()
+    await hold.request(flow)
+    assert flow.response is not None and flow.response.status_code == 503
+    assert json.loads(flow.response.content or b"")["status"] == "refused"
+
+
+async def test_an_agent_that_hangs_up_leaves_the_approval_to_be_sent_later(
+        hold: HoldWrites) -> None:
+    flow = write_flow()
+    task = asyncio.ensure_future(hold.request(flow))
+    await first_pending(hold.store)
+    hold.client_disconnected(flow.client_conn)
+    await task
+    assert flow.response is not None and flow.response.status_code == 202
+    assert APPROVAL_KEY not in flow.metadata
