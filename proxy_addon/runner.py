@@ -15,6 +15,7 @@ from mitmproxy.tools.dump import DumpMaster
 from connectors_schemas import Connector, Matcher
 from proxy_addon.cli import RunSettings
 from proxy_addon.config import HitlConfig
+from proxy_addon.guard import ReviewApiGuard
 from proxy_addon.hold import HoldSettings, HoldWrites
 from proxy_addon.policy import Policy
 from proxy_addon.proposals import ProposalBuilder
@@ -74,7 +75,8 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
              f"({settings.mode}), review API {review_url}{token_note}, agents trust "
              f"{settings.certs_dir / 'mitmproxy-ca-cert.pem'}")
     review = ReviewServer(ReviewApp(store, Reviewers(config.reviewers)).app, review_socket, ready)
-    master.addons.add(resolve, hold, review)
+    master.addons.add(ReviewApiGuard(settings.review_host, settings.review_port), resolve, hold,
+                      review)
 
     updates: dict[str, object] = {
         "tcp_timeout": max(600, int(settings.hold_timeout) + TCP_TIMEOUT_MARGIN),

@@ -317,3 +317,19 @@ def test_reverse_mode_holds_writes_and_sigint_stops_cleanly(
         assert reverse.process is not None
         reverse.process.send_signal(signal.SIGINT)
         assert reverse.process.wait(15) == 0, reverse.log()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.0.0.2", "[::1]"])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_review_api_cannot_be_reached_through_the_proxy(
+        proxy: ProxyProcess, host: str, scheme: str) -> None:
+    proxies = {"http": proxy.proxy_url, "https": proxy.proxy_url}
+    url = f"{scheme}://{host}:{proxy.review_port}/api/approvals"
+    try:
+        response = requests.get(url, proxies=proxies, verify=str(proxy.ca_cert), timeout=10,
+                                headers={"Authorization": f"Bearer {ALICE}"})
+    except requests.exceptions.ProxyError as exc:
+        assert "502" in str(exc)  # the proxy refused the CONNECT
+    else:
+        assert response.status_code == 502
+        assert "review API cannot be reached" in response.text
