@@ -33,6 +33,7 @@ class ProxyProcess:
         self.certs_dir = workdir / "certs"
         self.token = token
         self.log_path = workdir / "proxy.log"
+        self.extra_args = args
         self.args = [
             *hitl_proxy_command(), "run",
             "--listen-port", str(self.listen_port), "--review-port", str(self.review_port),

@@ -333,3 +333,36 @@ def test_review_api_cannot_be_reached_through_the_proxy(
     else:
         assert response.status_code == 502
         assert "review API cannot be reached" in response.text
+
+
+def test_a_hold_survives_kill_9_and_is_sent_once_when_approved_after_restart(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, upstream_tls: UpstreamTLS,
+        zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
+    fake, server = zendesk
+    first = start_proxy(tmp_path, upstream_tls, server.port, "--hold-timeout", "30")
+    agent_env(monkeypatch, first)
+    fake.seed(7, status="open")
+    fake.log.clear()
+    agent = Background(lambda: requests.put(
+        "https://acme.zendesk.com/api/v2/tickets/7.json", auth=(f"{EMAIL}/token", API_TOKEN),
+        json={"ticket": {"status": "solved"}}, timeout=60))
+    [held] = first.wait_for_pending()
+    assert first.process is not None
+    first.process.kill()
+    first.process.wait(10)
+    assert isinstance(agent.join().error, requests.exceptions.RequestException)
+
+    second = ProxyProcess(tmp_path, first.extra_args, token=ALICE)
+    second.start()
+    try:
+        [pending] = second.approvals("pending")
+        assert pending["id"] == held["id"]
+        assert pending["fingerprint"] == held["fingerprint"]
+        assert fake.log.of("PUT") == []
+        second.decide(held["id"], "approve", "after the crash")
+        executed = second.wait_for_status(held["id"], "executed")
+        assert executed["result"]["status_code"] == 200
+        assert len(fake.log.of("PUT", "/api/v2/tickets/7")) == 1
+        assert fake.tickets[7]["status"] == "solved"
+    finally:
+        assert second.stop() == 0, second.log()
