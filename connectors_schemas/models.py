@@ -4,35 +4,115 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}")
 
 
 class Operation(StrEnum):
     create = "create"
     update = "update"
     delete = "delete"
+    upsert = "upsert"  # create or update: the fetched record decides which
+    action = "action"  # a named state change (void, send, merge, transition, ...)
+    read = "read"  # a POST that only reads (search, batch read, GraphQL query)
 
 
 class UpdateSemantics(StrEnum):
     """How the vendor applies an update body to the stored record."""
 
     merge = "merge"  # only the fields sent change; nested objects merge, lists replace
-    replace = "replace"  # the body is the whole new record; omitted fields are cleared
+    replace = "replace"  # the body is the whole new record; omitted writable fields are cleared
+
+
+class BodyFormat(StrEnum):
+    json = "json"
+    form = "form"  # application/x-www-form-urlencoded with bracketed keys (Stripe)
+    graphql = "graphql"  # queries are reads, mutations are writes
+
+
+class RiskKind(StrEnum):
+    money = "money"
+    customer_facing = "customer_facing"
+    destructive = "destructive"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RiskNote(_Strict):
+    kind: RiskKind
+    reason: str
+
+
+class RiskHints(_Strict):
+    """Fields whose change the risk assessment must call out to a reviewer."""
+
+    money: list[str] = []
+    customer_facing: list[str] = []
+
+
+class FetchSpec(_Strict):
+    """How to get the current record(s) with the agent's own credentials.
+
+    Templates may use the route's path placeholders, `{id}`, `{ids}` (comma-joined record ids)
+    and `{fields}` (comma-joined top-level fields the write sends).
+    """
+
+    method: str = "GET"
+    path: str
+    query: dict[str, str] = {}
+    body: Any = None  # JSON template for fetches sent as POST (e.g. HubSpot batch/read)
+    keep_query: list[str] = []  # copied from the agent's request (e.g. QuickBooks minorversion)
+    record_path: str | None = None  # where the record or the list sits; keys case-insensitive
+    many: bool = False  # one request returns all records of a bulk write
+    id_field: str | None = None  # for `many`: the field naming each record
+
+    @field_validator("method")
+    @classmethod
+    def _read_method(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"GET", "POST"}:
+            raise ValueError(f"must be GET or POST, got {value!r}")
+        return value
+
+
+class BulkSpec(_Strict):
+    """Where the records of a bulk write sit: a list in the body, or ids in the query."""
+
+    records_path: str | None = None  # body path of the list of records
+    ids_query: str | None = None  # query parameter holding comma-separated ids
+    id_field: str | None = None  # in each record
+    type_field: str | None = None  # in each record, its object type (e.g. attributes.type)
+    values_path: str | None = None  # in each record, where the fields sit (e.g. properties)
+    shared_values_path: str | None = None  # with ids_query: values applied to every id
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.records_path is None) == (self.ids_query is None):
+            raise ValueError("give exactly one of records_path or ids_query")
+        return self
+
+
 class Route(_Strict):
     method: Annotated[str, Field(description="HTTP method, upper case")]
-    path: Annotated[str, Field(description="Path under base_path, {id} marks the record id")]
+    path: Annotated[str, Field(description="Path under base_path; {name} is one segment")]
     operation: Operation
+    query: dict[str, str] = {}  # query parameters that must be present with these values
+    action: str | None = None  # the action's name, for operation: action
+    sets: dict[str, Any] = {}  # fields an action changes, shown old -> new
+    body: BodyFormat | None = None  # overrides the object's
+    values_path: str | None = None  # overrides the object's
+    update_if_body_has: str | None = None  # a create route that is an update when this is set
+    bulk: BulkSpec | None = None
+    fetch: FetchSpec | None = None  # overrides the object's
+    no_fetch: bool = False  # nothing to fetch (the old state is not a record)
+    risk: list[RiskNote] = []
+    notes: dict[str, str] = {}  # query parameter -> what a reviewer should know when it is set
 
     @field_validator("method")
     @classmethod
@@ -50,43 +130,37 @@ class Route(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _record_id_for_existing_records(self) -> Route:
-        if self.operation is not Operation.create and "{id}" not in self.path:
-            raise ValueError(f"an {self.operation} route needs '{{id}}' in its path")
+    def _consistent(self) -> Self:
+        if self.operation is Operation.action and not self.action:
+            raise ValueError("an action route needs 'action' (its name)")
+        if self.sets and self.operation is not Operation.action:
+            raise ValueError("'sets' is only for action routes")
         return self
 
 
-class RiskHints(_Strict):
-    """Fields whose change the risk assessment must call out to a reviewer."""
-
-    money: list[str] = []
-    customer_facing: list[str] = []
-
-
 class ObjectSpec(_Strict):
-    wrapper: Annotated[
-        str | None, Field(description="Key wrapping the record in bodies, e.g. 'ticket'")
+    object_type: str | None = None  # defaults to the key; may be a placeholder like "{Type}"
+    values_path: Annotated[
+        str | None, Field(description="Body path of the record's fields, e.g. 'ticket'")
     ] = None
+    record_path: str | None = None  # in fetch answers; defaults to values_path
     id_field: str = "id"
     update: UpdateSemantics = UpdateSemantics.merge
-    fetch: Annotated[
-        str | None, Field(description="GET path (under base_path) of the current record")
-    ] = None
+    sparse_flag: str | None = None  # a body field that turns a replace update into a merge
+    read_only: list[str] = []  # never shown as changes: ids, versions, computed fields
+    added_items: list[str] = []  # body fields that add an item (a comment), not set a value
+    list_keys: dict[str, str] = {}  # list field -> key its items are compared by
+    ops_path: str | None = None  # body path of per-field operations (Jira's `update`)
+    body: BodyFormat = BodyFormat.json
+    fetch: FetchSpec | None = None
     routes: Annotated[list[Route], Field(min_length=1)]
     risk: RiskHints = RiskHints()
-
-    @field_validator("fetch")
-    @classmethod
-    def _fetch_names_record(cls, value: str | None) -> str | None:
-        if value is not None and "{id}" not in value:
-            raise ValueError("must contain '{id}' so the current record can be fetched")
-        return value
 
 
 class Connector(_Strict):
     system: Annotated[str, Field(min_length=1, description="Name reviewers know, e.g. Zendesk")]
     hosts: Annotated[list[str], Field(min_length=1)]
-    base_path: str = ""
+    base_path: str | list[str] = ""
     path_suffixes: list[str] = [""]
     objects: Annotated[dict[str, ObjectSpec], Field(min_length=1)]
 
@@ -97,19 +171,27 @@ class Connector(_Strict):
 
     @field_validator("base_path")
     @classmethod
-    def _base_path(cls, value: str) -> str:
-        if value and not value.startswith("/"):
-            raise ValueError(f"must start with '/', got {value!r}")
-        return value.rstrip("/")
+    def _base_path(cls, value: str | list[str]) -> str | list[str]:
+        for path in [value] if isinstance(value, str) else value:
+            if path and not path.startswith("/"):
+                raise ValueError(f"must start with '/', got {path!r}")
+        return value
+
+    @property
+    def base_paths(self) -> list[str]:
+        paths = [self.base_path] if isinstance(self.base_path, str) else self.base_path
+        return [path.rstrip("/") for path in paths]
 
     @model_validator(mode="after")
-    def _placeholders_known(self) -> Connector:
+    def _records_can_be_named(self) -> Self:
         for name, spec in self.objects.items():
             for route in spec.routes:
-                unknown = set(_PLACEHOLDER.findall(route.path)) - {"id"}
-                if unknown:
+                names = {found[0] for found in PLACEHOLDER.findall(route.path)}
+                named = ("id" in names or route.update_if_body_has or route.bulk
+                         or spec.body is BodyFormat.graphql or route.body is BodyFormat.graphql)
+                if route.operation in (Operation.update, Operation.delete,
+                                       Operation.action) and not named:
                     raise ValueError(
-                        f"object {name!r}: route {route.method} {route.path} uses unknown "
-                        f"placeholder(s) {sorted(unknown)}; only {{id}} is supported"
-                    )
+                        f"objects.{name}: route {route.method} {route.path}: an "
+                        f"{route.operation} route needs '{{id}}' in its path or a bulk spec")
         return self

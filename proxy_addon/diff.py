@@ -7,7 +7,8 @@ from typing import Any
 
 import jsonpatch
 
-from connectors_schemas import Operation, UpdateSemantics
+from connectors_schemas import ObjectSpec, Operation, RecordWrite, UpdateSemantics, at_path
+from connectors_schemas.models import PLACEHOLDER
 
 _MISSING = object()
 
@@ -17,6 +18,7 @@ class FieldChange:
     field: str  # dotted path inside the record
     old: Any
     new: Any
+    kind: str = "set"  # set | add (an item added, e.g. a comment) | remove (an item removed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +117,64 @@ def compute_diff(
         after = proposed
         paths = _ordered_union(leaves(current), leaves(proposed))
     return Diff(_changes(current, after, paths), jsonpatch.make_patch(current, after).patch)
+
+
+def _without(record: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key not in fields}
+
+
+def _keyed_lists(record: dict[str, Any], list_keys: dict[str, str]) -> dict[str, Any]:
+    """Lists of objects compared by one key each, so ["bug"] equals [{"name": "bug", ...}]."""
+    if not list_keys:
+        return record
+    keyed = dict(record)
+    for field, key in list_keys.items():
+        items = keyed.get(field)
+        if isinstance(items, list):
+            keyed[field] = [item.get(key) if isinstance(item, dict) else item for item in items]
+    return keyed
+
+
+def _render(template: Any, body: Any) -> Any:
+    if isinstance(template, str) and "{" in template:
+        return PLACEHOLDER.sub(lambda m: str(at_path(body, m[1]) or ""), template)
+    return template
+
+
+def diff_record(spec: ObjectSpec, record: RecordWrite, current: dict[str, Any] | None,
+                operation: Operation, sets: dict[str, Any], body: Any) -> Diff:
+    """The diff of one record under its object's rules (read-only fields, added items, ops)."""
+    if operation is Operation.action:
+        changes = []
+        for field, template in sets.items():
+            new = _render(template, body)
+            old = at_path(current, field) if current is not None else None
+            if not same_json(old, new):
+                changes.append(FieldChange(field, old, new))
+        patch = [{"op": "replace", "path": "/" + c.field.replace(".", "/"), "value": c.new}
+                 for c in changes]
+        return Diff(changes, patch)
+    values = dict(record.values) if record.values is not None else None
+    semantics = spec.update
+    if values is not None and spec.sparse_flag is not None:
+        if values.pop(spec.sparse_flag, None) is True:
+            semantics = UpdateSemantics.merge
+    extra: list[FieldChange] = []
+    if values is not None:
+        for field in spec.added_items:
+            if field in values:
+                extra.append(FieldChange(field, None, values.pop(field), "add"))
+        for field, operations in (record.ops or {}).items():
+            for step in operations if isinstance(operations, list) else []:
+                for verb, value in (step.items() if isinstance(step, dict) else []):
+                    if verb in ("set", "edit"):
+                        values[field] = value
+                    elif verb == "add":
+                        extra.append(FieldChange(field, None, value, "add"))
+                    elif verb == "remove":
+                        extra.append(FieldChange(field, value, None, "remove"))
+        values = _keyed_lists(_without(values, spec.read_only), spec.list_keys)
+    if current is not None:
+        current = _keyed_lists(_without(current, spec.read_only), spec.list_keys)
+    diff = compute_diff(operation, current, values, semantics)
+    return Diff(diff.changes + extra, diff.patch)

@@ -90,6 +90,7 @@ def _write_request(flow: http.HTTPFlow, method: str, resolve: Resolve) -> WriteR
         headers=list(request.headers.items(multi=True)),
         content=request.get_content(strict=False) or b"",
         raw_content=request.raw_content or b"",
+        query=list(request.query.items(multi=True)),
     )
 
 
@@ -162,7 +163,10 @@ class HoldWrites:
 
     async def _hold(self, flow: http.HTTPFlow, method: str, context: Context) -> None:
         write = _write_request(flow, method, self.resolve)
-        proposal, verdict = await self.builder.build(write, context)
+        built = await self.builder.build(write, context)
+        if built is None:
+            return  # a read sent as POST (a search, a batch read, a GraphQL query)
+        proposal, verdict = built
         if verdict.action == "allow":
             await self.store.log_event("allowed", None, "proxy", {
                 "rule": verdict.rule, "method": proposal.method, "url": proposal.url,

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from connectors_schemas import BodyShapeError, Match, Matcher, Operation
+from connectors_schemas import (
+    BodyError,
+    Classification,
+    Matcher,
+    Operation,
+    RiskKind,
+    parse_body,
+)
+from connectors_schemas.models import BodyFormat
 from proxy_addon import redact
-from proxy_addon.diff import Diff, compute_diff
+from proxy_addon.diff import Diff, FieldChange, diff_record
 from proxy_addon.policy import Policy, Verdict, WriteFacts
 from proxy_addon.risk import assess
 from proxy_addon.upstream import UpstreamClient
-from review_api.models import Change, Context, OldValues, Proposal, RequestSummary
+from review_api.models import (
+    Change,
+    Context,
+    OldValues,
+    Proposal,
+    RecordRef,
+    RequestSummary,
+)
 
 MAX_SHOWN_TEXT = 64 * 1024
 
@@ -30,6 +45,7 @@ class WriteRequest:
     headers: list[tuple[str, str]]
     content: bytes
     raw_content: bytes
+    query: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def content_type(self) -> str | None:
@@ -47,44 +63,39 @@ def fingerprint(method: str, url: str, raw_content: bytes) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedBody:
-    value: Any  # parsed JSON, or None
-    problem: str | None  # why it could not be parsed, for the reviewer
-
-
-def parse_body(write: WriteRequest) -> ParsedBody:
-    if not write.content:
-        return ParsedBody(None, None)
-    content_type = (write.content_type or "").lower()
-    looks_json = write.content.lstrip()[:1] in (b"{", b"[")
-    if "json" not in content_type and not looks_json:
-        return ParsedBody(None, f"the body is not JSON ({content_type or 'no content type'})")
+def _raw_body(write: WriteRequest) -> Any:
+    """The body as a reviewer can read it: parsed JSON or form when possible, else text."""
     try:
-        return ParsedBody(json.loads(write.content), None)
-    except UnicodeDecodeError as exc:
-        return ParsedBody(None, f"the body is not valid UTF-8: {exc.reason} at byte {exc.start}")
-    except ValueError as exc:
-        return ParsedBody(None, f"the body is not valid JSON: {exc}")
+        return parse_body(write.content, write.content_type, BodyFormat.json)
+    except BodyError:
+        if not write.content:
+            return None
+        text = write.content[:MAX_SHOWN_TEXT].decode("utf-8", errors="replace")
+        return text if len(write.content) <= MAX_SHOWN_TEXT else text + "… (truncated)"
 
 
-def _shown_body(write: WriteRequest, parsed: ParsedBody) -> Any:
-    if parsed.value is not None:
-        return redact.mask_body(parsed.value)
-    if not write.content:
-        return None
-    text = write.content[:MAX_SHOWN_TEXT].decode("utf-8", errors="replace")
-    return text if len(write.content) <= MAX_SHOWN_TEXT else text + "… (truncated)"
+def _shown_body(write: WriteRequest, classification: Classification | None) -> Any:
+    if classification is not None and classification.body is not None:
+        return redact.mask_body(classification.body)
+    body = _raw_body(write)
+    return redact.mask_body(body) if isinstance(body, dict | list) else body
 
 
-def _masked_changes(diff: Diff) -> list[Change]:
+def _masked_changes(diff: Diff, record_id: str | None) -> list[Change]:
     return [
-        Change(field=change.field, old=redact.MASK, new=redact.MASK)
-        if redact.field_is_secret(change.field)
-        else Change(field=change.field, old=redact.mask_body(change.old),
-                    new=redact.mask_body(change.new))
+        Change(field=change.field, kind=change.kind, record_id=record_id,
+               old=redact.MASK if redact.field_is_secret(change.field) and change.old is not None
+               else redact.mask_body(change.old),
+               new=redact.MASK if redact.field_is_secret(change.field) and change.new is not None
+               else redact.mask_body(change.new))
         for change in diff.changes
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Currents:
+    records: dict[str | None, dict[str, Any]]
+    problem: str | None  # why some old values are unknown
 
 
 class ProposalBuilder:
@@ -93,59 +104,108 @@ class ProposalBuilder:
         self.upstream = upstream
         self.policy = policy
 
-    async def _current_record(self, write: WriteRequest,
-                              match: Match) -> tuple[dict[str, Any] | None, str | None]:
-        if match.fetch_path is None:
-            return None, "this connector has no way to fetch the current record"
-        parts = urlsplit(write.url)
-        url = urlunsplit((parts.scheme, parts.netloc, match.fetch_path, "", ""))
-        fetched = await self.upstream.fetch_json(url, write.headers)
-        if fetched.problem is not None:
-            return None, fetched.problem
-        record = match.unwrap_record(fetched.record)
-        if record is None:
-            wrapper = f" under {match.spec.wrapper!r}" if match.spec.wrapper else ""
-            return None, f"the upstream's answer holds no record{wrapper}"
-        return record, None
+    def classify(self, write: WriteRequest) -> Classification | None:
+        return self.matcher.classify(write.method, write.host, write.path, write.query,
+                                     write.content, write.content_type)
 
-    async def build(self, write: WriteRequest, context: Context) -> tuple[Proposal, Verdict]:
-        parsed = parse_body(write)
-        match = self.matcher.match(write.method, write.host, write.path)
-        connector = match.system if match else None
+    async def _fetch(self, write: WriteRequest, classification: Classification) -> _Currents:
+        if classification.fetch_spec is None:
+            return _Currents({}, "this connector has no way to fetch the current record")
+        requests = classification.fetch_requests(write.query)
+        parts = urlsplit(write.url)
+        answers = await asyncio.gather(*[
+            self.upstream.fetch_json(
+                urlunsplit((parts.scheme, parts.netloc, request.path,
+                            urlencode(request.query), "")),
+                write.headers, method=request.method, json_body=request.json_body)
+            for request in requests
+        ])
+        records: dict[str | None, dict[str, Any]] = {}
+        problems = []
+        for request, fetched in zip(requests, answers, strict=True):
+            if fetched.problem is not None:
+                problems.append(fetched.problem)
+                continue
+            found = classification.records_from(request, fetched.record)
+            if not found:
+                where = classification.spec.record_path or classification.spec.values_path
+                problems.append("the upstream's answer holds no record"
+                                + (f" under {where!r}" if where else ""))
+            records.update(found)
+        return _Currents(records, problems[0] if problems else None)
+
+    async def build(self, write: WriteRequest,
+                    context: Context) -> tuple[Proposal, Verdict] | None:
+        """The proposal and the policy's verdict, or None for a read sent with a write method."""
+        classification = self.classify(write)
+        if classification is not None and classification.read:
+            return None
+        connector = classification.system if classification else None
         if connector is None and (known := self.matcher.connector_for(write.host)):
             connector = known.system
-
-        diff = Diff([], [])
+        changes: list[Change] = []
+        patch: list[dict[str, Any]] = []
+        refs: list[RecordRef] = []
         old_values = OldValues(known=False, reason="no connector describes this request")
-        body_problem = parsed.problem
-        if match is not None:
-            old_values, diff, body_problem = await self._diff(write, match, parsed)
+        body_problem = None if classification else _body_problem(write)
+        risk_changes: list[FieldChange] = []
+        if classification is not None:
+            body_problem = classification.body_problem
+            currents = await self._fetch(write, classification)
+            needs_old = False
+            for record in classification.records:
+                operation = record.operation
+                current = currents.records.get(record.record_id)
+                if operation is Operation.upsert:
+                    operation = Operation.update if current is not None else Operation.create
+                if operation is not Operation.create:
+                    needs_old = needs_old or current is None
+                refs.append(RecordRef(object_type=record.object_type, operation=operation.value,
+                                      record_id=record.record_id, action=record.action))
+                if body_problem is not None:
+                    continue
+                diff = diff_record(classification.spec, record, current, operation,
+                                   classification.route.sets, classification.body)
+                risk_changes += diff.changes
+                changes += _masked_changes(diff, record.record_id)
+                prefix = f"/{record.record_id}" if classification.bulk else ""
+                patch += [{**op, "path": prefix + op["path"]} for op in diff.patch]
+            reason = None
+            if needs_old:
+                reason = currents.problem or "the current record was not found upstream"
+            old_values = OldValues(known=not needs_old, reason=reason)
 
-        risk = assess(match.operation if match else None, diff.changes,
-                      match.spec.risk if match else None,
-                      old_values_known=old_values.known, recognised=match is not None,
-                      body_problem=body_problem)
+        single = refs[0] if len(refs) == 1 else None
+        operation = single.operation if single else (
+            classification.operation.value if classification else None)
+        risk = assess(Operation(operation) if operation else None, risk_changes,
+                      classification.spec.risk if classification else None,
+                      notes=_risk_notes(write, classification),
+                      old_values_known=old_values.known,
+                      recognised=classification is not None, body_problem=body_problem)
         verdict = self.policy.decide(WriteFacts(
-            system=connector, object_type=match.object_type if match else None,
-            operation=match.operation.value if match else None, host=write.host,
-            fields=[change.field for change in diff.changes],
+            system=connector, object_type=classification.object_type if classification else None,
+            operation=operation, host=write.host,
+            fields=sorted({change.field for change in changes}),
         ))
         proposal = Proposal(
             system=connector,
-            object_type=match.object_type if match else None,
-            operation=match.operation.value if match else None,
-            record_id=match.record_id if match else None,
+            object_type=classification.object_type if classification else None,
+            operation=operation,
+            record_id=single.record_id if single else None,
+            action=single.action if single else None,
+            records=refs,
             method=write.method,
             url=redact.mask_url(write.url),
-            changes=_masked_changes(diff),
-            patch=[redact.mask_body(op) for op in diff.patch],
+            changes=changes,
+            patch=[redact.mask_body(op) for op in patch],
             old_values=old_values,
             risk=risk,
             context=context,
             request=RequestSummary(
                 headers=redact.mask_headers(write.headers),
                 content_type=write.content_type,
-                body=_shown_body(write, parsed),
+                body=_shown_body(write, classification),
                 body_bytes=len(write.raw_content),
                 problem=body_problem,
             ),
@@ -155,22 +215,21 @@ class ProposalBuilder:
         )
         return proposal, verdict
 
-    async def _diff(self, write: WriteRequest, match: Match,
-                    parsed: ParsedBody) -> tuple[OldValues, Diff, str | None]:
-        """Old values, the diff, and why the body could not be read (if it could not)."""
-        proposed = None
-        body_problem = parsed.problem
-        if match.operation is not Operation.delete and body_problem is None:
-            try:
-                proposed = match.proposed_values(parsed.value)
-            except BodyShapeError as exc:
-                body_problem = f"the body is not a {match.system} {match.object_type}: {exc}"
-        if match.operation is Operation.create:
-            diff = compute_diff(match.operation, None, proposed or {}, match.spec.update)
-            return OldValues(known=True, reason=None), diff, body_problem
-        current, problem = await self._current_record(write, match)
-        old_values = OldValues(known=current is not None, reason=problem)
-        if body_problem is not None:
-            return old_values, Diff([], []), body_problem
-        diff = compute_diff(match.operation, current, proposed, match.spec.update)
-        return old_values, diff, None
+
+def _body_problem(write: WriteRequest) -> str | None:
+    try:
+        parse_body(write.content, write.content_type, BodyFormat.json)
+    except BodyError as exc:
+        return str(exc)
+    return None
+
+
+def _risk_notes(write: WriteRequest,
+                classification: Classification | None) -> list[tuple[RiskKind, str]]:
+    if classification is None:
+        return []
+    notes = [(note.kind, note.reason) for note in classification.route.risk]
+    present = {name for name, _ in write.query}
+    notes += [(RiskKind.customer_facing, text)
+              for name, text in classification.route.notes.items() if name in present]
+    return notes

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from connectors_schemas import Operation, RiskHints
+from connectors_schemas import Operation, RiskHints, RiskKind
 from proxy_addon.diff import FieldChange
 from review_api.models import Risk, RiskLevel
 
@@ -25,11 +25,18 @@ def _under(field: str, hints: Sequence[str]) -> bool:
     return any(field == hint or field.startswith(hint + ".") for hint in hints)
 
 
+def _customer_sees(change: FieldChange) -> bool:
+    """An added item marked not public (an internal note) reaches no customer."""
+    return not (change.kind == "add" and isinstance(change.new, dict)
+                and change.new.get("public") is False)
+
+
 def assess(
     operation: Operation | None,
     changes: Sequence[FieldChange],
     hints: RiskHints | None,
     *,
+    notes: Sequence[tuple[RiskKind, str]] = (),
     old_values_known: bool,
     recognised: bool,
     body_problem: str | None = None,
@@ -47,13 +54,16 @@ def assess(
         flag(RiskLevel.medium, "unrecognised write: no connector describes this request")
     if operation is Operation.delete:
         flag(RiskLevel.high, "deletes a record")
+    for kind, reason in notes:
+        flag(RiskLevel.medium if kind is RiskKind.customer_facing else RiskLevel.high, reason)
     hints = hints or RiskHints()
     for change in changes:
         if _under(change.field, hints.money):
             flag(RiskLevel.high,
                  f"moves money: {change.field} {_short(change.old)} -> {_short(change.new)}")
-        elif _under(change.field, hints.customer_facing):
-            flag(RiskLevel.medium, f"customer-visible: {change.field}")
+        elif _under(change.field, hints.customer_facing) and _customer_sees(change):
+            what = f"added {change.field}" if change.kind == "add" else change.field
+            flag(RiskLevel.medium, f"customer-visible: {what}")
     if body_problem is not None:
         flag(RiskLevel.medium, f"unreadable body: {body_problem}")
     if recognised and operation is not Operation.create and not old_values_known:

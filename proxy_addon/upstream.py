@@ -87,12 +87,19 @@ class UpstreamClient:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def fetch_json(self, url: str, headers: list[tuple[str, str]]) -> Fetched:
+    async def fetch_json(self, url: str, headers: list[tuple[str, str]], method: str = "GET",
+                         json_body: Any = None) -> Fetched:
+        """A read with the agent's own credentials; a POST only for the vendor's read endpoints."""
         request_headers = [(n, v) for n, v in forwardable(headers)
                            if n.lower() not in ("content-type", "content-encoding",
-                                                "idempotency-key", "x-http-method-override")]
+                                                "idempotency-key", "x-http-method-override",
+                                                "x-http-method", "x-method-override")]
         try:
-            response = await self._client.get(url, headers=request_headers)
+            if method == "GET":
+                response = await self._client.get(url, headers=request_headers)
+            else:
+                response = await self._client.request(method, url, headers=request_headers,
+                                                      json=json_body)
         except httpx.TimeoutException:
             return Fetched(None, None, f"the upstream did not answer within {self._timeout:g} s")
         except httpx.HTTPError as exc:
@@ -100,7 +107,7 @@ class UpstreamClient:
         if response.status_code != 200:
             return Fetched(None, response.status_code,
                            f"the upstream answered {response.status_code} "
-                           f"{response.reason_phrase} to GET {httpx.URL(url).path}")
+                           f"{response.reason_phrase} to {method} {httpx.URL(url).path}")
         try:
             return Fetched(response.json(), 200, None)
         except ValueError:

@@ -54,6 +54,17 @@ class Change(_Model):
     field: str
     old: Any = None
     new: Any = None
+    kind: str = "set"  # set | add (an item added, e.g. a comment) | remove
+    record_id: str | None = None  # which record, for writes touching several
+
+
+class RecordRef(_Model):
+    """One record a write touches (bulk writes touch several)."""
+
+    object_type: str | None = None
+    operation: str | None = None
+    record_id: str | None = None
+    action: str | None = None
 
 
 class Risk(_Model):
@@ -95,6 +106,8 @@ class Proposal(_Model):
     object_type: str | None = None
     operation: str | None = None
     record_id: str | None = None
+    action: str | None = None  # the action's name for operation "action" (void, send, merge...)
+    records: list[RecordRef] = []
     method: str
     url: str
     changes: list[Change] = []

@@ -1,9 +1,10 @@
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from connectors_schemas import (
-    BodyShapeError,
+    Classification,
     ConnectorFileError,
     Matcher,
     Operation,
@@ -17,6 +18,14 @@ def matcher() -> Matcher:
     return Matcher(load_connectors())
 
 
+def classify(matcher: Matcher, method: str, path: str, body: bytes = b"",
+             host: str = "acme.zendesk.com") -> Classification:
+    query = parse_qsl(urlsplit(path).query)
+    found = matcher.classify(method, host, urlsplit(path).path, query, body, "application/json")
+    assert found is not None
+    return found
+
+
 @pytest.mark.parametrize(("method", "path", "operation", "record_id", "fetch"), [
     ("POST", "/api/v2/tickets", Operation.create, None, None),
     ("POST", "/api/v2/tickets.json", Operation.create, None, None),
@@ -26,12 +35,14 @@ def matcher() -> Matcher:
 ])
 def test_zendesk_ticket_routes(matcher: Matcher, method: str, path: str, operation: Operation,
                                record_id: str | None, fetch: str | None) -> None:
-    match = matcher.match(method, "acme.zendesk.com", path)
-    assert match is not None
-    assert (match.system, match.object_type) == ("Zendesk", "ticket")
-    assert match.operation is operation
-    assert match.record_id == record_id
-    assert match.fetch_path == fetch
+    body = b'{"ticket": {"status": "solved"}}' if method != "DELETE" else b""
+    found = classify(matcher, method, path, body)
+    assert (found.system, found.object_type, found.read) == ("Zendesk", "ticket", False)
+    [record] = found.records
+    assert (record.operation, record.record_id) == (operation, record_id)
+    assert record.values == (None if method == "DELETE" else {"status": "solved"})
+    requests = found.fetch_requests([])
+    assert [request.path for request in requests] == ([fetch] if fetch else [])
 
 
 @pytest.mark.parametrize(("method", "host", "path"), [
@@ -42,11 +53,11 @@ def test_zendesk_ticket_routes(matcher: Matcher, method: str, path: str, operati
     ("PUT", "example.com", "/api/v2/tickets/1"),
 ])
 def test_no_match(matcher: Matcher, method: str, host: str, path: str) -> None:
-    assert matcher.match(method, host, path) is None
+    assert matcher.classify(method, host, path, []) is None
 
 
 def test_host_match_is_case_insensitive_and_knows_its_connector(matcher: Matcher) -> None:
-    assert matcher.match("PUT", "ACME.Zendesk.COM", "/api/v2/tickets/1") is not None
+    assert matcher.classify("DELETE", "ACME.Zendesk.COM", "/api/v2/tickets/1", []) is not None
     connector = matcher.connector_for("support.zendesk.com")
     assert connector is not None and connector.system == "Zendesk"
     assert matcher.connector_for("example.com") is None
@@ -54,28 +65,26 @@ def test_host_match_is_case_insensitive_and_knows_its_connector(matcher: Matcher
 
 def test_extra_hosts_from_config() -> None:
     matcher = Matcher(load_connectors(extra_hosts={"zendesk": ["support.example.com"]}))
-    assert matcher.match("PUT", "support.example.com", "/api/v2/tickets/1") is not None
+    assert matcher.classify("DELETE", "support.example.com", "/api/v2/tickets/1", []) is not None
     with pytest.raises(ConnectorFileError, match=r"connectors\.nosuch: no such connector"):
         load_connectors(extra_hosts={"nosuch": ["x"]})
 
 
 def test_record_id_is_percent_decoded_but_fetch_path_keeps_the_wire_form(
         matcher: Matcher) -> None:
-    match = matcher.match("PUT", "acme.zendesk.com", "/api/v2/tickets/a%20b")
-    assert match is not None and match.record_id == "a b"
-    assert match.fetch_path == "/api/v2/tickets/a%20b.json"
+    found = classify(matcher, "DELETE", "/api/v2/tickets/a%20b")
+    assert found.records[0].record_id == "a b"
+    assert found.fetch_requests([])[0].path == "/api/v2/tickets/a%20b.json"
 
 
-def test_proposed_values_unwrap_the_vendor_envelope(matcher: Matcher) -> None:
-    match = matcher.match("PUT", "acme.zendesk.com", "/api/v2/tickets/1")
-    assert match is not None
-    assert match.proposed_values({"ticket": {"status": "solved"}}) == {"status": "solved"}
-    with pytest.raises(BodyShapeError, match="under 'ticket'"):
-        match.proposed_values({"status": "solved"})
-    with pytest.raises(BodyShapeError, match="JSON object"):
-        match.proposed_values(["ticket"])
-    assert match.unwrap_record({"ticket": {"id": 1}}) == {"id": 1}
-    assert match.unwrap_record({"error": "RecordNotFound"}) is None
+def test_bodies_that_do_not_fit_the_route_say_why(matcher: Matcher) -> None:
+    assert "under 'ticket'" in (classify(matcher, "PUT", "/api/v2/tickets/1",
+                                         b'{"status": "solved"}').body_problem or "")
+    assert "not valid JSON" in (classify(matcher, "PUT", "/api/v2/tickets/1",
+                                         b'{"ticket": ').body_problem or "")
+    broken = classify(matcher, "PUT", "/api/v2/tickets/1", b"\xff\xfe")
+    assert "UTF-8" in (broken.body_problem or "")
+    assert broken.records[0].record_id == "1"  # still names the record for the reviewer
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -124,3 +124,8 @@ class ProxyProcess:
                token: str | None = None) -> httpx.Response:
         body = {"note": note} if note is not None else {}
         return self.api("POST", f"/api/approvals/{approval_id}/{decision}", token=token, json=body)
+
+
+def triples(approval: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, old, new) of each change, for assertions that do not care about record ids."""
+    return [(change["field"], change["old"], change["new"]) for change in approval["changes"]]

@@ -20,7 +20,7 @@ from zenpy.lib.api_objects import Ticket
 from zenpy.lib.exception import APIException
 
 from tests.e2e.conftest import ALICE, BOB, UpstreamTLS, start_proxy
-from tests.e2e.harness import ProxyProcess
+from tests.e2e.harness import ProxyProcess, triples
 from tests.fakes.server import HTTPSFake
 from tests.fakes.zendesk import FakeZendesk
 
@@ -100,7 +100,7 @@ def test_update_is_held_shows_old_and_new_and_executes_once_on_approve(
     assert approval["record_id"] == "2"
     assert approval["method"] == "PUT"
     assert approval["url"] == "https://acme.zendesk.com/api/v2/tickets/2.json"
-    assert {"field": "status", "old": "open", "new": "solved"} in approval["changes"]
+    assert ("status", "open", "solved") in triples(approval)
     assert {"op": "replace", "path": "/status", "value": "solved"} in approval["patch"]
     assert approval["old_values"] == {"known": True, "reason": None}
     # The current record was fetched with the agent's own credentials.
@@ -165,7 +165,7 @@ def test_create_and_delete_are_held_with_the_right_shape(
     [create] = proxy.wait_for_pending()
     assert create["operation"] == "create"
     assert create["record_id"] is None
-    assert {"field": "subject", "old": None, "new": "New laptop"} in create["changes"]
+    assert ("subject", None, "New laptop") in triples(create)
     assert all(change["old"] is None for change in create["changes"])
     proxy.decide(create["id"], "approve")
     agent.join()
@@ -178,7 +178,7 @@ def test_create_and_delete_are_held_with_the_right_shape(
     [delete] = proxy.wait_for_pending()
     assert delete["operation"] == "delete"
     assert delete["record_id"] == "4"
-    assert {"field": "subject", "old": "Spam", "new": None} in delete["changes"]
+    assert ("subject", "Spam", None) in triples(delete)
     assert all(change["new"] is None for change in delete["changes"])
     assert delete["risk"]["level"] == "high"
     assert "deletes a record" in delete["risk"]["reasons"]
@@ -202,7 +202,7 @@ def test_update_of_a_missing_record_is_still_held_and_says_why(
     [approval] = proxy.wait_for_pending()
     assert approval["old_values"]["known"] is False
     assert "404" in approval["old_values"]["reason"]
-    assert {"field": "status", "old": None, "new": "solved"} in approval["changes"]
+    assert ("status", None, "solved") in triples(approval)
     assert any("old values unknown" in reason for reason in approval["risk"]["reasons"])
     proxy.decide(approval["id"], "approve")
     response = agent.join().result
@@ -219,7 +219,7 @@ def test_unknown_host_write_is_held_with_its_raw_body_and_context_headers_stripp
     fake.log.clear()
     agent = Background(lambda: requests.post(
         "https://api.unknown-vendor.test/v1/things?api_key=canary-query-secret",
-        data=b"name=widget", headers={
+        data=b"name=widget&password=canary-form-secret", headers={
             "Content-Type": "application/x-www-form-urlencoded",
             "X-HITL-Reason": "restock the widget", "X-HITL-Task": "inventory",
             "X-HITL-Agent": "stock-bot", "X-Api-Key": "canary-header-secret"},
@@ -227,7 +227,7 @@ def test_unknown_host_write_is_held_with_its_raw_body_and_context_headers_stripp
     [approval] = proxy.wait_for_pending()
     assert approval["system"] is None
     assert approval["old_values"]["known"] is False
-    assert approval["request"]["body"] == "name=widget"
+    assert approval["request"]["body"] == {"name": "widget", "password": "***"}
     assert approval["context"] == {"reason": "restock the widget", "task": "inventory",
                                    "agent": "stock-bot"}
     assert "canary" not in json.dumps(approval)
@@ -244,7 +244,7 @@ def test_secrets_never_reach_the_database(proxy: ProxyProcess) -> None:
     database = proxy.data_dir / "hitl.sqlite3"
     with sqlite3.connect(database) as db:
         dump = "\n".join(db.iterdump())
-    for secret in ("canary-header-secret", "canary-query-secret", API_TOKEN,
+    for secret in ("canary-header-secret", "canary-query-secret", "canary-form-secret", API_TOKEN,
                    base64.b64encode(f"{EMAIL}/token:{API_TOKEN}".encode()).decode()):
         assert secret not in dump
 
@@ -309,7 +309,7 @@ def test_reverse_mode_holds_writes_and_sigint_stops_cleanly(
                                                 json={"ticket": {"priority": "urgent"}}))
         [approval] = reverse.wait_for_pending()
         assert approval["url"] == "https://acme.zendesk.com/api/v2/tickets/6.json"
-        assert approval["changes"] == [{"field": "priority", "old": "normal", "new": "urgent"}]
+        assert triples(approval) == [("priority", "normal", "urgent")]
         reverse.decide(approval["id"], "approve")
         assert agent.join().result.status_code == 200
         assert fake.tickets[6]["priority"] == "urgent"
