@@ -139,10 +139,13 @@ def parse_body(content: bytes, content_type: str | None, expected: BodyFormat) -
 
 
 def at_path(value: Any, path: str | None) -> Any:
-    """`a.b` inside nested objects; keys compared case-insensitively when no exact key exists."""
+    """`a.b` (or `a.0.b` into a list); keys compared case-insensitively when not found exactly."""
     if not path:
         return value
     for part in path.split("."):
+        if isinstance(value, list) and part.isdigit():
+            value = value[int(part)] if int(part) < len(value) else None
+            continue
         if not isinstance(value, dict):
             return None
         if part in value:

@@ -96,8 +96,8 @@ class Classification:
         ids = [record.record_id or "" for record in records]
         fields = sorted({name for r in records for name in (r.values or {})} |
                         {name for r in records for name in (r.ops or {})})
-        names = {**self.params, "id": ids[0], "ids": ",".join(ids), "fields": ",".join(fields),
-                 "type": records[0].object_type}
+        names = {**self._names(spec), "id": ids[0], "ids": ",".join(ids),
+                 "fields": ",".join(fields), "type": records[0].object_type}
         lists: dict[str, Any] = {"{ids_list}": ids, "{id_objects}": [{"id": i} for i in ids],
                                  "{fields_list}": fields}
 
@@ -111,13 +111,25 @@ class Classification:
             if isinstance(template, dict):
                 return {key: render(value) for key, value in template.items()}
             if isinstance(template, list):
-                return [render(value) for value in template]
+                # A list token inside a list is spliced in: ["{fields_list}", "email"].
+                rendered = []
+                for value in template:
+                    item = render(value)
+                    rendered += item if isinstance(value, str) and value in lists else [item]
+                return [item for item in rendered if item != ""]
             return template
 
         query = [(key, render(value)) for key, value in spec.query.items()]
         query = [(key, value) for key, value in query if value != ""]
         return FetchRequest(spec.method, self.base + render(spec.path, True),
                             [*kept, *query], render(spec.body), list(ids))
+
+    def _names(self, spec: FetchSpec) -> dict[str, str]:
+        names = dict(self.params)
+        for name, path in spec.names_from_body.items():
+            value = at_path(self.body, path)
+            names[name] = "" if value is None else str(value)
+        return names
 
     def records_from(self, request: FetchRequest, answer: Any) -> dict[str | None, dict[str, Any]]:
         """Records found in a fetch answer, by record id."""
@@ -129,11 +141,14 @@ class Classification:
         found = at_path(answer, record_path)
         if not spec.many:
             return {request.record_ids[0]: found} if isinstance(found, dict) else {}
-        id_field = spec.id_field or self.spec.id_field
+        names = self._names(spec)
+        id_field = PLACEHOLDER.sub(lambda m: names.get(m[1], ""),
+                                   spec.id_field or self.spec.id_field)
         records: dict[str | None, dict[str, Any]] = {}
         for item in found if isinstance(found, list) else []:
-            if isinstance(item, dict) and at_path(item, id_field) is not None:
-                records[str(at_path(item, id_field))] = item
+            record = at_path(item, spec.item_path) if isinstance(item, dict) else None
+            if isinstance(record, dict) and at_path(item, id_field) is not None:
+                records[str(at_path(item, id_field))] = record
         return records
 
 

@@ -70,7 +70,9 @@ class FetchSpec(_Strict):
     keep_query: list[str] = []  # copied from the agent's request (e.g. QuickBooks minorversion)
     record_path: str | None = None  # where the record or the list sits; keys case-insensitive
     many: bool = False  # one request returns all records of a bulk write
-    id_field: str | None = None  # for `many`: the field naming each record
+    id_field: str | None = None  # for `many`: the field naming each record (a template)
+    item_path: str | None = None  # for `many`: where the record sits inside each item
+    names_from_body: dict[str, str] = {}  # template name -> path in the agent's request body
 
     @field_validator("method")
     @classmethod

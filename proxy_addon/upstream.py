@@ -104,15 +104,16 @@ class UpstreamClient:
             return Fetched(None, None, f"the upstream did not answer within {self._timeout:g} s")
         except httpx.HTTPError as exc:
             return Fetched(None, None, f"the upstream could not be reached: {exc}")
-        if response.status_code != 200:
+        if not 200 <= response.status_code < 300:  # 207: some records found, some not
             return Fetched(None, response.status_code,
                            f"the upstream answered {response.status_code} "
                            f"{response.reason_phrase} to {method} {httpx.URL(url).path}")
         try:
-            return Fetched(response.json(), 200, None)
+            return Fetched(response.json(), response.status_code, None)
         except ValueError:
             kind = response.headers.get("content-type", "no content type")
-            return Fetched(None, 200, f"the upstream's answer is not JSON ({kind})")
+            return Fetched(None, response.status_code,
+                           f"the upstream's answer is not JSON ({kind})")
 
     async def send(self, held: HeldRequest) -> httpx.Response:
         return await self._client.request(held.method, held.url, headers=forwardable(held.headers),

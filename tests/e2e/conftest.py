@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 
 from tests.e2e.harness import ProxyProcess
+from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.server import HTTPSFake
 from tests.fakes.zendesk import FakeZendesk
 
@@ -31,12 +34,27 @@ class UpstreamTLS:
     key_pem: Path
 
 
+@dataclass(frozen=True)
+class Vendor:
+    fake: Any
+    server: HTTPSFake
+    hosts: list[str]
+
+
+# name -> (fake factory, the hostnames agents use for it)
+VENDORS: dict[str, tuple[Callable[[], Any], list[str]]] = {
+    "zendesk": (FakeZendesk, ["acme.zendesk.com", "api.unknown-vendor.test"]),
+    "hubspot": (FakeHubSpot, ["api.hubapi.com"]),
+}
+
+
 @pytest.fixture(scope="session")
 def upstream_tls(tmp_path_factory: pytest.TempPathFactory) -> UpstreamTLS:
     """A test CA of the fake vendors' own, trusted by the proxy through --upstream-ca only."""
     directory = tmp_path_factory.mktemp("upstream-tls")
     ca = trustme.CA()
-    cert = ca.issue_cert("acme.zendesk.com", "*.zendesk.com", "api.unknown-vendor.test")
+    cert = ca.issue_cert("*.zendesk.com", *[host for _, hosts in VENDORS.values()
+                                             for host in hosts])
     tls = UpstreamTLS(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
     ca.cert_pem.write_to_path(str(tls.ca_pem))
     cert.cert_chain_pems[0].write_to_path(str(tls.cert_pem))
@@ -46,30 +64,42 @@ def upstream_tls(tmp_path_factory: pytest.TempPathFactory) -> UpstreamTLS:
     return tls
 
 
-@pytest.fixture(scope="module")
-def zendesk(upstream_tls: UpstreamTLS) -> Iterator[tuple[FakeZendesk, HTTPSFake]]:
-    fake = FakeZendesk()
-    with HTTPSFake(fake.app, upstream_tls.cert_pem, upstream_tls.key_pem) as server:
-        yield fake, server
+@pytest.fixture(scope="session")
+def vendors(upstream_tls: UpstreamTLS) -> Iterator[dict[str, Vendor]]:
+    """Every fake vendor, each on its own loopback port, for the whole session."""
+    with contextlib.ExitStack() as stack:
+        started = {}
+        for name, (factory, hosts) in VENDORS.items():
+            fake = factory()
+            server = stack.enter_context(
+                HTTPSFake(fake.app, upstream_tls.cert_pem, upstream_tls.key_pem))
+            started[name] = Vendor(fake, server, hosts)
+        yield started
 
 
-def start_proxy(workdir: Path, upstream_tls: UpstreamTLS, zendesk_port: int,
+@pytest.fixture(scope="session")
+def zendesk(vendors: dict[str, Vendor]) -> tuple[FakeZendesk, HTTPSFake]:
+    return vendors["zendesk"].fake, vendors["zendesk"].server
+
+
+def start_proxy(workdir: Path, upstream_tls: UpstreamTLS, vendors: dict[str, Vendor],
                 *extra: str, config: str = CONFIG) -> ProxyProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "hitl.yaml").write_text(config)
+    resolve = [arg for vendor in vendors.values() for host in vendor.hosts
+               for arg in ("--resolve", f"{host}=127.0.0.1:{vendor.server.port}")]
     return ProxyProcess(workdir, [
         "--config", str(workdir / "hitl.yaml"),
         "--upstream-ca", str(upstream_tls.ca_pem),
-        "--resolve", f"acme.zendesk.com=127.0.0.1:{zendesk_port}",
-        "--resolve", f"api.unknown-vendor.test=127.0.0.1:{zendesk_port}",
+        *resolve,
         *extra,
     ], token=ALICE).start()
 
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
-          zendesk: tuple[FakeZendesk, HTTPSFake]) -> Iterator[ProxyProcess]:
-    process = start_proxy(tmp_path_factory.mktemp("proxy"), upstream_tls, zendesk[1].port,
+          vendors: dict[str, Vendor]) -> Iterator[ProxyProcess]:
+    process = start_proxy(tmp_path_factory.mktemp("proxy"), upstream_tls, vendors,
                           "--hold-timeout", "30")
     yield process
     assert process.stop() == 0, process.log()

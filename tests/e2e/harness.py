@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +132,44 @@ class ProxyProcess:
 def triples(approval: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(field, old, new) of each change, for assertions that do not care about record ids."""
     return [(change["field"], change["old"], change["new"]) for change in approval["changes"]]
+
+
+class Background:
+    """Runs a blocking SDK call in a thread, as the agent would, and hands back its outcome."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            self.result = call()
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, timeout: float = 30) -> Background:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the agent's call is still waiting"
+        return self
+
+
+def agent_client(proxy: ProxyProcess, **headers: str) -> httpx.Client:
+    """An agent's HTTP client configured only with the proxy and its CA."""
+    trust = ssl.create_default_context(cafile=str(proxy.ca_cert))
+    return httpx.Client(proxy=proxy.proxy_url, verify=trust, timeout=60, headers=headers)
+
+
+def held(proxy: ProxyProcess, call: Callable[[], Any]) -> tuple[Background, dict[str, Any]]:
+    """Starts the agent's write and returns it with the approval it is held as."""
+    agent = Background(call)
+    [approval] = proxy.wait_for_pending()
+    return agent, approval
+
+
+def changes_by_record(approval: dict[str, Any]) -> dict[str | None, dict[str, tuple[Any, Any]]]:
+    found: dict[str | None, dict[str, tuple[Any, Any]]] = {}
+    for change in approval["changes"]:
+        found.setdefault(change["record_id"], {})[change["field"]] = (change["old"], change["new"])
+    return found

@@ -9,9 +9,7 @@ import base64
 import json
 import signal
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -19,33 +17,12 @@ from zenpy import Zenpy
 from zenpy.lib.api_objects import Ticket
 from zenpy.lib.exception import APIException
 
-from tests.e2e.conftest import ALICE, BOB, UpstreamTLS, start_proxy
-from tests.e2e.harness import ProxyProcess, triples
+from tests.e2e.conftest import ALICE, BOB, UpstreamTLS, Vendor, start_proxy
+from tests.e2e.harness import Background, ProxyProcess, triples
 from tests.fakes.server import HTTPSFake
 from tests.fakes.zendesk import FakeZendesk
 
 EMAIL, API_TOKEN = "agent@acme.test", "zd-api-token-123"
-
-
-class Background:
-    """Runs a blocking SDK call in a thread, as the agent would, and hands back its outcome."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
-        self._thread.start()
-
-    def _run(self, call: Callable[[], Any]) -> None:
-        try:
-            self.result = call()
-        except BaseException as exc:
-            self.error = exc
-
-    def join(self, timeout: float = 30) -> Background:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the agent's call is still waiting"
-        return self
 
 
 def agent_env(monkeypatch: pytest.MonkeyPatch, proxy: ProxyProcess) -> None:
@@ -266,9 +243,9 @@ def test_review_api_requires_a_reviewer_token_on_every_route(proxy: ProxyProcess
 
 def test_undecided_write_gets_202_after_the_hold_timeout_and_executes_once_when_approved(
         tmp_path, monkeypatch: pytest.MonkeyPatch, upstream_tls: UpstreamTLS,
-        zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
+        vendors: dict[str, Vendor], zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
     fake, server = zendesk
-    short = start_proxy(tmp_path, upstream_tls, server.port, "--hold-timeout", "1")
+    short = start_proxy(tmp_path, upstream_tls, vendors, "--hold-timeout", "1")
     try:
         agent_env(monkeypatch, short)
         fake.seed(5, status="open")
@@ -296,9 +273,10 @@ def test_undecided_write_gets_202_after_the_hold_timeout_and_executes_once_when_
 
 
 def test_reverse_mode_holds_writes_and_sigint_stops_cleanly(
-        tmp_path, upstream_tls: UpstreamTLS, zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
+        tmp_path, upstream_tls: UpstreamTLS, vendors: dict[str, Vendor],
+        zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
     fake, server = zendesk
-    reverse = start_proxy(tmp_path, upstream_tls, server.port, "--hold-timeout", "30",
+    reverse = start_proxy(tmp_path, upstream_tls, vendors, "--hold-timeout", "30",
                           "--mode", "reverse:https://acme.zendesk.com")
     try:
         fake.seed(6, status="open")
@@ -337,9 +315,9 @@ def test_review_api_cannot_be_reached_through_the_proxy(
 
 def test_a_hold_survives_kill_9_and_is_sent_once_when_approved_after_restart(
         tmp_path, monkeypatch: pytest.MonkeyPatch, upstream_tls: UpstreamTLS,
-        zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
+        vendors: dict[str, Vendor], zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
     fake, server = zendesk
-    first = start_proxy(tmp_path, upstream_tls, server.port, "--hold-timeout", "30")
+    first = start_proxy(tmp_path, upstream_tls, vendors, "--hold-timeout", "30")
     agent_env(monkeypatch, first)
     fake.seed(7, status="open")
     fake.log.clear()
