@@ -42,7 +42,8 @@ def test_create_contact_is_held_with_old_values_null(
 
 def test_deal_amount_update_fetches_only_the_sent_properties_and_flags_money(
         proxy: ProxyProcess, hubspot: FakeHubSpot, agent: httpx.Client) -> None:
-    deal = hubspot.seed("deals", dealname="Renewal", amount="1200", dealstage="appointmentscheduled")
+    deal = hubspot.seed("deals", dealname="Renewal", amount="1200",
+                        dealstage="appointmentscheduled")
     call, approval = held(proxy, lambda: agent.patch(f"{BASE}/deals/{deal}", json={
         "properties": {"amount": "12000", "dealname": "Renewal"}}))
     assert triples(approval) == [("amount", "1200", "12000")]  # dealname is unchanged

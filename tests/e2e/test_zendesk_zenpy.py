@@ -244,7 +244,7 @@ def test_review_api_requires_a_reviewer_token_on_every_route(proxy: ProxyProcess
 def test_undecided_write_gets_202_after_the_hold_timeout_and_executes_once_when_approved(
         tmp_path, monkeypatch: pytest.MonkeyPatch, upstream_tls: UpstreamTLS,
         vendors: dict[str, Vendor], zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
-    fake, server = zendesk
+    fake = zendesk[0]
     short = start_proxy(tmp_path, upstream_tls, vendors, "--hold-timeout", "1")
     try:
         agent_env(monkeypatch, short)
@@ -275,7 +275,7 @@ def test_undecided_write_gets_202_after_the_hold_timeout_and_executes_once_when_
 def test_reverse_mode_holds_writes_and_sigint_stops_cleanly(
         tmp_path, upstream_tls: UpstreamTLS, vendors: dict[str, Vendor],
         zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
-    fake, server = zendesk
+    fake = zendesk[0]
     reverse = start_proxy(tmp_path, upstream_tls, vendors, "--hold-timeout", "30",
                           "--mode", "reverse:https://acme.zendesk.com")
     try:
@@ -316,7 +316,7 @@ def test_review_api_cannot_be_reached_through_the_proxy(
 def test_a_hold_survives_kill_9_and_is_sent_once_when_approved_after_restart(
         tmp_path, monkeypatch: pytest.MonkeyPatch, upstream_tls: UpstreamTLS,
         vendors: dict[str, Vendor], zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
-    fake, server = zendesk
+    fake = zendesk[0]
     first = start_proxy(tmp_path, upstream_tls, vendors, "--hold-timeout", "30")
     agent_env(monkeypatch, first)
     fake.seed(7, status="open")
