@@ -282,6 +282,11 @@ def _single_record(route: Route, spec: ObjectSpec, object_type: str, params: dic
                    body: Any) -> RecordWrite:
     values_path = route.values_path if route.values_path is not None else spec.values_path
     operation, record_id = route.operation, params.get("id")
+    if route.id_from_body is not None:
+        found = at_path(body, route.id_from_body)
+        if found in (None, ""):
+            raise BodyShapeError(f"expected the record id in the body's {route.id_from_body!r}")
+        record_id = str(found)
     if operation is Operation.delete:
         return RecordWrite(object_type, operation, record_id, None)
     if operation is Operation.action:

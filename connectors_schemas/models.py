@@ -110,6 +110,7 @@ class Route(_Strict):
     body: BodyFormat | None = None  # overrides the object's
     values_path: str | None = None  # overrides the object's
     update_if_body_has: str | None = None  # a create route that is an update when this is set
+    id_from_body: str | None = None  # the record id is this body field (QuickBooks delete/void)
     bulk: BulkSpec | None = None
     fetch: FetchSpec | None = None  # overrides the object's
     no_fetch: bool = False  # nothing to fetch (the old state is not a record)
@@ -190,6 +191,7 @@ class Connector(_Strict):
             for route in spec.routes:
                 names = {found[0] for found in PLACEHOLDER.findall(route.path)}
                 named = ("id" in names or route.update_if_body_has or route.bulk
+                         or route.id_from_body
                          or spec.body is BodyFormat.graphql or route.body is BodyFormat.graphql)
                 if route.operation in (Operation.update, Operation.delete,
                                        Operation.action) and not named:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import jsonpatch
 
 from connectors_schemas import ObjectSpec, Operation, RecordWrite, UpdateSemantics, at_path
-from connectors_schemas.models import PLACEHOLDER
 
 _MISSING = object()
 
@@ -135,9 +135,13 @@ def _keyed_lists(record: dict[str, Any], list_keys: dict[str, str]) -> dict[str,
     return keyed
 
 
+_BODY_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
 def _render(template: Any, body: Any) -> Any:
+    """An action's effect, with `{a.b}` taken from the request body."""
     if isinstance(template, str) and "{" in template:
-        return PLACEHOLDER.sub(lambda m: str(at_path(body, m[1]) or ""), template)
+        return _BODY_REF.sub(lambda m: str(at_path(body, m[1]) or ""), template)
     return template
 
 

@@ -11,6 +11,8 @@ import trustme
 
 from tests.e2e.harness import ProxyProcess
 from tests.fakes.hubspot import FakeHubSpot
+from tests.fakes.jira import FakeJira
+from tests.fakes.quickbooks import FakeQuickBooks
 from tests.fakes.server import HTTPSFake
 from tests.fakes.zendesk import FakeZendesk
 
@@ -45,6 +47,9 @@ class Vendor:
 VENDORS: dict[str, tuple[Callable[[], Any], list[str]]] = {
     "zendesk": (FakeZendesk, ["acme.zendesk.com", "api.unknown-vendor.test"]),
     "hubspot": (FakeHubSpot, ["api.hubapi.com"]),
+    "quickbooks": (FakeQuickBooks, ["quickbooks.api.intuit.com",
+                                    "sandbox-quickbooks.api.intuit.com"]),
+    "jira": (FakeJira, ["acme.atlassian.net"]),
 }
 
 

@@ -149,6 +149,10 @@ class Background:
         except BaseException as exc:
             self.error = exc
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def join(self, timeout: float = 30) -> Background:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "the agent's call is still waiting"
@@ -163,9 +167,19 @@ def agent_client(proxy: ProxyProcess, **headers: str) -> httpx.Client:
 
 def held(proxy: ProxyProcess, call: Callable[[], Any]) -> tuple[Background, dict[str, Any]]:
     """Starts the agent's write and returns it with the approval it is held as."""
+    before = {approval["id"] for approval in proxy.approvals("pending")}
     agent = Background(call)
-    [approval] = proxy.wait_for_pending()
-    return agent, approval
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        new = [a for a in proxy.approvals("pending") if a["id"] not in before]
+        if new:
+            [approval] = new
+            return agent, approval
+        if not agent.running:
+            break
+        time.sleep(0.02)
+    agent.join(1)
+    raise AssertionError(f"the write was not held: {agent.result!r} {agent.error!r}")
 
 
 def changes_by_record(approval: dict[str, Any]) -> dict[str | None, dict[str, tuple[Any, Any]]]:

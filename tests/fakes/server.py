@@ -51,7 +51,7 @@ def free_port() -> int:
 
 class HTTPSFake:
     def __init__(self, app: ASGIApp, certfile: Path, keyfile: Path) -> None:
-        self._sock = socket.socket()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]

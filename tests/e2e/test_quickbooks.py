@@ -1,0 +1,123 @@
+"""QuickBooks Online through the real proxy: full vs sparse updates, delete, void, send, query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Vendor
+from tests.e2e.harness import ProxyProcess, agent_client, held, triples
+from tests.fakes.quickbooks import FakeQuickBooks
+
+REALM = "9130347596283816"
+BASE = f"https://quickbooks.api.intuit.com/v3/company/{REALM}"
+
+
+@pytest.fixture
+def qbo(vendors: dict[str, Vendor]) -> FakeQuickBooks:
+    fake = vendors["quickbooks"].fake
+    fake.log.clear()
+    return fake
+
+
+@pytest.fixture
+def agent(proxy: ProxyProcess) -> Iterator[httpx.Client]:
+    with agent_client(proxy, Authorization="Bearer qbo-access-token-123",
+                      Accept="application/json") as client:
+        yield client
+
+
+def test_create_invoice_without_id_is_a_create(
+        proxy: ProxyProcess, qbo: FakeQuickBooks, agent: httpx.Client) -> None:
+    customer = qbo.seed_customer(DisplayName="Globex Test Corp")
+    body = {"CustomerRef": {"value": customer},
+            "Line": [{"Amount": 250.0, "DetailType": "SalesItemLineDetail",
+                      "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "Qty": 1,
+                                              "UnitPrice": 250}}]}
+    call, approval = held(proxy, lambda: agent.post(f"{BASE}/invoice?minorversion=75", json=body))
+    assert (approval["system"], approval["object_type"], approval["operation"]) == (
+        "QuickBooks", "invoice", "create")
+    assert approval["risk"]["level"] == "high"  # Line moves money
+    proxy.decide(approval["id"], "approve")
+    response = call.join().result
+    assert response.status_code == 200
+    assert response.json()["Invoice"]["TotalAmt"] == 250.0
+
+
+def test_full_update_shows_omitted_writable_fields_going_to_null(
+        proxy: ProxyProcess, qbo: FakeQuickBooks, agent: httpx.Client) -> None:
+    invoice = qbo.seed_invoice(PrivateNote="call before delivery")
+    current = agent.get(f"{BASE}/invoice/{invoice}?minorversion=75").json()["Invoice"]
+    full = {key: value for key, value in current.items()
+            if key not in ("PrivateNote", "CustomerMemo")}
+    full["DueDate"] = "2030-01-31"
+    qbo.log.clear()
+    call, approval = held(proxy, lambda: agent.post(f"{BASE}/invoice?minorversion=75",
+                                                    json=full))
+    assert approval["operation"] == "update"
+    assert approval["record_id"] == invoice
+    changes = {field: (old, new) for field, old, new in triples(approval)}
+    assert changes["PrivateNote"] == ("call before delivery", None)
+    assert changes["CustomerMemo.value"][1] is None
+    assert changes["DueDate"][1] == "2030-01-31"
+    assert "SyncToken" not in changes and "MetaData.CreateTime" not in changes
+    [fetch] = qbo.log.of("GET", f"/v3/company/{REALM}/invoice/{invoice}")
+    assert fetch.query == "minorversion=75"  # kept on the fetch of the current record
+    proxy.decide(approval["id"], "approve")
+    assert call.join().result.status_code == 200
+    assert "PrivateNote" not in qbo.invoices[invoice]
+
+
+def test_sparse_update_changes_only_the_fields_sent(
+        proxy: ProxyProcess, qbo: FakeQuickBooks, agent: httpx.Client) -> None:
+    invoice = qbo.seed_invoice(PrivateNote="keep me")
+    token = qbo.invoices[invoice]["SyncToken"]
+    call, approval = held(proxy, lambda: agent.post(f"{BASE}/invoice", json={
+        "Id": invoice, "SyncToken": token, "sparse": True, "DueDate": "2031-05-01"}))
+    assert [field for field, _, _ in triples(approval)] == ["DueDate"]
+    proxy.decide(approval["id"], "approve")
+    assert call.join().result.status_code == 200
+    assert qbo.invoices[invoice]["PrivateNote"] == "keep me"
+
+
+def test_delete_void_and_send_are_held_with_their_effect(
+        proxy: ProxyProcess, qbo: FakeQuickBooks, agent: httpx.Client) -> None:
+    invoice = qbo.seed_invoice()
+    token = qbo.invoices[invoice]["SyncToken"]
+    call, approval = held(proxy, lambda: agent.post(
+        f"{BASE}/invoice?operation=void", json={"Id": invoice, "SyncToken": token}))
+    assert (approval["operation"], approval["action"], approval["record_id"]) == (
+        "action", "void", invoice)
+    assert ("TotalAmt", 100.0, 0) in triples(approval)
+    assert "voids a transaction" in " ".join(approval["risk"]["reasons"])
+    proxy.decide(approval["id"], "reject", "customer paid already")
+    assert call.join().result.status_code == 403
+
+    call, approval = held(proxy, lambda: agent.post(f"{BASE}/invoice/{invoice}/send"))
+    assert approval["action"] == "send"
+    assert approval["risk"]["level"] == "medium"
+    assert "emails the document to the customer" in approval["risk"]["reasons"]
+    proxy.decide(approval["id"], "approve")
+    assert call.join().result.json()["Invoice"]["EmailStatus"] == "EmailSent"
+
+    token = qbo.invoices[invoice]["SyncToken"]
+    call, approval = held(proxy, lambda: agent.post(
+        f"{BASE}/invoice?operation=delete", json={"Id": invoice, "SyncToken": token}))
+    assert (approval["operation"], approval["record_id"]) == ("delete", invoice)
+    assert approval["risk"]["level"] == "high"
+    proxy.decide(approval["id"], "approve")
+    assert call.join().result.json()["Invoice"]["status"] == "Deleted"
+
+
+def test_query_sent_as_post_is_a_read(
+        proxy: ProxyProcess, qbo: FakeQuickBooks, agent: httpx.Client) -> None:
+    invoice = qbo.seed_invoice()
+    before = len(proxy.approvals())
+    response = agent.post(f"{BASE}/query?minorversion=75",
+                          content=f"select * from Invoice where Id = '{invoice}'",
+                          headers={"Content-Type": "application/text"})
+    assert response.status_code == 200
+    assert response.json()["QueryResponse"]["Invoice"][0]["Id"] == invoice
+    assert len(proxy.approvals()) == before
