@@ -106,7 +106,7 @@ class Classification:
                 if template in lists:
                     return lists[template]
                 return PLACEHOLDER.sub(
-                    lambda m: quote(names.get(m[1], ""), safe="") if in_path and m[1] in (
+                    lambda m: quote(names.get(m[1], ""), safe="/") if in_path and m[1] in (
                         "id", "ids") else names.get(m[1], ""), template)
             if isinstance(template, dict):
                 return {key: render(value) for key, value in template.items()}

@@ -154,6 +154,7 @@ class ObjectSpec(_Strict):
     added_items: list[str] = []  # body fields that add an item (a comment), not set a value
     list_keys: dict[str, str] = {}  # list field -> key its items are compared by
     ops_path: str | None = None  # body path of per-field operations (Jira's `update`)
+    base64_fields: list[str] = []  # shown decoded (GitHub file contents)
     body: BodyFormat = BodyFormat.json
     fetch: FetchSpec | None = None
     routes: Annotated[list[Route], Field(min_length=1)]

@@ -14,6 +14,9 @@ _NO_RETRY = {"Stripe-Should-Retry": "false", "X-Should-Retry": "false"}
 
 
 def _json(status_code: int, body: dict[str, Any], approval_id: str | None = None) -> http.Response:
+    # SDKs that read {"error": {"message"}} (Stripe's, among others) then show the reason.
+    body["error"] = {"type": "hitl_proxy", "code": f"approval_{body['status']}",
+                     "message": body["message"]}
     headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **_NO_RETRY}
     if approval_id is not None:
         headers["X-HITL-Approval-Id"] = approval_id
@@ -58,5 +61,5 @@ def denied(approval: Approval) -> http.Response:
 
 def refused(status_code: int, message: str, approval_id: str | None = None) -> http.Response:
     """The proxy could not hold the write safely, so it refuses it (fail closed)."""
-    return _json(status_code, {"status": "refused", "error": message,
+    return _json(status_code, {"status": "refused", "message": message,
                                "approval_id": approval_id}, approval_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import jsonpatch
 
 from connectors_schemas import ObjectSpec, Operation, RecordWrite, UpdateSemantics, at_path
+from connectors_schemas.models import BodyFormat
 
 _MISSING = object()
 
@@ -145,6 +147,40 @@ def _render(template: Any, body: Any) -> Any:
     return template
 
 
+def _typed_like(proposed: Any, current: Any) -> Any:
+    """Form values arrive as strings: read them as the type the record already holds."""
+    if isinstance(proposed, dict):
+        current = current if isinstance(current, dict) else {}
+        return {key: _typed_like(value, current.get(key)) for key, value in proposed.items()}
+    if isinstance(proposed, list):
+        return [_typed_like(item, None) for item in proposed]
+    if not isinstance(proposed, str):
+        return proposed
+    if proposed == "":
+        return None  # an empty form value unsets the field
+    if isinstance(current, bool) and proposed in ("true", "false"):
+        return proposed == "true"
+    for kind in (int, float):
+        if isinstance(current, kind) and not isinstance(current, bool):
+            try:
+                return kind(proposed)
+            except ValueError:
+                return proposed
+    return proposed
+
+
+def _decoded(record: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    decoded = dict(record)
+    for field in fields:
+        value = decoded.get(field)
+        if isinstance(value, str):
+            try:
+                decoded[field] = base64.b64decode("".join(value.split()), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                pass  # not base64 text: shown as sent
+    return decoded
+
+
 def diff_record(spec: ObjectSpec, record: RecordWrite, current: dict[str, Any] | None,
                 operation: Operation, sets: dict[str, Any], body: Any) -> Diff:
     """The diff of one record under its object's rules (read-only fields, added items, ops)."""
@@ -178,7 +214,11 @@ def diff_record(spec: ObjectSpec, record: RecordWrite, current: dict[str, Any] |
                     elif verb == "remove":
                         extra.append(FieldChange(field, value, None, "remove"))
         values = _keyed_lists(_without(values, spec.read_only), spec.list_keys)
+        values = _decoded(values, spec.base64_fields)
+        if spec.body is BodyFormat.form:
+            values = _typed_like(values, current)
     if current is not None:
         current = _keyed_lists(_without(current, spec.read_only), spec.list_keys)
+        current = _decoded(current, spec.base64_fields)
     diff = compute_diff(operation, current, values, semantics)
     return Diff(diff.changes + extra, diff.patch)

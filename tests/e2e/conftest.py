@@ -10,10 +10,13 @@ import pytest
 import trustme
 
 from tests.e2e.harness import ProxyProcess
+from tests.fakes.github import FakeGitHub
+from tests.fakes.graphql_apis import FakeLinear, FakeShopify
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.jira import FakeJira
 from tests.fakes.quickbooks import FakeQuickBooks
 from tests.fakes.server import HTTPSFake
+from tests.fakes.stripe_api import FakeStripe
 from tests.fakes.zendesk import FakeZendesk
 
 ALICE = "alice-support-token-0001"
@@ -50,6 +53,10 @@ VENDORS: dict[str, tuple[Callable[[], Any], list[str]]] = {
     "quickbooks": (FakeQuickBooks, ["quickbooks.api.intuit.com",
                                     "sandbox-quickbooks.api.intuit.com"]),
     "jira": (FakeJira, ["acme.atlassian.net"]),
+    "stripe": (FakeStripe, ["api.stripe.com"]),
+    "github": (FakeGitHub, ["api.github.com"]),
+    "shopify": (FakeShopify, ["acme.myshopify.com"]),
+    "linear": (FakeLinear, ["api.linear.app"]),
 }
 
 

@@ -122,6 +122,8 @@ def test_rejected_update_raises_in_zenpy_and_never_reaches_upstream(
         "status": "rejected", "approval_id": approval["id"],
         "note": "wrong ticket, ask the customer first", "decided_by": "alice",
         "message": "a reviewer rejected this write; nothing was sent upstream",
+        "error": {"type": "hitl_proxy", "code": "approval_rejected",
+                  "message": "a reviewer rejected this write; nothing was sent upstream"},
     }
     assert agent.error.response.status_code == 403
     assert fake.log.of("PUT") == []

@@ -330,6 +330,7 @@ def test_simple_salesforce_sdk(fake: FakeSalesforce, sf: Salesforce) -> None:
     with pytest.raises(SalesforceMalformedRequest) as info:
         sf.Account.create({"Name": "x", "Nope__c": 1})
     assert info.value.content[0]["errorCode"] == "INVALID_FIELD"
+    del info  # its traceback holds the response, whose socket would stall server shutdown
     leads = sf.Lead
     leads.create({"LastName": "Usage", "Company": "Acme"})
     assert leads.api_usage["api-usage"].total == 15000  # parsed from Sforce-Limit-Info
