@@ -222,7 +222,7 @@ class Matcher:
             found = candidate.pattern.match(path)
             if found is None:
                 continue
-            if any(query_map.get(k, "").lower() != v.lower() for k, v in route.query.items()):
+            if not _query_matches(route.query, query_map):
                 continue
             params = {k: unquote(v) for k, v in found.groupdict().items()}
             base = PLACEHOLDER.sub(lambda m, f=found: f.group(m[1]) or "", candidate.base)
@@ -233,6 +233,12 @@ class Matcher:
     def match(self, method: str, host: str, path: str) -> Classification | None:
         """Classification from method, host and path alone (no body)."""
         return self.classify(method, host, path, [])
+
+
+def _query_matches(required: dict[str, str], query: dict[str, str]) -> bool:
+    """Each required parameter has the given value; "*" only asks that it is present."""
+    return all(query.get(name) if value == "*" else query.get(name, "").lower() == value.lower()
+               for name, value in required.items())
 
 
 def _values(body: Any, path: str | None) -> dict[str, Any]:

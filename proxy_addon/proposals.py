@@ -156,7 +156,9 @@ class ProposalBuilder:
             for record in classification.records:
                 operation = record.operation
                 current = currents.records.get(record.record_id)
-                if operation is Operation.upsert:
+                if operation is Operation.upsert and (current is not None
+                                                      or currents.problem is None):
+                    # The fetched record decides; when the fetch failed it stays an upsert.
                     operation = Operation.update if current is not None else Operation.create
                 if operation is not Operation.create:
                     needs_old = needs_old or current is None

@@ -46,7 +46,7 @@ def test_zendesk_ticket_routes(matcher: Matcher, method: str, path: str, operati
 
 
 @pytest.mark.parametrize(("method", "host", "path"), [
-    ("PUT", "acme.zendesk.com", "/api/v2/users/1"),  # a route the connector does not list
+    ("PUT", "acme.zendesk.com", "/api/v2/groups/1"),  # a route the connector does not list
     ("PATCH", "acme.zendesk.com", "/api/v2/tickets/1"),  # a method the route does not take
     ("PUT", "acme.zendesk.com", "/api/v2/tickets/1/comments"),
     ("PUT", "zendesk.com.evil.test", "/api/v2/tickets/1"),

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 from zenpy import Zenpy
-from zenpy.lib.api_objects import Ticket
+from zenpy.lib.api_objects import Comment, Ticket, User
 from zenpy.lib.exception import APIException
 
 from tests.e2e.conftest import ALICE, BOB, UpstreamTLS, Vendor, start_proxy
-from tests.e2e.harness import Background, ProxyProcess, triples
+from tests.e2e.harness import Background, ProxyProcess, changes_by_record, held, triples
 from tests.fakes.server import HTTPSFake
 from tests.fakes.zendesk import FakeZendesk
 
@@ -346,3 +346,76 @@ def test_a_hold_survives_kill_9_and_is_sent_once_when_approved_after_restart(
         assert fake.tickets[7]["status"] == "solved"
     finally:
         assert second.stop() == 0, second.log()
+
+
+def test_bulk_update_and_destroy_many_are_split_per_ticket(
+        client: Zenpy, proxy: ProxyProcess, zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
+    fake = zendesk[0]
+    fake.seed(21, status="new", priority="low")
+    fake.seed(22, status="open", priority="low")
+    first, second = client.tickets(id=21), client.tickets(id=22)
+    first.priority = second.priority = "high"
+    agent, approval = held(proxy, lambda: client.tickets.update([first, second]))
+    assert [r["record_id"] for r in approval["records"]] == ["21", "22"]
+    assert changes_by_record(approval) == {"21": {"priority": ("low", "high")},
+                                           "22": {"priority": ("low", "high")}}
+    assert fake.log.of("GET", "/api/v2/tickets/show_many")  # old values from show_many
+    proxy.decide(approval["id"], "approve")
+    assert agent.join().error is None
+    assert fake.tickets[22]["priority"] == "high"
+
+    agent, approval = held(proxy, lambda: client.tickets.delete([first, second]))
+    assert approval["operation"] == "delete"
+    assert set(changes_by_record(approval)) == {"21", "22"}
+    proxy.decide(approval["id"], "reject", "keep them")
+    assert agent.join().error is not None
+    assert 21 in fake.tickets and 22 in fake.tickets
+
+
+def test_update_many_with_ids_query_applies_one_change_to_each(
+        monkeypatch: pytest.MonkeyPatch, proxy: ProxyProcess,
+        zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
+    agent_env(monkeypatch, proxy)
+    fake = zendesk[0]
+    fake.seed(31, tags=["a"])
+    fake.seed(32, tags=["b"])
+    agent, approval = held(proxy, lambda: requests.put(
+        "https://acme.zendesk.com/api/v2/tickets/update_many.json?ids=31,32",
+        auth=(f"{EMAIL}/token", API_TOKEN), json={"ticket": {"tags": ["triaged"]}}, timeout=60))
+    assert changes_by_record(approval) == {"31": {"tags": (["a"], ["triaged"])},
+                                           "32": {"tags": (["b"], ["triaged"])}}
+    proxy.decide(approval["id"], "approve")
+    assert agent.join().result.status_code == 200
+
+
+def test_comment_is_shown_as_an_added_item_with_its_public_flag(
+        client: Zenpy, proxy: ProxyProcess, zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
+    fake = zendesk[0]
+    fake.seed(41, status="open")
+    ticket = client.tickets(id=41)
+    ticket.comment = Comment(body="We shipped a fix", public=True)
+    ticket.status = "solved"
+    agent, approval = held(proxy, lambda: client.tickets.update(ticket))
+    comment = next(c for c in approval["changes"] if c["field"] == "comment")
+    assert comment["kind"] == "add"
+    assert comment["old"] is None
+    assert comment["new"]["body"] == "We shipped a fix"
+    assert comment["new"]["public"] is True
+    assert "customer-visible: added comment" in approval["risk"]["reasons"]
+    proxy.decide(approval["id"], "approve")
+    assert agent.join().error is None
+    assert fake.comments[41][-1]["body"] == "We shipped a fix"
+
+
+def test_user_create_or_update_shows_an_update_for_a_known_email(
+        client: Zenpy, proxy: ProxyProcess, zendesk: tuple[FakeZendesk, HTTPSFake]) -> None:
+    fake = zendesk[0]
+    fake.seed_user(501, name="Old Name", email="known@acme.test")
+    agent, approval = held(proxy, lambda: client.users.create_or_update(
+        User(name="New Name", email="known@acme.test")))
+    assert (approval["object_type"], approval["operation"], approval["record_id"]) == (
+        "user", "update", "known@acme.test")
+    assert ("name", "Old Name", "New Name") in triples(approval)
+    proxy.decide(approval["id"], "approve")
+    assert agent.join().error is None
+    assert fake.users[501]["name"] == "New Name"

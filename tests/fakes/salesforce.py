@@ -714,7 +714,9 @@ class FakeSalesforce:
                    "updateable": name not in READ_ONLY and name not in COMPUTED.get(sobject, ()),
                    "externalId": name in self.external_ids.get(sobject, set()),
                    "type": "id" if name == "Id" else "reference" if name.endswith("Id")
-                   else "string"}
+                   else "boolean" if name.startswith("Is") else "datetime"
+                   if name.endswith(("Date", "Modstamp")) and name != "CloseDate"
+                   else "date" if name == "CloseDate" else "string"}
                   for name in self.schema.get(sobject, SYSTEM_FIELDS)]
         return {**self._summary(sobject, version), "fields": fields}
 
