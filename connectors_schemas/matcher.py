@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from connectors_schemas.bodies import BodyError, at_path, parse_body, parse_graphql
 from connectors_schemas.models import (
     PLACEHOLDER,
+    WRITE_METHODS,
     BodyFormat,
     Connector,
     FetchSpec,
@@ -58,10 +60,11 @@ class Classification:
     records: list[RecordWrite] = field(default_factory=list)
     body: Any = None
     body_problem: str | None = None
+    parts: list[Classification] = field(default_factory=list)  # subrequests, each on its own
 
     @property
     def bulk(self) -> bool:
-        return self.route.bulk is not None
+        return self.route.bulk is not None or bool(self.parts)
 
     @property
     def operation(self) -> Operation:
@@ -88,7 +91,10 @@ class Classification:
             return []
         kept = [(k, v) for k, v in agent_query if k in spec.keep_query]
         if spec.many:
-            return [self._render(spec, wanted, kept)]
+            by_type: dict[str, list[RecordWrite]] = {}
+            for record in wanted:
+                by_type.setdefault(record.object_type, []).append(record)
+            return [self._render(spec, group, kept) for group in by_type.values()]
         return [self._render(spec, [record], kept) for record in wanted[:MAX_FETCHES]]
 
     def _render(self, spec: FetchSpec, records: list[RecordWrite],
@@ -226,9 +232,40 @@ class Matcher:
                 continue
             params = {k: unquote(v) for k, v in found.groupdict().items()}
             base = PLACEHOLDER.sub(lambda m, f=found: f.group(m[1]) or "", candidate.base)
-            return _classify_route(connector, candidate, base, params, query_map, content,
-                                   content_type)
+            classified = _classify_route(connector, candidate, base, params, query_map, content,
+                                         content_type)
+            if route.subrequests is not None and classified.body_problem is None:
+                return self._with_parts(classified, host)
+            return classified
         return None
+
+    def _with_parts(self, outer: Classification, host: str) -> Classification:
+        """Each subrequest classified as if sent alone; GETs among them are reads."""
+        spec = outer.route.subrequests
+        assert spec is not None
+        items = at_path(outer.body, spec.path)
+        if not isinstance(items, list) or not items:
+            return replace(outer, body_problem=f"expected a non-empty list under {spec.path!r}")
+        parts = []
+        for index, item in enumerate(items):
+            method = str(at_path(item, spec.method_field) or "").upper()
+            url = at_path(item, spec.url_field)
+            if not isinstance(url, str) or not method:
+                return replace(outer, body_problem=f"{spec.path}[{index}] has no method or url")
+            if method not in WRITE_METHODS:
+                continue
+            path, _, query = url.partition("?")
+            body = at_path(item, spec.body_field)
+            content = b"" if body is None else json.dumps(body).encode()
+            part = self.classify(method, host, path, parse_qsl(query), content,
+                                 "application/json")
+            if part is None:
+                return replace(outer, body_problem=(
+                    f"{spec.path}[{index}]: no route for {method} {path}"))
+            if not part.read:
+                parts.append(part)
+        records = [record for part in parts for record in part.records]
+        return replace(outer, read=not parts, records=records, parts=parts)
 
     def match(self, method: str, host: str, path: str) -> Classification | None:
         """Classification from method, host and path alone (no body)."""

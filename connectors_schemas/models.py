@@ -100,6 +100,15 @@ class BulkSpec(_Strict):
         return self
 
 
+class SubrequestsSpec(_Strict):
+    """A request carrying several requests (Salesforce /composite), classified one by one."""
+
+    path: str  # body path of the list
+    method_field: str = "method"
+    url_field: str = "url"
+    body_field: str = "body"
+
+
 class Route(_Strict):
     method: Annotated[str, Field(description="HTTP method, upper case")]
     path: Annotated[str, Field(description="Path under base_path; {name} is one segment")]
@@ -112,6 +121,7 @@ class Route(_Strict):
     update_if_body_has: str | None = None  # a create route that is an update when this is set
     id_from_body: str | None = None  # the record id is this body field (QuickBooks delete/void)
     bulk: BulkSpec | None = None
+    subrequests: SubrequestsSpec | None = None
     fetch: FetchSpec | None = None  # overrides the object's
     no_fetch: bool = False  # nothing to fetch (the old state is not a record)
     risk: list[RiskNote] = []
@@ -192,7 +202,7 @@ class Connector(_Strict):
             for route in spec.routes:
                 names = {found[0] for found in PLACEHOLDER.findall(route.path)}
                 named = ("id" in names or route.update_if_body_has or route.bulk
-                         or route.id_from_body
+                         or route.id_from_body or route.subrequests
                          or spec.body is BodyFormat.graphql or route.body is BodyFormat.graphql)
                 if route.operation in (Operation.update, Operation.delete,
                                        Operation.action) and not named:

@@ -92,10 +92,26 @@ def _masked_changes(diff: Diff, record_id: str | None) -> list[Change]:
     ]
 
 
+@dataclass(slots=True)
+class _PartDiff:
+    changes: list[Change] = field(default_factory=list)
+    patch: list[dict[str, Any]] = field(default_factory=list)
+    refs: list[RecordRef] = field(default_factory=list)
+    risk_changes: list[FieldChange] = field(default_factory=list)
+    needs_old: bool = False
+    problem: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Currents:
     records: dict[str | None, dict[str, Any]]
     problem: str | None  # why some old values are unknown
+    not_found: frozenset[str | None] = frozenset()  # upstream said 404: the record does not exist
+
+    def absent(self, record_id: str | None) -> bool:
+        """Known not to exist (so an upsert creates it), rather than unknown."""
+        return record_id not in self.records and (self.problem is None
+                                                  or record_id in self.not_found)
 
 
 class ProposalBuilder:
@@ -122,9 +138,12 @@ class ProposalBuilder:
         ])
         records: dict[str | None, dict[str, Any]] = {}
         problems = []
+        not_found: set[str | None] = set()
         for request, fetched in zip(requests, answers, strict=True):
             if fetched.problem is not None:
                 problems.append(fetched.problem)
+                if fetched.status_code == 404:
+                    not_found.update(request.record_ids)
                 continue
             found = classification.records_from(request, fetched.record)
             if not found:
@@ -132,7 +151,35 @@ class ProposalBuilder:
                 problems.append("the upstream's answer holds no record"
                                 + (f" under {where!r}" if where else ""))
             records.update(found)
-        return _Currents(records, problems[0] if problems else None)
+        return _Currents(records, problems[0] if problems else None, frozenset(not_found))
+
+    async def _diff_part(self, write: WriteRequest, part: Classification,
+                         body_problem: str | None, prefixed: bool) -> _PartDiff:
+        """Fetch and diff the records of one request (or one subrequest of a composite)."""
+        currents = await self._fetch(write, part)
+        found = _PartDiff()
+        for record in part.records:
+            operation = record.operation
+            current = currents.records.get(record.record_id)
+            if operation is Operation.upsert and (current is not None
+                                                  or currents.absent(record.record_id)):
+                # The fetched record decides; when the fetch failed it stays an upsert.
+                operation = Operation.update if current is not None else Operation.create
+            if operation is not Operation.create and current is None:
+                found.needs_old = True
+            found.refs.append(RecordRef(object_type=record.object_type,
+                                        operation=operation.value,
+                                        record_id=record.record_id, action=record.action))
+            if body_problem is not None:
+                continue
+            diff = diff_record(part.spec, record, current, operation, part.route.sets, part.body)
+            found.risk_changes += diff.changes
+            found.changes += _masked_changes(diff, record.record_id)
+            prefix = f"/{record.record_id}" if prefixed else ""
+            found.patch += [{**op, "path": prefix + op["path"]} for op in diff.patch]
+        if found.needs_old:
+            found.problem = currents.problem or "the current record was not found upstream"
+        return found
 
     async def build(self, write: WriteRequest,
                     context: Context) -> tuple[Proposal, Verdict] | None:
@@ -151,31 +198,16 @@ class ProposalBuilder:
         risk_changes: list[FieldChange] = []
         if classification is not None:
             body_problem = classification.body_problem
-            currents = await self._fetch(write, classification)
-            needs_old = False
-            for record in classification.records:
-                operation = record.operation
-                current = currents.records.get(record.record_id)
-                if operation is Operation.upsert and (current is not None
-                                                      or currents.problem is None):
-                    # The fetched record decides; when the fetch failed it stays an upsert.
-                    operation = Operation.update if current is not None else Operation.create
-                if operation is not Operation.create:
-                    needs_old = needs_old or current is None
-                refs.append(RecordRef(object_type=record.object_type, operation=operation.value,
-                                      record_id=record.record_id, action=record.action))
-                if body_problem is not None:
-                    continue
-                diff = diff_record(classification.spec, record, current, operation,
-                                   classification.route.sets, classification.body)
-                risk_changes += diff.changes
-                changes += _masked_changes(diff, record.record_id)
-                prefix = f"/{record.record_id}" if classification.bulk else ""
-                patch += [{**op, "path": prefix + op["path"]} for op in diff.patch]
-            reason = None
-            if needs_old:
-                reason = currents.problem or "the current record was not found upstream"
-            old_values = OldValues(known=not needs_old, reason=reason)
+            parts = await asyncio.gather(*[
+                self._diff_part(write, part, body_problem, prefixed=classification.bulk)
+                for part in (classification.parts or [classification])])
+            for part in parts:
+                changes += part.changes
+                patch += part.patch
+                refs += part.refs
+                risk_changes += part.risk_changes
+            unknown = [part.problem for part in parts if part.needs_old]
+            old_values = OldValues(known=not unknown, reason=unknown[0] if unknown else None)
 
         single = refs[0] if len(refs) == 1 else None
         operation = single.operation if single else (

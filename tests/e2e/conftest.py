@@ -15,6 +15,7 @@ from tests.fakes.graphql_apis import FakeLinear, FakeShopify
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.jira import FakeJira
 from tests.fakes.quickbooks import FakeQuickBooks
+from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.server import HTTPSFake
 from tests.fakes.stripe_api import FakeStripe
 from tests.fakes.zendesk import FakeZendesk
@@ -54,6 +55,7 @@ VENDORS: dict[str, tuple[Callable[[], Any], list[str]]] = {
                                     "sandbox-quickbooks.api.intuit.com"]),
     "jira": (FakeJira, ["acme.atlassian.net"]),
     "stripe": (FakeStripe, ["api.stripe.com"]),
+    "salesforce": (FakeSalesforce, ["acme.my.salesforce.com"]),
     "github": (FakeGitHub, ["api.github.com"]),
     "shopify": (FakeShopify, ["acme.myshopify.com"]),
     "linear": (FakeLinear, ["api.linear.app"]),
