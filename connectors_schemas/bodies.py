@@ -108,11 +108,14 @@ def parse_graphql(body: Any, raw_text: str | None = None) -> GraphQLOperation:
         GraphQLField(
             selection.name.value,
             {arg.name.value: graphql.value_from_ast_untyped(arg.value, variables)
-             for arg in selection.arguments},
+             for arg in selection.arguments or ()},
         )
         for selection in operation.selection_set.selections
         if isinstance(selection, graphql.FieldNode)
     ]
+    if not fields and operation.operation is graphql.OperationType.MUTATION:
+        raise BodyError("the GraphQL operation selects no field (fragments at the top level "
+                        "are not read)")
     return GraphQLOperation(operation.operation.value,
                             operation.name.value if operation.name else None, fields)
 

@@ -35,10 +35,19 @@ def load_connector(path: Path) -> Connector:
 
 
 def load_connectors(
-    directory: Path = SCHEMAS_DIR, extra_hosts: dict[str, list[str]] | None = None
+    directory: Path = SCHEMAS_DIR, extra_hosts: dict[str, list[str]] | None = None,
+    extra_directory: Path | None = None,
 ) -> dict[str, Connector]:
-    """Connectors by file stem (`zendesk` for zendesk.yaml), with configured extra hosts added."""
-    connectors = {path.stem: load_connector(path) for path in sorted(directory.glob("*.yaml"))}
+    """Connectors by file stem (`zendesk` for zendesk.yaml), with configured extra hosts added.
+
+    Files in `extra_directory` add systems, or replace a built-in one of the same file name.
+    """
+    paths = sorted(directory.glob("*.yaml"))
+    if extra_directory is not None:
+        if not extra_directory.is_dir():
+            raise ConnectorFileError(f"connectors_dir {extra_directory} is not a directory")
+        paths += sorted(extra_directory.glob("*.yaml"))
+    connectors = {path.stem: load_connector(path) for path in paths}
     for name, hosts in (extra_hosts or {}).items():
         if name not in connectors:
             known = ", ".join(sorted(connectors)) or "none"

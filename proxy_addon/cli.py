@@ -183,7 +183,10 @@ def load_setup(settings: RunSettings) -> tuple[HitlConfig, dict[str, Connector]]
     try:
         config = load_config(settings.config_path)
         extra = {name: override.hosts for name, override in config.connectors.items()}
-        connectors = load_connectors(extra_hosts=extra)
+        connectors_dir = config.connectors_dir
+        if connectors_dir is not None and settings.config_path is not None:
+            connectors_dir = settings.config_path.parent / connectors_dir
+        connectors = load_connectors(extra_hosts=extra, extra_directory=connectors_dir)
     except (ConfigError, ConnectorFileError) as exc:
         raise UsageError(str(exc)) from None
     return config, connectors

@@ -72,6 +72,7 @@ class HitlConfig(_Strict):
     reviewers: list[Reviewer] = []
     policy: list[Rule] = []
     connectors: dict[str, ConnectorOverride] = {}
+    connectors_dir: Path | None = None  # more connector files, next to the built-in ones
     defaults: Defaults = Defaults()
     fetch_timeout: Duration = Field(default=10.0)
 

@@ -56,3 +56,15 @@ def test_busy_port_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"--review-port 127.0.0.1:{port}: cannot listen there: the port is in use" in (
         result.stderr)
+
+
+def test_a_bad_connector_file_exits_2_naming_file_and_field(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "acme.yaml").write_text(
+        "system: Acme\nhosts: [a.test]\nobjects:\n  t:\n    routes:\n"
+        "      - {method: PUT, path: /t, operation: update}\n")
+    (tmp_path / "hitl.yaml").write_text("connectors_dir: mine\n")
+    result = run(tmp_path, "--config", "hitl.yaml")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "mine/acme.yaml" in line and "objects" in line and "needs '{id}'" in line
