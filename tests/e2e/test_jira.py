@@ -112,3 +112,19 @@ def test_search_sent_as_post_is_a_read(
     assert response.status_code == 200
     assert response.json()["issues"][0]["key"] == key
     assert len(proxy.approvals()) == before
+
+
+def test_bulk_create_is_split_per_issue(proxy: ProxyProcess, jira: FakeJira,
+                                        agent: httpx.Client) -> None:
+    call, approval = held(proxy, lambda: agent.post(f"{BASE}/issue/bulk", json={
+        "issueUpdates": [
+            {"fields": {"project": {"key": "OPS"}, "summary": "First",
+                        "issuetype": {"name": "Task"}}},
+            {"fields": {"project": {"key": "OPS"}, "summary": "Second",
+                        "issuetype": {"name": "Task"}}}]}))
+    assert [r["operation"] for r in approval["records"]] == ["create", "create"]
+    assert [new for field, _, new in triples(approval) if field == "summary"] == [
+        "First", "Second"]
+    proxy.decide(approval["id"], "reject", "one at a time, please")
+    assert call.join().result.status_code == 403
+    assert jira.log.of("POST", "/rest/api/3/issue/bulk") == []

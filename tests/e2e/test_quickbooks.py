@@ -121,3 +121,17 @@ def test_query_sent_as_post_is_a_read(
     assert response.status_code == 200
     assert response.json()["QueryResponse"]["Invoice"][0]["Id"] == invoice
     assert len(proxy.approvals()) == before
+
+
+def test_batch_is_held_as_a_write_it_cannot_read(
+        proxy: ProxyProcess, qbo: FakeQuickBooks, agent: httpx.Client) -> None:
+    """A batch may carry creates and deletes: never passed as a read."""
+    call, approval = held(proxy, lambda: agent.post(f"{BASE}/batch", json={
+        "BatchItemRequest": [{"bId": "1", "operation": "delete",
+                              "Invoice": {"Id": "1", "SyncToken": "0"}}]}))
+    assert (approval["system"], approval["object_type"]) == ("QuickBooks", None)
+    assert approval["risk"]["level"] == "medium"
+    assert approval["request"]["body"]["BatchItemRequest"][0]["operation"] == "delete"
+    proxy.decide(approval["id"], "reject")
+    assert call.join().result.status_code == 403
+    assert qbo.log.of("POST", f"/v3/company/{REALM}/batch") == []
