@@ -296,7 +296,7 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
                     content_type: str | None) -> Classification:
     route, spec = candidate.route, candidate.spec
     body_format = route.body or spec.body
-    object_type = _object_type(spec, candidate.key, params)
+    object_type = route.object_type or _object_type(spec, candidate.key, params)
 
     def outcome(read: bool, records: list[RecordWrite], body: Any = None,
                 problem: str | None = None) -> Classification:

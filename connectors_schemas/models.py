@@ -124,6 +124,7 @@ class Route(_Strict):
     subrequests: SubrequestsSpec | None = None
     fetch: FetchSpec | None = None  # overrides the object's
     no_fetch: bool = False  # nothing to fetch (the old state is not a record)
+    object_type: str | None = None  # overrides the object's, e.g. "batch"
     risk: list[RiskNote] = []
     notes: dict[str, str] = {}  # query parameter -> what a reviewer should know when it is set
 
@@ -202,7 +203,7 @@ class Connector(_Strict):
             for route in spec.routes:
                 names = {found[0] for found in PLACEHOLDER.findall(route.path)}
                 named = ("id" in names or route.update_if_body_has or route.bulk
-                         or route.id_from_body or route.subrequests
+                         or route.id_from_body or route.subrequests or route.no_fetch
                          or spec.body is BodyFormat.graphql or route.body is BodyFormat.graphql)
                 if route.operation in (Operation.update, Operation.delete,
                                        Operation.action) and not named:

@@ -129,8 +129,9 @@ def test_batch_is_held_as_a_write_it_cannot_read(
     call, approval = held(proxy, lambda: agent.post(f"{BASE}/batch", json={
         "BatchItemRequest": [{"bId": "1", "operation": "delete",
                               "Invoice": {"Id": "1", "SyncToken": "0"}}]}))
-    assert (approval["system"], approval["object_type"]) == ("QuickBooks", None)
-    assert approval["risk"]["level"] == "medium"
+    assert (approval["system"], approval["object_type"], approval["action"]) == (
+        "QuickBooks", "batch", "batch")
+    assert approval["risk"]["level"] == "high"
     assert approval["request"]["body"]["BatchItemRequest"][0]["operation"] == "delete"
     proxy.decide(approval["id"], "reject")
     assert call.join().result.status_code == 403
