@@ -112,7 +112,56 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="SECONDS", help="how long an agent's write is held before 202")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                      help="any mitmproxy option (repeatable)")
+    stats = commands.add_parser("stats", help="decisions so far and where approvals could loosen")
+    stats.add_argument("--config", type=Path, help="YAML config (loosening criteria)")
+    stats.add_argument("--data-dir", type=Path, default=Path("./data"))
+    stats.add_argument("--format", choices=["json", "table"], default="table")
     return parser
+
+
+def stats_command(args: argparse.Namespace) -> int:
+    """Reads the store directly, so it works on a stopped proxy's data too."""
+    import json
+
+    from proxy_addon.config import loosening_criteria
+    from proxy_addon.runner import DB_FILE
+    from review_api.stats import compute_stats
+    from review_api.store import Store, StoreError
+
+    database = args.data_dir / DB_FILE
+    if not database.exists():
+        raise UsageError(f"--data-dir {args.data_dir}: no {DB_FILE} there")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+    async def read() -> dict[str, object]:
+        store = Store(database)
+        try:
+            await store.open()
+            return compute_stats(await store.list(limit=10_000_000), loosening_criteria(config))
+        finally:
+            await store.close()
+
+    try:
+        stats = asyncio.run(read())
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(stats, indent=2))
+        return 0
+    for section in ("by_task", "by_system", "by_object", "by_rule"):
+        print(f"{section.removeprefix('by_')}:")
+        for row in stats[section]:  # type: ignore[union-attr]
+            rate = "-" if row["rejection_rate"] is None else f"{row['rejection_rate']:.0%}"
+            median = row["median_seconds_to_decision"]
+            print(f"  {row['key']:32} approved {row['approved']:4}  rejected "
+                  f"{row['rejected']:4}  expired {row['expired']:4}  rejection {rate:>4}  "
+                  f"median {'-' if median is None else f'{median:.0f}s':>6}  "
+                  f"{'READY' if row['ready_to_loosen'] else 'keep'}: "
+                  f"{'; '.join(row['reasons'])}")
+    return 0
 
 
 def _check_mode(mode: str) -> None:
@@ -195,6 +244,8 @@ def load_setup(settings: RunSettings) -> tuple[HitlConfig, dict[str, Connector]]
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "stats":
+            return stats_command(args)
         settings = settings_from_args(args)
         config, connectors = load_setup(settings)
         token_note = ""

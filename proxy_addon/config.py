@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from review_api.auth import Reviewer
+from review_api.stats import LooseningCriteria
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -42,22 +51,78 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+Names = Annotated[list[str], BeforeValidator(_one_or_many)]
+
+
+class ChangeCondition(_Strict):
+    """A condition on one changed field; every key given must hold."""
+
+    field: Annotated[str, Field(min_length=1)]  # dotted path, as in an approval's changes
+    to: Any = None  # the new value equals this
+    from_: Annotated[Any, Field(alias="from")] = None  # the old value equals this
+    above: float | None = None  # the new value is a number above this
+    below: float | None = None  # the new value is a number below this
+    increase_above: float | None = None  # new - old is above this
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class RuleMatch(_Strict):
     """Every key given must match; a missing key matches anything."""
 
-    system: str | None = None
-    object: str | None = None
-    operation: Literal["create", "update", "delete"] | None = None
+    agent: Names | None = None
+    task: Names | None = None
+    system: Names | None = None
+    object: Names | None = None
+    operation: Names | None = None  # create, update, delete, upsert, action
+    action: Names | None = None  # for operation "action": void, send, merge, ...
     host: str | None = None  # glob, e.g. "*.example.com"
     fields: list[str] | None = None  # the write touches only these fields (or fields below them)
+    risk: Literal["low", "medium", "high"] | None = None  # the write's risk is at least this
+    changes: list[ChangeCondition] = []  # value conditions, all must hold
 
 
 class Rule(_Strict):
     match: RuleMatch = RuleMatch()
     action: Literal["allow", "hold", "deny"]
     reviewers: list[str] = []  # groups who may decide; empty: any reviewer
+    quorum: Annotated[int, Field(ge=1, le=20)] = 1  # distinct approvals needed
+    hold_timeout: Duration | None = None  # how long the agent is held (default: --hold-timeout)
     expire_after: Duration | None = None
     name: str | None = None
+
+
+class Agent(_Strict):
+    """An agent identified by proxy authentication (HTTPS_PROXY=http://name:secret@host:port)."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[^:\s]+$")]
+    secret: Annotated[str | None, Field(min_length=16, repr=False)] = None
+    secret_sha256: Annotated[str | None, Field(pattern=r"^[0-9a-f]{64}$", repr=False)] = None
+    task: str | None = None  # default task type when the agent sends no X-HITL-Task
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if (self.secret is None) == (self.secret_sha256 is None):
+            raise ValueError("give exactly one of secret or secret_sha256")
+        return self
+
+    @property
+    def digest(self) -> bytes:
+        if self.secret_sha256 is not None:
+            return bytes.fromhex(self.secret_sha256)
+        assert self.secret is not None
+        return hashlib.sha256(self.secret.encode()).digest()
+
+
+class RiskSettings(_Strict):
+    # A money change smaller than this (|new - old|) is medium rather than high risk.
+    money_threshold: float = 0.0
+    # Rules whose writes move money never signal ready_to_loosen unless this is set.
+    allow_loosening_money: bool = False
 
 
 class ConnectorOverride(_Strict):
@@ -68,19 +133,46 @@ class Defaults(_Strict):
     expire_after: Duration = 72 * 3600.0  # a pending write nobody decided is never sent after this
 
 
+class LooseningSettings(_Strict):
+    """When GET /api/stats says a task could need fewer approvals (it only advises)."""
+
+    min_decisions: Annotated[int, Field(ge=1)] = 20
+    recent: Annotated[int, Field(ge=1)] = 10  # no rejection among the last this many decisions
+
+
 class HitlConfig(_Strict):
     reviewers: list[Reviewer] = []
+    agents: list[Agent] = []
     policy: list[Rule] = []
+    risk: RiskSettings = RiskSettings()
+    loosening: LooseningSettings = LooseningSettings()
     connectors: dict[str, ConnectorOverride] = {}
     connectors_dir: Path | None = None  # more connector files, next to the built-in ones
     defaults: Defaults = Defaults()
     fetch_timeout: Duration = Field(default=10.0)
 
-    def reviewer_names_unique(self) -> None:
-        names = [reviewer.name for reviewer in self.reviewers]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"reviewer name(s) used twice: {duplicates}")
+    def check(self) -> None:
+        """Refuse configs that look valid but cannot work (a ValueError names the key)."""
+        for kind, names in (("reviewers", [r.name for r in self.reviewers]),
+                            ("agents", [a.name for a in self.agents])):
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            if duplicates:
+                raise ValueError(f"{kind}: name(s) used twice: {duplicates}")
+        reviewer_digests = {reviewer.digest for reviewer in self.reviewers}
+        for agent in self.agents:
+            if agent.digest in reviewer_digests:
+                raise ValueError(f"agents: {agent.name}'s secret is also a reviewer's token; "
+                                 "an agent's credentials must never decide")
+        for index, rule in enumerate(self.policy):
+            if rule.action != "hold" or not self.reviewers:
+                continue
+            able = [r.name for r in self.reviewers if r.may_decide(rule.reviewers)]
+            if len(able) < rule.quorum:
+                where = rule.name or f"policy[{index}]"
+                groups = rule.reviewers or "any group"
+                raise ValueError(
+                    f"policy: {where} needs {rule.quorum} distinct approval(s) from "
+                    f"{groups} but only {len(able)} reviewer(s) can decide it: {able}")
 
 
 def _describe(error: ValidationError) -> str:
@@ -108,9 +200,14 @@ def load_config(path: Path | None) -> HitlConfig:
         raise ConfigError(f"config file {path}: expected a mapping at the top level")
     try:
         config = HitlConfig.model_validate(raw)
-        config.reviewer_names_unique()
+        config.check()
     except ValidationError as exc:
         raise ConfigError(f"config file {path}: {_describe(exc)}") from exc
     except ValueError as exc:
-        raise ConfigError(f"config file {path}: reviewers: {exc}") from exc
+        raise ConfigError(f"config file {path}: {exc}") from exc
     return config
+
+
+def loosening_criteria(config: HitlConfig) -> LooseningCriteria:
+    return LooseningCriteria(config.loosening.min_decisions, config.loosening.recent,
+                             config.risk.allow_loosening_money)

@@ -18,6 +18,7 @@ from mitmproxy import connection, http
 
 from connectors_schemas.models import WRITE_METHODS
 from proxy_addon import answers
+from proxy_addon.agent_auth import AGENT_KEY, AgentAuth
 from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
 from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import HeldRequest, Sealer
@@ -96,8 +97,10 @@ def _write_request(flow: http.HTTPFlow, method: str, resolve: Resolve) -> WriteR
 
 class HoldWrites:
     def __init__(self, store: Store, builder: ProposalBuilder, sealer: Sealer,
-                 upstream: UpstreamClient, resolve: Resolve, settings: HoldSettings) -> None:
+                 upstream: UpstreamClient, resolve: Resolve, settings: HoldSettings,
+                 auth: AgentAuth | None = None) -> None:
         self.store = store
+        self.auth = auth
         self.resolve = resolve
         self.builder = builder
         self.sealer = sealer
@@ -112,7 +115,7 @@ class HoldWrites:
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
-        context = take_context(flow.request.headers)
+        context = self._context(flow)
         flow.request.headers.pop("Proxy-Authorization", None)
         method = effective_method(flow.request)
         if method not in WRITE_METHODS:
@@ -128,6 +131,16 @@ class HoldWrites:
             logger.exception("refused %s %s: holding it failed", method, flow.request.pretty_host)
             flow.response = answers.refused(
                 503, "the proxy could not hold this write for review, so it was refused")
+
+    def _context(self, flow: http.HTTPFlow) -> Context:
+        """The X-HITL-* headers, with the authenticated agent and its default task."""
+        context = take_context(flow.request.headers)
+        name = flow.metadata.get(AGENT_KEY)
+        if name is None:
+            return context
+        agent = self.auth.agent(name) if self.auth else None
+        return context.model_copy(update={
+            "agent": name, "task": context.task or (agent.task if agent else None)})
 
     async def response(self, flow: http.HTTPFlow) -> None:
         approval_id = flow.metadata.get(APPROVAL_KEY)
@@ -184,7 +197,8 @@ class HoldWrites:
             proposal, expires_at=utcnow() + timedelta(seconds=expire_after), sealed_request=sealed)
         logger.info("held %s %s as approval %s", method, proposal.url, approval.id)
 
-        outcome = await self._wait(approval, flow.client_conn.id)
+        hold_timeout = verdict.hold_timeout or self.settings.hold_timeout
+        outcome = await self._wait(approval, flow.client_conn.id, hold_timeout)
         if outcome is None or isinstance(outcome, _Detached):
             flow.response = answers.pending(approval, self.settings.review_url)
         elif outcome.status is Status.rejected:
@@ -196,7 +210,8 @@ class HoldWrites:
         else:
             flow.response = answers.refused(409, f"approval is {outcome.status}", approval.id)
 
-    async def _wait(self, approval: Approval, client_id: str) -> Approval | _Detached | None:
+    async def _wait(self, approval: Approval, client_id: str,
+                    hold_timeout: float) -> Approval | _Detached | None:
         """The decision, DETACHED if the agent left, or None when the hold window passed."""
         waiter = self._waiters[approval.id] = _Waiter(client_id)
         try:
@@ -207,7 +222,7 @@ class HoldWrites:
         except StoreError as exc:
             logger.warning("could not re-read approval %s: %s", approval.id, exc)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter.outcome), self.settings.hold_timeout)
+            await asyncio.wait_for(asyncio.shield(waiter.outcome), hold_timeout)
         except TimeoutError:
             pass
         finally:

@@ -115,10 +115,12 @@ class _Currents:
 
 
 class ProposalBuilder:
-    def __init__(self, matcher: Matcher, upstream: UpstreamClient, policy: Policy) -> None:
+    def __init__(self, matcher: Matcher, upstream: UpstreamClient, policy: Policy,
+                 money_threshold: float = 0.0) -> None:
         self.matcher = matcher
         self.upstream = upstream
         self.policy = policy
+        self.money_threshold = money_threshold
 
     def classify(self, write: WriteRequest) -> Classification | None:
         return self.matcher.classify(write.method, write.host, write.path, write.query,
@@ -216,11 +218,15 @@ class ProposalBuilder:
                       classification.spec.risk if classification else None,
                       notes=_risk_notes(write, classification),
                       old_values_known=old_values.known,
-                      recognised=classification is not None, body_problem=body_problem)
+                      recognised=classification is not None, body_problem=body_problem,
+                      money_threshold=self.money_threshold)
         verdict = self.policy.decide(WriteFacts(
             system=connector, object_type=classification.object_type if classification else None,
             operation=operation, host=write.host,
             fields=sorted({change.field for change in changes}),
+            agent=context.agent, task=context.task,
+            action=single.action if single else None, risk=risk.level,
+            changes=[(c.field, c.old, c.new) for c in risk_changes],
         ))
         proposal = Proposal(
             system=connector,
@@ -244,6 +250,7 @@ class ProposalBuilder:
                 problem=body_problem,
             ),
             reviewer_groups=verdict.reviewer_groups,
+            quorum=verdict.quorum,
             rule=verdict.rule,
             fingerprint=fingerprint(write.method, write.url, write.raw_content),
         )

@@ -25,6 +25,16 @@ def _under(field: str, hints: Sequence[str]) -> bool:
     return any(field == hint or field.startswith(hint + ".") for hint in hints)
 
 
+def _amount_moved(change: FieldChange) -> float:
+    """How much a money field moves; unknown amounts count as unbounded."""
+    try:
+        old = float(change.old) if change.old is not None else 0.0
+        new = float(change.new) if change.new is not None else 0.0
+    except (TypeError, ValueError):
+        return float("inf")
+    return abs(new - old)
+
+
 def _customer_sees(change: FieldChange) -> bool:
     """An added item marked not public (an internal note) reaches no customer."""
     return not (change.kind == "add" and isinstance(change.new, dict)
@@ -40,32 +50,41 @@ def assess(
     old_values_known: bool,
     recognised: bool,
     body_problem: str | None = None,
+    money_threshold: float = 0.0,
 ) -> Risk:
     level = RiskLevel.low
     reasons: list[str] = []
+    kinds: set[RiskKind] = set()
 
-    def flag(at_least: RiskLevel, reason: str) -> None:
+    def flag(at_least: RiskLevel, reason: str, kind: RiskKind | None = None) -> None:
         nonlocal level
         if _ORDER[at_least] > _ORDER[level]:
             level = at_least
         reasons.append(reason)
+        if kind is not None:
+            kinds.add(kind)
 
     if not recognised:
         flag(RiskLevel.medium, "unrecognised write: no connector describes this request")
     if operation is Operation.delete:
-        flag(RiskLevel.high, "deletes a record")
+        flag(RiskLevel.high, "deletes a record", RiskKind.destructive)
     for kind, reason in notes:
-        flag(RiskLevel.medium if kind is RiskKind.customer_facing else RiskLevel.high, reason)
+        flag(RiskLevel.medium if kind is RiskKind.customer_facing else RiskLevel.high, reason,
+             kind)
     hints = hints or RiskHints()
     for change in changes:
         if _under(change.field, hints.money):
-            flag(RiskLevel.high,
-                 f"moves money: {change.field} {_short(change.old)} -> {_short(change.new)}")
+            small = _amount_moved(change) < money_threshold
+            flag(RiskLevel.medium if small else RiskLevel.high,
+                 f"moves money: {change.field} {_short(change.old)} -> {_short(change.new)}",
+                 RiskKind.money)
         elif _under(change.field, hints.customer_facing) and _customer_sees(change):
             what = f"added {change.field}" if change.kind == "add" else change.field
-            flag(RiskLevel.medium, f"customer-visible: {what}")
+            flag(RiskLevel.medium, f"customer-visible: {what}", RiskKind.customer_facing)
     if body_problem is not None:
         flag(RiskLevel.medium, f"unreadable body: {body_problem}")
     if recognised and operation is not Operation.create and not old_values_known:
         flag(RiskLevel.medium, "old values unknown: the current record could not be fetched")
-    return Risk(level=level, reasons=reasons)
+    return Risk(level=level, reasons=reasons, money=RiskKind.money in kinds,
+                customer_facing=RiskKind.customer_facing in kinds,
+                destructive=RiskKind.destructive in kinds)

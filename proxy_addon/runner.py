@@ -13,8 +13,9 @@ from mitmproxy.options import Options
 from mitmproxy.tools.dump import DumpMaster
 
 from connectors_schemas import Connector, Matcher
+from proxy_addon.agent_auth import AgentAuth
 from proxy_addon.cli import RunSettings
-from proxy_addon.config import HitlConfig
+from proxy_addon.config import HitlConfig, loosening_criteria
 from proxy_addon.guard import ReviewApiGuard
 from proxy_addon.hold import HoldSettings, HoldWrites
 from proxy_addon.policy import Policy
@@ -63,23 +64,28 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     upstream = UpstreamClient(settings.resolve, settings.upstream_ca, config.fetch_timeout)
     review_url = f"http://{settings.review_host}:{settings.review_port}"
     resolve = Resolve(settings.resolve)
+    auth = AgentAuth(config.agents)
     hold = HoldWrites(
         store,
-        ProposalBuilder(Matcher(connectors), upstream, Policy(config.policy)),
+        ProposalBuilder(Matcher(connectors), upstream, Policy(config.policy),
+                        config.risk.money_threshold),
         sealer,
         upstream,
         resolve,
         HoldSettings(settings.hold_timeout, config.defaults.expire_after, review_url),
+        auth,
     )
     ready = (f"hitl-proxy ready: proxy {settings.listen_host}:{settings.listen_port} "
              f"({settings.mode}), review API {review_url}{token_note}, agents trust "
              f"{settings.certs_dir / 'mitmproxy-ca-cert.pem'}")
-    review = ReviewServer(ReviewApp(store, Reviewers(config.reviewers)).app, review_socket, ready)
-    master.addons.add(ReviewApiGuard(settings.review_host, settings.review_port), resolve, hold,
-                      review)
+    review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config))
+    review = ReviewServer(review_app.app, review_socket, ready)
+    master.addons.add(auth, ReviewApiGuard(settings.review_host, settings.review_port), resolve,
+                      hold, review)
 
     updates: dict[str, object] = {
-        "tcp_timeout": max(600, int(settings.hold_timeout) + TCP_TIMEOUT_MARGIN),
+        "tcp_timeout": max(600, int(max([settings.hold_timeout] + [
+            rule.hold_timeout or 0 for rule in config.policy])) + TCP_TIMEOUT_MARGIN),
     }
     if settings.upstream_ca is not None:
         bundle = combined_ca_bundle(settings.upstream_ca, settings.data_dir / CA_BUNDLE_FILE)

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from review_api.auth import Reviewer, Reviewers
 from review_api.models import Approval, Decision, Status
+from review_api.stats import LooseningCriteria, compute_stats
 from review_api.store import Conflict, NotFound, Store, StoreError
 
 MAX_NOTE_CHARS = 4000
@@ -28,9 +29,11 @@ def _approval_json(approval: Approval) -> dict[str, Any]:
 class ReviewApp:
     """Holds what the endpoints share; `app` is the Starlette application to serve."""
 
-    def __init__(self, store: Store, reviewers: Reviewers) -> None:
+    def __init__(self, store: Store, reviewers: Reviewers,
+                 criteria: LooseningCriteria | None = None) -> None:
         self.store = store
         self.reviewers = reviewers
+        self.criteria = criteria or LooseningCriteria()
         self.app = Starlette(
             routes=[
                 Route("/healthz", self.healthz, methods=["GET"]),
@@ -39,6 +42,7 @@ class ReviewApp:
                 Route("/api/approvals/{approval_id}/approve", self.approve, methods=["POST"]),
                 Route("/api/approvals/{approval_id}/reject", self.reject, methods=["POST"]),
                 Route("/api/audit", self.audit, methods=["GET"]),
+                Route("/api/stats", self.stats, methods=["GET"]),
             ],
             exception_handlers={StoreError: self._store_error, 404: self._not_found,
                                 405: self._not_allowed},
@@ -110,14 +114,18 @@ class ReviewApp:
         note = await _read_note(request)
         if isinstance(note, Response):
             return note
-        found = await self._visible(request, reviewer)
-        if isinstance(found, Response):
-            return found
+        approval_id = request.path_params["approval_id"]
+        try:
+            found = await self.store.get(approval_id)
+        except NotFound:
+            return _error(404, f"no approval {approval_id}")
+        if not reviewer.may_decide(found.reviewer_groups):
+            return _error(403, f"approval {approval_id} is routed to {found.reviewer_groups}; "
+                               f"{reviewer.name} is in none of them")
         try:
             decided = await self.store.decide(found.id, decision, reviewer.name, note)
         except Conflict as exc:
-            return _error(409, f"approval {found.id} is already {exc.approval.status}",
-                          approval=_approval_json(exc.approval))
+            return _error(409, exc.reason, approval=_approval_json(exc.approval))
         return JSONResponse(_approval_json(decided))
 
     async def audit(self, request: Request) -> Response:
@@ -126,6 +134,15 @@ class ReviewApp:
         approval_id = request.query_params.get("approval_id")
         entries = await self.store.audit_entries(approval_id)
         return JSONResponse({"entries": [entry.model_dump(mode="json") for entry in entries]})
+
+
+    async def stats(self, request: Request) -> Response:
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        approvals = [a for a in await self.store.list(limit=1_000_000)
+                     if reviewer.may_decide(a.reviewer_groups)]
+        return JSONResponse(compute_stats(approvals, self.criteria))
 
 
 async def _read_note(request: Request) -> str | Response | None:

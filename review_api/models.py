@@ -70,6 +70,9 @@ class RecordRef(_Model):
 class Risk(_Model):
     level: RiskLevel = RiskLevel.low
     reasons: list[str] = []
+    money: bool = False  # moves money (amounts, refunds, payments, voids)
+    customer_facing: bool = False  # a customer sees or receives it
+    destructive: bool = False  # deletes, merges, archives
 
 
 class Context(_Model):
@@ -117,8 +120,16 @@ class Proposal(_Model):
     context: Context = Context()
     request: RequestSummary = RequestSummary()
     reviewer_groups: list[str] = []  # empty: any reviewer may decide
+    quorum: int = 1  # distinct approvals needed
     rule: str | None = None  # the policy rule that matched, for the audit
     fingerprint: str = Field(description="sha256 of method, URL and body as held")
+
+
+class Vote(_Model):
+    reviewer: str
+    decision: Decision
+    note: str | None = None
+    at: datetime
 
 
 class Approval(Proposal):
@@ -129,6 +140,7 @@ class Approval(Proposal):
     decided_at: datetime | None = None
     decided_by: str | None = None
     note: str | None = None
+    votes: list[Vote] = []  # every approve and reject, in order
     result: Result | None = None
 
 

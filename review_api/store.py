@@ -7,7 +7,6 @@ A decision is a conditional UPDATE that only a pending approval can pass, so two
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import sqlite3
@@ -44,6 +43,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     note TEXT,
     result TEXT,
     sent_at TEXT,
+    votes TEXT NOT NULL DEFAULT '[]',
     fingerprint TEXT NOT NULL,
     proposal TEXT NOT NULL,
     sealed_request BLOB
@@ -73,8 +73,9 @@ class NotFound(LookupError):
 class Conflict(RuntimeError):
     """The approval is no longer in a state that allows this change."""
 
-    def __init__(self, approval: Approval) -> None:
-        super().__init__(f"approval {approval.id} is {approval.status}")
+    def __init__(self, approval: Approval, reason: str | None = None) -> None:
+        self.reason = reason or f"approval {approval.id} is already {approval.status}"
+        super().__init__(self.reason)
         self.approval = approval
 
 
@@ -203,14 +204,64 @@ class Store:
 
     async def decide(self, approval_id: str, decision: Decision, actor: str,
                      note: str | None) -> Approval:
-        current = await self.get(approval_id)
-        if (current.status is Status.pending and current.expires_at is not None
-                and current.expires_at <= utcnow()):
-            # Past its expiry nobody may approve it, even before the sweeper has run.
-            with contextlib.suppress(Conflict):
-                await self.expire(approval_id)
-        return await self._move(approval_id, Status.pending, decision.status, actor,
-                                {"note": note}, decided=True, note=note)
+        """One reviewer's vote. A rejection decides; approvals decide at the quorum.
+
+        Raises Conflict when the approval is no longer pending (expiry included) or when this
+        reviewer already approved it: the same reviewer twice counts once.
+        """
+        now = utcnow()
+
+        async def vote(db: aiosqlite.Connection) -> str:
+            async with db.execute(
+                "SELECT status, expires_at, votes, proposal FROM approvals WHERE id = ?",
+                (approval_id,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return "missing"
+            if row["status"] != Status.pending.value:
+                return "conflict"
+            if row["expires_at"] is not None and row["expires_at"] <= _iso(now):
+                await db.execute("UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?"
+                                 " WHERE id = ?", (Status.expired.value, _iso(now), "proxy",
+                                                   approval_id))
+                await self._audit(db, Status.expired.value, approval_id, "proxy", {})
+                return "expired"
+            votes = json.loads(row["votes"])
+            approvers = {v["reviewer"] for v in votes if v["decision"] == Decision.approve}
+            if decision is Decision.approve and actor in approvers:
+                return "repeat"
+            votes.append({"reviewer": actor, "decision": decision.value, "note": note,
+                          "at": _iso(now)})
+            quorum = int(json.loads(row["proposal"]).get("quorum", 1))
+            decided = decision is Decision.reject or len(approvers | {actor}) >= quorum
+            if decided:
+                await db.execute(
+                    "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, note = ?,"
+                    " votes = ? WHERE id = ? AND status = ?",
+                    (decision.status.value, _iso(now), actor, note, json.dumps(votes),
+                     approval_id, Status.pending.value))
+                await self._audit(db, decision.status.value, approval_id, actor, {"note": note})
+                return "decided"
+            await db.execute("UPDATE approvals SET votes = ? WHERE id = ?",
+                             (json.dumps(votes), approval_id))
+            await self._audit(db, "vote", approval_id, actor, {
+                "decision": decision.value, "note": note,
+                "approvals": len(approvers | {actor}), "quorum": quorum})
+            return "voted"
+
+        outcome = await self._transaction(vote)
+        if outcome == "missing":
+            raise NotFound(approval_id)
+        approval = await self.get(approval_id)
+        if outcome in ("conflict", "expired", "repeat"):
+            if outcome == "expired":
+                await self._notify(approval)
+            raise Conflict(approval, "you already approved it; it waits for other reviewers"
+                           if outcome == "repeat" else None)
+        if outcome == "decided":
+            await self._notify(approval)
+        return approval
 
     async def expire(self, approval_id: str) -> Approval:
         return await self._move(approval_id, Status.pending, Status.expired, "proxy", {},
@@ -282,6 +333,7 @@ class Store:
             expires_at=row["expires_at"], decided_at=row["decided_at"],
             decided_by=row["decided_by"], note=row["note"],
             result=json.loads(row["result"]) if row["result"] else None,
+            votes=json.loads(row["votes"]),
         )
         return Approval.model_validate(fields)
 

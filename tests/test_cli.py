@@ -32,6 +32,18 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ([], "reviewer: []\n", "reviewer: unknown key"),
     ([], "policy: [{action: maybe}]\n", "policy.0.action"),
     ([], "connectors: {nosuch: {hosts: [a.test]}}\n", "connectors.nosuch: no such connector"),
+    ([], "reviewers: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, groups: [support]}]\n"
+         "policy: [{match: {system: QuickBooks}, action: hold, reviewers: [finance]}]\n",
+     "policy: policy[0] needs 1 distinct approval(s) from ['finance'] but only 0"),
+    ([], "reviewers: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, groups: [s]}]\n"
+         "policy: [{match: {}, action: hold, reviewers: [s], quorum: 2, name: two}]\n",
+     "policy: two needs 2 distinct approval(s)"),
+    ([], "reviewers: [{name: a, token: aaaaaaaaaaaaaaaaaaaa}]\n"
+         "agents: [{name: bot, secret: aaaaaaaaaaaaaaaaaaaa}]\n",
+     "agents: bot's secret is also a reviewer's token"),
+    ([], "agents: [{name: bot, secret: short}]\n", "agents.0.secret"),
+    ([], "policy: [{match: {changes: [{field: x, over: 1}]}, action: deny}]\n",
+     "policy.0.match.changes.0.over: unknown key"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], config: str | None,
                                          message: str) -> None:
@@ -68,3 +80,9 @@ def test_a_bad_connector_file_exits_2_naming_file_and_field(tmp_path: Path) -> N
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "mine/acme.yaml" in line and "objects" in line and "needs '{id}'" in line
+
+
+def test_stats_command_reads_a_stopped_proxys_data(tmp_path: Path) -> None:
+    missing = subprocess.run([*hitl_proxy_command(), "stats", "--data-dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no hitl.sqlite3" in missing.stderr

@@ -73,3 +73,49 @@ def test_url_and_body_masking() -> None:
         "user": {"name": "A", "password": "***", "api_token": "***", "tokens": None},
         "items": [{"client_secret": "***"}], "author_id": 5}
     assert redact.field_is_secret("user.password") and not redact.field_is_secret("status")
+
+
+@pytest.mark.parametrize(("match", "facts_overrides", "expected"), [
+    ({"agent": "triage-bot"}, {"agent": "triage-bot"}, True),
+    ({"agent": ["a", "b"]}, {"agent": "c"}, False),
+    ({"task": "ticket-triage"}, {"task": "Ticket-Triage"}, True),
+    ({"task": "ticket-triage"}, {"task": None}, False),
+    ({"object": "ticket"}, {"object_type": "user"}, False),
+    ({"operation": ["update", "delete"]}, {"operation": "delete"}, True),
+    ({"action": "void"}, {"operation": "action", "action": "void"}, True),
+    ({"risk": "medium"}, {"risk": RiskLevel.high}, True),
+    ({"risk": "high"}, {"risk": RiskLevel.medium}, False),
+    ({"changes": [{"field": "status", "to": "solved"}]},
+     {"changes": [("status", "open", "solved")]}, True),
+    ({"changes": [{"field": "status", "to": "solved", "from": "new"}]},
+     {"changes": [("status", "open", "solved")]}, False),
+    ({"changes": [{"field": "TotalAmt", "above": 1000}]},
+     {"changes": [("TotalAmt", "120.00", "1200.00")]}, True),
+    ({"changes": [{"field": "TotalAmt", "below": 100}]},
+     {"changes": [("TotalAmt", 50, 150)]}, False),
+    ({"changes": [{"field": "amount", "increase_above": 500}]},
+     {"changes": [("amount", 1000, 1400)]}, False),
+    ({"changes": [{"field": "amount", "increase_above": 500}]},
+     {"changes": [("amount", None, 600)]}, True),
+    ({"changes": [{"field": "status", "to": "solved"}]}, {"changes": []}, False),
+])
+def test_each_match_key(match: dict, facts_overrides: dict, expected: bool) -> None:
+    rule = Rule.model_validate({"match": match, "action": "deny"})
+    assert (Policy([rule]).decide(facts(**facts_overrides)).action == "deny") is expected
+
+
+def test_rule_settings_reach_the_verdict() -> None:
+    rule = Rule.model_validate({"match": {}, "action": "hold", "reviewers": ["finance"],
+                                "quorum": 2, "hold_timeout": "90s", "expire_after": "1d"})
+    verdict = Policy([rule]).decide(facts())
+    assert (verdict.quorum, verdict.hold_timeout, verdict.expire_after) == (2, 90.0, 86400.0)
+
+
+def test_money_threshold_makes_small_moves_medium() -> None:
+    hints = RiskHints(money=["TotalAmt"])
+    small = assess(Operation.update, [FieldChange("TotalAmt", 120.0, 130.0)], hints,
+                   old_values_known=True, recognised=True, money_threshold=50)
+    large = assess(Operation.update, [FieldChange("TotalAmt", 120.0, 1200.0)], hints,
+                   old_values_known=True, recognised=True, money_threshold=50)
+    assert (small.level, large.level) == (RiskLevel.medium, RiskLevel.high)
+    assert large.money and large.reasons == ["moves money: TotalAmt 120.0 -> 1200.0"]

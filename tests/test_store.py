@@ -89,3 +89,20 @@ async def test_audit_log_is_hash_chained(store: Store) -> None:
             assert entry.prev_hash == previous
             assert entry.hash == entry_hash(previous, *row)
             previous = entry.hash
+
+
+async def test_quorum_counts_distinct_reviewers_and_any_rejection_rejects(store: Store) -> None:
+    created = await store.create(proposal(quorum=2))
+    first = await store.decide(created.id, Decision.approve, "sam", "ok")
+    assert first.status is Status.pending and [v.reviewer for v in first.votes] == ["sam"]
+    with pytest.raises(Conflict, match="already approved"):
+        await store.decide(created.id, Decision.approve, "sam", None)
+    done = await store.decide(created.id, Decision.approve, "sue", None)
+    assert (done.status, done.decided_by) == (Status.approved, "sue")
+
+    split = await store.create(proposal(quorum=3))
+    await store.decide(split.id, Decision.approve, "sam", None)
+    rejected = await store.decide(split.id, Decision.reject, "sue", "no")
+    assert rejected.status is Status.rejected
+    events = [entry.event for entry in await store.audit_entries(split.id)]
+    assert events == ["held", "vote", "rejected"]

@@ -1,0 +1,56 @@
+"""Stats and the ready_to_loosen signal, computed from a recorded history in a real store."""
+
+from pathlib import Path
+
+import pytest
+
+from review_api import Decision, Proposal, Store
+from review_api.models import Context, Risk
+from review_api.stats import LooseningCriteria, compute_stats
+
+
+def proposal(task: str, *, money: bool = False) -> Proposal:
+    return Proposal(method="PUT", url="https://x.test/r/1", system="Zendesk",
+                    object_type="ticket", fingerprint="f" * 64, rule="support",
+                    context=Context(task=task), risk=Risk(money=money), quorum=1)
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    store = Store(tmp_path / "hitl.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def record(store: Store, task: str, decisions: list[str], money: bool = False) -> None:
+    for decision in decisions:
+        approval = await store.create(proposal(task, money=money))
+        await store.decide(approval.id, Decision(decision), "sam", None)
+
+
+async def test_ready_only_with_volume_no_recent_rejection_and_no_money(store: Store) -> None:
+    await record(store, "ticket-tagging", ["reject"] + ["approve"] * 12)
+    await record(store, "lead-routing", ["approve"] * 5)
+    await record(store, "invoice-edit", ["approve"] * 12, money=True)
+    await record(store, "ticket-triage", ["approve"] * 8 + ["reject"] + ["approve"] * 3)
+    stats = compute_stats(await store.list(), LooseningCriteria(min_decisions=10, recent=5))
+    by_task = {row["key"]: row for row in stats["by_task"]}
+
+    tagging = by_task["ticket-tagging"]
+    assert (tagging["approved"], tagging["rejected"], tagging["rejection_rate"]) == (
+        12, 1, round(1 / 13, 4))
+    assert tagging["ready_to_loosen"] is True
+    assert tagging["median_seconds_to_decision"] is not None
+
+    assert by_task["lead-routing"]["ready_to_loosen"] is False
+    assert "only 5 decisions" in by_task["lead-routing"]["reasons"][0]
+    assert by_task["invoice-edit"]["ready_to_loosen"] is False
+    assert "moves money: stays approval-first" in by_task["invoice-edit"]["reasons"]
+    assert by_task["ticket-triage"]["ready_to_loosen"] is False
+    assert "1 of the last 5 decisions were rejections" in by_task["ticket-triage"]["reasons"]
+
+    relaxed = compute_stats(await store.list(),
+                            LooseningCriteria(min_decisions=10, recent=5, allow_money=True))
+    assert {r["key"]: r for r in relaxed["by_task"]}["invoice-edit"]["ready_to_loosen"] is True
+    assert [row["key"] for row in stats["by_rule"]] == ["support"]
