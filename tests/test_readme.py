@@ -22,3 +22,13 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
              if line and not line.startswith("#")]
     assert lines[-1] == test
+
+
+def test_the_example_team_config_is_valid() -> None:
+    from proxy_addon.config import load_config
+
+    config = load_config(ROOT / "examples" / "team.yaml")
+    assert {r.name for r in config.reviewers} >= {"olivia", "sam", "fiona"}
+    assert [rule.name for rule in config.policy][:2] == ["no-deletes", "money-needs-two"]
+    assert {agent.task for agent in config.agents} == {
+        "lead-routing", "ticket-triage", "invoice-followup"}
