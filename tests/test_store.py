@@ -106,3 +106,18 @@ async def test_quorum_counts_distinct_reviewers_and_any_rejection_rejects(store:
     assert rejected.status is Status.rejected
     events = [entry.event for entry in await store.audit_entries(split.id)]
     assert events == ["held", "vote", "rejected"]
+
+
+async def test_approve_racing_expiry_leaves_one_outcome(store: Store) -> None:
+    for _ in range(20):
+        created = await store.create(proposal(), expires_at=utcnow() + timedelta(milliseconds=5))
+        await asyncio.sleep(0.005)
+        outcomes = await asyncio.gather(store.decide(created.id, Decision.approve, "a", None),
+                                        store.expire(created.id), return_exceptions=True)
+        final = await store.get(created.id)
+        assert final.status in (Status.approved, Status.expired)
+        assert sum(not isinstance(o, Exception) for o in outcomes) <= 1
+        if final.status is Status.expired:
+            assert await store.claim_for_sending(created.id) is False
+        terminal = [e.event for e in await store.audit_entries(created.id) if e.event != "held"]
+        assert len(terminal) == 1
