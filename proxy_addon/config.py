@@ -140,12 +140,19 @@ class LooseningSettings(_Strict):
     recent: Annotated[int, Field(ge=1)] = 10  # no rejection among the last this many decisions
 
 
+class Limits(_Strict):
+    max_pending: Annotated[int, Field(ge=1)] = 10_000  # more pending writes are answered 429
+    store_timeout: Duration = 5.0  # a store locked longer than this refuses writes with 503
+    max_body: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024  # larger write bodies get 413
+
+
 class HitlConfig(_Strict):
     reviewers: list[Reviewer] = []
     agents: list[Agent] = []
     policy: list[Rule] = []
     risk: RiskSettings = RiskSettings()
     loosening: LooseningSettings = LooseningSettings()
+    limits: Limits = Limits()
     connectors: dict[str, ConnectorOverride] = {}
     connectors_dir: Path | None = None  # more connector files, next to the built-in ones
     defaults: Defaults = Defaults()

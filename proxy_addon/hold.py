@@ -7,14 +7,17 @@ refuses the write: mitmproxy would otherwise send a request upstream when a hook
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from mitmproxy import connection, http
+from mitmproxy.net import encoding
 
 from connectors_schemas.models import WRITE_METHODS
 from proxy_addon import answers
@@ -24,7 +27,7 @@ from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import HeldRequest, Sealer
 from proxy_addon.upstream import UpstreamClient
 from review_api.models import Approval, Context, Status, utcnow
-from review_api.store import Conflict, Store, StoreError
+from review_api.store import Conflict, Full, Store, StoreError
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -57,6 +60,8 @@ class HoldSettings:
     hold_timeout: float
     expire_after: float
     review_url: str
+    max_pending: int | None = None
+    max_body: int = 10 * 1024 * 1024
 
 
 def take_context(headers: http.Headers) -> Context:
@@ -142,6 +147,22 @@ class HoldWrites:
         return context.model_copy(update={
             "agent": name, "task": context.task or (agent.task if agent else None)})
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """A write declaring a body over the limit is refused before the body is read."""
+        if flow.response or effective_method(flow.request) not in WRITE_METHODS:
+            return
+        declared = flow.request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.settings.max_body:
+            flow.response = answers.refused(
+                413, f"the body is {declared} bytes; writes over {self.settings.max_body} bytes "
+                     "are refused (limits.max_body)")
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        # Upstream answers pass as a stream: never buffered, so body_size_limit (which bounds
+        # the request bodies we must hold) never cuts a large read.
+        if flow.response is not None:
+            flow.response.stream = True
+
     async def response(self, flow: http.HTTPFlow) -> None:
         approval_id = flow.metadata.get(APPROVAL_KEY)
         if approval_id is None or flow.response is None:
@@ -162,6 +183,11 @@ class HoldWrites:
 
     async def running(self) -> None:
         self._spawn(self._expire_forever())
+        # A write that was on its way upstream when the proxy died may or may not have landed:
+        # never resent on our own; a reviewer checks and resolves it.
+        for approval_id in await self.store.mark_in_flight_unknown():
+            logger.warning("approval %s was being sent when the proxy stopped: outcome unknown",
+                           approval_id)
         # An approval decided while no process was running (or before a crash) is sent now.
         for approval in await self.store.list(Status.approved):
             self._spawn(self._send_later(approval.id))
@@ -191,11 +217,29 @@ class HoldWrites:
             flow.response = answers.denied(approval)
             return
 
-        sealed = self.sealer.seal(HeldRequest(method, write.url, write.headers, write.raw_content))
-        expire_after = verdict.expire_after or self.settings.expire_after
-        approval = await self.store.create(
-            proposal, expires_at=utcnow() + timedelta(seconds=expire_after), sealed_request=sealed)
-        logger.info("held %s %s as approval %s", method, proposal.url, approval.id)
+        key = flow.request.headers.get("Idempotency-Key")
+        key_digest = hashlib.sha256(key.encode()).hexdigest() if key else None
+        approval = await self.store.find_pending(proposal.fingerprint, proposal.context.agent,
+                                                 key_digest)
+        if approval is not None:
+            # An agent's retry joins the write already waiting; it can execute only once.
+            await self.store.log_event("retry_joined", approval.id, "proxy", {})
+            logger.info("retry of %s %s joined approval %s", method, proposal.url, approval.id)
+        else:
+            sealed = self.sealer.seal(HeldRequest(method, write.url, write.headers,
+                                                  write.raw_content))
+            expire_after = verdict.expire_after or self.settings.expire_after
+            try:
+                approval = await self.store.create(
+                    proposal, expires_at=utcnow() + timedelta(seconds=expire_after),
+                    sealed_request=sealed, idempotency_key=key_digest,
+                    max_pending=self.settings.max_pending)
+            except Full as exc:
+                logger.warning("refused %s %s: %s", method, proposal.url, exc)
+                flow.response = answers.refused(429, f"too many writes wait for review: {exc}")
+                flow.response.headers["Retry-After"] = "60"
+                return
+            logger.info("held %s %s as approval %s", method, proposal.url, approval.id)
 
         hold_timeout = verdict.hold_timeout or self.settings.hold_timeout
         outcome = await self._wait(approval, flow.client_conn.id, hold_timeout)
@@ -213,6 +257,8 @@ class HoldWrites:
     async def _wait(self, approval: Approval, client_id: str,
                     hold_timeout: float) -> Approval | _Detached | None:
         """The decision, DETACHED if the agent left, or None when the hold window passed."""
+        if (earlier := self._waiters.get(approval.id)) is not None:
+            earlier.settle(DETACHED)  # the newest connection of a retried write is the live one
         waiter = self._waiters[approval.id] = _Waiter(client_id)
         try:
             # A decision may have landed between the commit and this waiter's registration.
@@ -227,7 +273,8 @@ class HoldWrites:
             pass
         finally:
             # From here on a decision finds no waiter and is sent by the proxy itself.
-            self._waiters.pop(approval.id, None)
+            if self._waiters.get(approval.id) is waiter:
+                del self._waiters[approval.id]
         return waiter.outcome.result() if waiter.outcome.done() else None
 
     async def _release(self, flow: http.HTTPFlow, approval: Approval) -> None:
@@ -269,6 +316,10 @@ class HoldWrites:
                 await self._record(approval_id, status_code=None,
                                    error="the stored request does not match what was reviewed")
                 return
+            if stale := await self._changed_since_review(approval, held):
+                logger.warning("approval %s not sent: %s", approval_id, stale)
+                await self.store.mark_stale(approval_id, stale)
+                return
             try:
                 response = await self.upstream.send(held)
             except httpx.HTTPError as exc:
@@ -280,6 +331,33 @@ class HoldWrites:
             await self._record(approval_id, status_code=response.status_code)
         except Exception:
             logger.exception("sending approved write %s failed", approval_id)
+
+    async def _changed_since_review(self, approval: Approval, held: HeldRequest) -> str | None:
+        """Why the record no longer looks as it did when the reviewer saw it, if it doesn't."""
+        if not approval.old_values.known or approval.operation == "create":
+            return None
+        parts = urlsplit(held.url)
+        headers = http.Headers([(k.encode(), v.encode()) for k, v in held.headers])
+        try:
+            content = encoding.decode(held.content, headers.get("content-encoding", "identity"))
+        except ValueError:
+            content = held.content
+        write = WriteRequest(
+            method=held.method, url=held.url, host=parts.hostname or "", path=parts.path,
+            headers=held.headers, content=content or b"", raw_content=held.content,
+            query=parse_qsl(parts.query, keep_blank_values=True))
+        built = await self.builder.build(write, approval.context)
+        if built is None:
+            return None
+        now = {(c.record_id, c.field): c.old for c in built[0].changes if c.kind == "set"}
+        if not built[0].old_values.known:
+            return f"the record could not be fetched again: {built[0].old_values.reason}"
+        for change in approval.changes:
+            key = (change.record_id, change.field)
+            if change.kind == "set" and key in now and now[key] != change.old:
+                return (f"{change.field} changed since review: it was {change.old!r}, "
+                        f"it is now {now[key]!r}")
+        return None
 
     async def _record(self, approval_id: str, *, status_code: int | None,
                       error: str | None = None) -> None:

@@ -238,7 +238,7 @@ class ProposalBuilder:
             method=write.method,
             url=redact.mask_url(write.url),
             changes=changes,
-            patch=[redact.mask_body(op) for op in patch],
+            patch=[redact.mask_patch_op(op) for op in patch],
             old_values=old_values,
             risk=risk,
             context=context,

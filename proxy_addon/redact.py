@@ -75,3 +75,12 @@ def mask_body(value: Any) -> Any:
 
 def field_is_secret(dotted: str) -> bool:
     return any(is_secret_name(part) for part in dotted.split("."))
+
+
+def mask_patch_op(op: dict[str, Any]) -> dict[str, Any]:
+    """An RFC 6902 operation whose target is secret-named shows no value."""
+    masked = mask_body(op)
+    if "value" in masked and any(is_secret_name(part) for part in str(op.get("path", "")).split("/")
+                                 if part):
+        masked["value"] = MASK
+    return masked

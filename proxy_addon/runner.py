@@ -47,7 +47,7 @@ def _configure_logging() -> None:
 async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str, Connector],
                 review_socket: socket.socket, token_note: str) -> int:
     _configure_logging()
-    store = Store(settings.data_dir / DB_FILE)
+    store = Store(settings.data_dir / DB_FILE, busy_timeout=config.limits.store_timeout)
     try:
         await store.open()
         sealer = Sealer(load_or_create_key(settings.data_dir))
@@ -72,7 +72,8 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
         sealer,
         upstream,
         resolve,
-        HoldSettings(settings.hold_timeout, config.defaults.expire_after, review_url),
+        HoldSettings(settings.hold_timeout, config.defaults.expire_after, review_url,
+                     config.limits.max_pending, config.limits.max_body),
         auth,
     )
     ready = (f"hitl-proxy ready: proxy {settings.listen_host}:{settings.listen_port} "
@@ -84,6 +85,8 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
                       hold, review)
 
     updates: dict[str, object] = {
+        # Bounds the bodies mitmproxy buffers (chunked writes too): over it, 413, never upstream.
+        "body_size_limit": str(config.limits.max_body),
         "tcp_timeout": max(600, int(max([settings.hold_timeout] + [
             rule.hold_timeout or 0 for rule in config.policy])) + TCP_TIMEOUT_MARGIN),
     }

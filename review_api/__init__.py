@@ -3,7 +3,7 @@
 from review_api.app import ReviewApp
 from review_api.auth import Reviewer, Reviewers
 from review_api.models import Approval, Change, Context, Decision, Proposal, Risk, Status
-from review_api.store import Conflict, NotFound, Store, StoreError
+from review_api.store import Conflict, Full, NotFound, Store, StoreError
 
 __all__ = [
     "Approval",
@@ -11,6 +11,7 @@ __all__ = [
     "Conflict",
     "Context",
     "Decision",
+    "Full",
     "NotFound",
     "Proposal",
     "ReviewApp",

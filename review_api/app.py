@@ -41,6 +41,7 @@ class ReviewApp:
                 Route("/api/approvals/{approval_id}", self.get_approval, methods=["GET"]),
                 Route("/api/approvals/{approval_id}/approve", self.approve, methods=["POST"]),
                 Route("/api/approvals/{approval_id}/reject", self.reject, methods=["POST"]),
+                Route("/api/approvals/{approval_id}/resolve", self.resolve, methods=["POST"]),
                 Route("/api/audit", self.audit, methods=["GET"]),
                 Route("/api/stats", self.stats, methods=["GET"]),
             ],
@@ -127,6 +128,30 @@ class ReviewApp:
         except Conflict as exc:
             return _error(409, exc.reason, approval=_approval_json(exc.approval))
         return JSONResponse(_approval_json(decided))
+
+    async def resolve(self, request: Request) -> Response:
+        """Records what upstream did with a write whose outcome is unknown after a crash."""
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError as exc:
+            return _error(400, f"the body must be JSON: {exc}")
+        outcome = body.get("outcome") if isinstance(body, dict) else None
+        note = body.get("note") if isinstance(body, dict) else None
+        if outcome not in ("executed", "failed") or not (note is None or isinstance(note, str)):
+            return _error(400, 'the body must be {"outcome": "executed" | "failed", "note": "..."}')
+        found = await self._visible(request, reviewer)
+        if isinstance(found, Response):
+            return found
+        try:
+            resolved = await self.store.resolve(found.id, outcome == "executed", reviewer.name,
+                                                note)
+        except Conflict as exc:
+            return _error(409, f"only an approval whose outcome is unknown can be resolved; "
+                               f"{found.id} is {exc.approval.status}")
+        return JSONResponse(_approval_json(resolved))
 
     async def audit(self, request: Request) -> Response:
         if self._reviewer(request) is None:

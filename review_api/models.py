@@ -17,12 +17,17 @@ class Status(StrEnum):
     denied = "denied"
     executed = "executed"
     failed = "failed"
+    outcome_unknown = "outcome_unknown"  # was being sent when the proxy died; never resent
+    stale = "stale"  # the record changed after review; never sent
 
 
 # Every status change goes through this table; anything else is a bug or a race lost.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.pending: frozenset({Status.approved, Status.rejected, Status.expired}),
-    Status.approved: frozenset({Status.executed, Status.failed}),
+    Status.approved: frozenset({Status.executed, Status.failed, Status.outcome_unknown,
+                                Status.stale}),
+    Status.outcome_unknown: frozenset({Status.executed, Status.failed}),  # a reviewer resolves
+    Status.stale: frozenset(),
     Status.rejected: frozenset(),
     Status.expired: frozenset(),
     Status.denied: frozenset(),

@@ -7,6 +7,7 @@ A decision is a conditional UPDATE that only a pending approval can pass, so two
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -44,11 +45,14 @@ CREATE TABLE IF NOT EXISTS approvals (
     result TEXT,
     sent_at TEXT,
     votes TEXT NOT NULL DEFAULT '[]',
+    agent TEXT,
+    idempotency_key TEXT,
     fingerprint TEXT NOT NULL,
     proposal TEXT NOT NULL,
     sealed_request BLOB
 );
 CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at);
+CREATE INDEX IF NOT EXISTS approvals_retry ON approvals (status, fingerprint);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -68,6 +72,10 @@ class StoreError(RuntimeError):
 
 class NotFound(LookupError):
     pass
+
+
+class Full(RuntimeError):
+    """The bound on pending approvals is reached; the write is refused, nothing is lost."""
 
 
 class Conflict(RuntimeError):
@@ -160,9 +168,22 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------------
 
+    async def find_pending(self, fingerprint: str, agent: str | None,
+                           idempotency_key: str | None) -> Approval | None:
+        """The pending approval a retried write belongs to: same agent, same request or key."""
+        async with self.db.execute(
+            "SELECT * FROM approvals WHERE status = ? AND agent IS ? AND (fingerprint = ?"
+            " OR (idempotency_key IS NOT NULL AND idempotency_key = ?))"
+            " ORDER BY created_at DESC LIMIT 1",
+            (Status.pending.value, agent, fingerprint, idempotency_key),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return self._approval(row) if row else None
+
     async def create(self, proposal: Proposal, *, status: Status = Status.pending,
                      actor: str = "proxy", expires_at: datetime | None = None,
-                     sealed_request: bytes | None = None) -> Approval:
+                     sealed_request: bytes | None = None, idempotency_key: str | None = None,
+                     max_pending: int | None = None) -> Approval:
         """Commit a held (or denied) write; only after this returns may the agent be held."""
         approval = Approval(
             **proposal.model_dump(),
@@ -174,12 +195,19 @@ class Store:
         event = "held" if status is Status.pending else status.value
 
         async def insert(db: aiosqlite.Connection) -> None:
+            if max_pending is not None and status is Status.pending:
+                async with db.execute("SELECT COUNT(*) FROM approvals WHERE status = ?",
+                                      (Status.pending.value,)) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None and row[0] >= max_pending:
+                    raise Full(f"{row[0]} writes are already waiting for review "
+                               f"(limits.max_pending is {max_pending})")
             await db.execute(
                 "INSERT INTO approvals (id, status, created_at, expires_at, fingerprint, proposal,"
-                " sealed_request) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " sealed_request, agent, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (approval.id, approval.status.value, _iso(approval.created_at),
                  _iso(expires_at), proposal.fingerprint, proposal.model_dump_json(),
-                 sealed_request),
+                 sealed_request, proposal.context.agent, idempotency_key),
             )
             await self._audit(db, event, approval.id, actor, {
                 "system": proposal.system, "object_type": proposal.object_type,
@@ -289,6 +317,32 @@ class Store:
             approval_id, Status.approved, Status.executed if executed else Status.failed, "proxy",
             {"status_code": status_code, "error": error}, result=result,
         )
+
+    async def mark_in_flight_unknown(self) -> list[str]:
+        """After a crash: writes claimed for sending without a recorded answer. Never resent."""
+        async with self.db.execute(
+            "SELECT id FROM approvals WHERE status = ? AND sent_at IS NOT NULL AND result IS NULL",
+            (Status.approved.value,),
+        ) as cursor:
+            ids = [row["id"] for row in await cursor.fetchall()]
+        for approval_id in ids:
+            with contextlib.suppress(Conflict):
+                await self._move(approval_id, Status.approved, Status.outcome_unknown, "proxy",
+                                 {"reason": "the proxy stopped while sending it; check "
+                                            "upstream, then resolve it"})
+        return ids
+
+    async def mark_stale(self, approval_id: str, reason: str) -> Approval:
+        return await self._move(approval_id, Status.approved, Status.stale, "proxy",
+                                {"reason": reason})
+
+    async def resolve(self, approval_id: str, executed: bool, actor: str,
+                      note: str | None) -> Approval:
+        """A reviewer records what upstream did with a write whose outcome is unknown."""
+        return await self._move(approval_id, Status.outcome_unknown,
+                                Status.executed if executed else Status.failed, actor,
+                                {"note": note, "resolved": True}, decided=False,
+                                result=Result(error=None if executed else note, at=utcnow()))
 
     async def _move(self, approval_id: str, source: Status, target: Status, actor: str,
                     detail: dict[str, Any], *, decided: bool = False, note: str | None = None,
