@@ -112,11 +112,57 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="SECONDS", help="how long an agent's write is held before 202")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                      help="any mitmproxy option (repeatable)")
+    audit = commands.add_parser("audit", help="verify or export the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True,
+                                          parser_class=_Parser)
+    for name, text in (("verify", "check the hash chain; exit 1 naming the first bad entry"),
+                       ("export", "write the audit log as JSON lines or CSV to stdout")):
+        sub = audit_commands.add_parser(name, help=text)
+        sub.add_argument("--config", type=Path, help="YAML config (same as run)")
+        sub.add_argument("--data-dir", type=Path, default=Path("./data"))
+        if name == "export":
+            sub.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+            sub.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-01 or 2026-11-01T09:00")
     stats = commands.add_parser("stats", help="decisions so far and where approvals could loosen")
     stats.add_argument("--config", type=Path, help="YAML config (loosening criteria)")
     stats.add_argument("--data-dir", type=Path, default=Path("./data"))
     stats.add_argument("--format", choices=["json", "table"], default="table")
     return parser
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from proxy_addon.runner import DB_FILE
+    from proxy_addon.sealing import SealError, audit_key, load_key
+    from review_api import audit
+
+    database = args.data_dir / DB_FILE
+    if not database.exists():
+        raise UsageError(f"--data-dir {args.data_dir}: no {DB_FILE} there")
+    rows = audit.read_rows(database)
+    if args.audit_command == "export":
+        since = None
+        if args.since:
+            try:
+                moment = datetime.fromisoformat(args.since)
+            except ValueError:
+                raise UsageError(f"--since {args.since!r}: not an ISO 8601 time") from None
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            since = moment.astimezone(UTC).isoformat(timespec="microseconds")
+        for chunk in audit.export(rows, args.format, since):
+            sys.stdout.write(chunk)
+        return 0
+    try:
+        key = audit_key(load_key(args.data_dir))
+    except SealError as exc:
+        raise UsageError(str(exc)) from None
+    problem = audit.verify(rows, key, audit.read_anchor(database.with_name("audit.head")))
+    if problem is not None:
+        print(f"audit log NOT intact: {problem}", file=sys.stderr)
+        return 1
+    print(f"audit log intact: {len(rows)} entries")
+    return 0
 
 
 def stats_command(args: argparse.Namespace) -> int:
@@ -246,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "stats":
             return stats_command(args)
+        if args.command == "audit":
+            return audit_command(args)
         settings = settings_from_args(args)
         config, connectors = load_setup(settings)
         token_note = ""

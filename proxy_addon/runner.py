@@ -22,7 +22,7 @@ from proxy_addon.policy import Policy
 from proxy_addon.proposals import ProposalBuilder
 from proxy_addon.resolve import Resolve
 from proxy_addon.review_server import ReviewServer
-from proxy_addon.sealing import Sealer, SealError, load_or_create_key
+from proxy_addon.sealing import Sealer, SealError, audit_key, load_or_create_key
 from proxy_addon.upstream import UpstreamClient, combined_ca_bundle
 from review_api import ReviewApp, Reviewers, Store, StoreError
 
@@ -47,10 +47,16 @@ def _configure_logging() -> None:
 async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str, Connector],
                 review_socket: socket.socket, token_note: str) -> int:
     _configure_logging()
-    store = Store(settings.data_dir / DB_FILE, busy_timeout=config.limits.store_timeout)
+    try:
+        seal_key = load_or_create_key(settings.data_dir)
+    except (SealError, OSError) as exc:
+        review_socket.close()
+        raise StartupError(str(exc)) from exc
+    store = Store(settings.data_dir / DB_FILE, busy_timeout=config.limits.store_timeout,
+                  audit_key=audit_key(seal_key))
     try:
         await store.open()
-        sealer = Sealer(load_or_create_key(settings.data_dir))
+        sealer = Sealer(seal_key)
         settings.certs_dir.mkdir(parents=True, exist_ok=True)
         CertStore.from_store(settings.certs_dir, "mitmproxy", 2048)
     except (StoreError, SealError, OSError) as exc:

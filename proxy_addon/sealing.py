@@ -7,6 +7,7 @@ created 0600 on first start. A stolen database alone reveals no credential.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -42,6 +43,21 @@ class HeldRequest:
         data = json.loads(raw)
         return cls(data["method"], data["url"], [tuple(pair) for pair in data["headers"]],
                    base64.b64decode(data["content"]))
+
+
+def audit_key(seal_key: bytes) -> bytes:
+    """The audit log's HMAC key, derived from the sealing key so both stay outside the DB."""
+    return hashlib.sha256(b"hitl-proxy audit:" + seal_key).digest()
+
+
+def load_key(data_dir: Path) -> bytes:
+    """The existing key, for tools that must not create one (audit verify)."""
+    if env_key := os.environ.get(KEY_ENV):
+        return env_key.encode()
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        raise SealError(f"no sealing key: set {KEY_ENV} or keep {path}")
+    return path.read_bytes().strip()
 
 
 def load_or_create_key(data_dir: Path) -> bytes:

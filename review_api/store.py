@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
@@ -91,16 +93,25 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
 
 
-def entry_hash(prev_hash: str, at: str, event: str, approval_id: str | None, actor: str,
-               detail: str) -> str:
+DEFAULT_AUDIT_KEY = b"hitl-proxy-audit"
+
+
+def entry_hash(key: bytes, prev_hash: str, at: str, event: str, approval_id: str | None,
+               actor: str, detail: str) -> str:
+    """HMAC over an entry and its predecessor: rewriting the chain needs the key, kept outside."""
     payload = json.dumps([prev_hash, at, event, approval_id, actor, detail], separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
 
 
 class Store:
-    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: Path, busy_timeout: float = 5.0, audit_key: bytes | None = None,
+                 anchor: Path | None = None) -> None:
         self.path = path
         self._busy_timeout = busy_timeout
+        self._audit_key = audit_key or DEFAULT_AUDIT_KEY
+        # The last entry's seq and hash, outside the database: a cut-off tail shows.
+        self.anchor = anchor or path.with_name("audit.head")
+        self._head: tuple[int, str] | None = None
         self._db: aiosqlite.Connection | None = None
         # aiosqlite shares one connection; the lock keeps each transaction whole.
         self._lock = asyncio.Lock()
@@ -141,9 +152,13 @@ class Store:
                 try:
                     outcome = await work(db)
                 except BaseException:
+                    self._head = None
                     await db.execute("ROLLBACK")
                     raise
                 await db.execute("COMMIT")
+                if self._head is not None:
+                    self._write_anchor(*self._head)
+                    self._head = None
                 return outcome
             except sqlite3.Error as exc:
                 raise StoreError(f"store write failed: {exc}") from exc
@@ -155,12 +170,22 @@ class Store:
         prev_hash = row["hash"] if row else GENESIS_HASH
         at = _iso(utcnow())
         detail_json = json.dumps(detail, sort_keys=True, default=str)
-        digest = entry_hash(prev_hash, at, event, approval_id, actor, detail_json)
-        await db.execute(
+        digest = entry_hash(self._audit_key, prev_hash, at, event, approval_id, actor,
+                            detail_json)
+        cursor = await db.execute(
             "INSERT INTO audit (at, event, approval_id, actor, detail, prev_hash, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (at, event, approval_id, actor, detail_json, prev_hash, digest),
         )
+        self._head = (int(cursor.lastrowid or 0), digest)
+
+    def _write_anchor(self, seq: int, digest: str) -> None:
+        try:
+            temporary = self.anchor.with_suffix(".tmp")
+            temporary.write_text(f"{seq} {digest}\n")
+            os.replace(temporary, self.anchor)
+        except OSError as exc:
+            raise StoreError(f"cannot write the audit anchor {self.anchor}: {exc}") from exc
 
     async def _notify(self, approval: Approval) -> None:
         for listener in list(self._listeners):

@@ -7,7 +7,7 @@ import pytest
 
 from review_api import Conflict, Decision, NotFound, Proposal, Status, Store
 from review_api.models import utcnow
-from review_api.store import GENESIS_HASH, entry_hash
+from review_api.store import DEFAULT_AUDIT_KEY, GENESIS_HASH, entry_hash
 
 
 def proposal(**fields: object) -> Proposal:
@@ -87,7 +87,7 @@ async def test_audit_log_is_hash_chained(store: Store) -> None:
         rows = db.execute("SELECT at, event, approval_id, actor, detail FROM audit ORDER BY seq")
         for entry, row in zip(entries, rows, strict=True):
             assert entry.prev_hash == previous
-            assert entry.hash == entry_hash(previous, *row)
+            assert entry.hash == entry_hash(DEFAULT_AUDIT_KEY, previous, *row)
             previous = entry.hash
 
 

@@ -12,6 +12,7 @@ It follows the documented request and response shapes, https://developer.zendesk
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import html
@@ -104,6 +105,9 @@ class FakeZendesk:
                  api_token: str = "zd-api-token-123") -> None:
         self.subdomain = subdomain
         self.log = RequestLog()
+        # Test levers: tickets whose updates answer slowly, or fail as Zendesk does under load.
+        self.slow_updates: dict[int, float] = {}
+        self.failing_updates: set[int] = set()
         self._credentials = {
             "Basic " + base64.b64encode(f"{email}/token:{api_token}".encode()).decode(),
         }
@@ -465,6 +469,12 @@ class FakeZendesk:
             with self._lock:
                 self.tickets.pop(ticket_id, None)
             return Response(status_code=204)
+        if ticket_id in self.slow_updates:
+            await asyncio.sleep(self.slow_updates[ticket_id])
+        if ticket_id in self.failing_updates:
+            return JSONResponse({"error": "InternalError",
+                                 "description": "Something went wrong, please try again"},
+                                status_code=500)
         fields = self._parse(request, body)
         if isinstance(fields, JSONResponse):
             return fields
