@@ -91,8 +91,6 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
                       hold, review)
 
     updates: dict[str, object] = {
-        # Bounds the bodies mitmproxy buffers (chunked writes too): over it, 413, never upstream.
-        "body_size_limit": str(config.limits.max_body),
         "tcp_timeout": max(600, int(max([settings.hold_timeout] + [
             rule.hold_timeout or 0 for rule in config.policy])) + TCP_TIMEOUT_MARGIN),
     }
