@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from review_api.auth import Reviewer, Reviewers
 from review_api.models import Approval, Decision, Status
+from review_api.openapi import openapi
 from review_api.stats import LooseningCriteria, compute_stats
 from review_api.store import Conflict, NotFound, Store, StoreError
 
@@ -20,6 +21,14 @@ MAX_NOTE_CHARS = 4000
 
 def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status_code)
+
+
+def _unknown_query(request: Request, *allowed: str) -> Response | None:
+    """A misspelt filter must not silently widen what is returned."""
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        return _error(400, f"unknown query parameter(s) {unknown}; allowed: {list(allowed)}")
+    return None
 
 
 def _approval_json(approval: Approval) -> dict[str, Any]:
@@ -37,6 +46,7 @@ class ReviewApp:
         self.app = Starlette(
             routes=[
                 Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/openapi.json", self.openapi, methods=["GET"]),
                 Route("/api/approvals", self.list_approvals, methods=["GET"]),
                 Route("/api/approvals/{approval_id}", self.get_approval, methods=["GET"]),
                 Route("/api/approvals/{approval_id}/approve", self.approve, methods=["POST"]),
@@ -56,7 +66,9 @@ class ReviewApp:
         return _error(404, f"no route {request.url.path}")
 
     async def _not_allowed(self, request: Request, exc: Exception) -> Response:
-        return _error(405, f"{request.method} is not allowed on {request.url.path}")
+        response = _error(405, f"{request.method} is not allowed on {request.url.path}")
+        response.headers.update(getattr(exc, "headers", None) or {})  # keeps Allow (RFC 9110)
+        return response
 
     def _reviewer(self, request: Request) -> Reviewer | None:
         return self.reviewers.authenticate(request.headers.get("authorization"))
@@ -70,13 +82,18 @@ class ReviewApp:
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi())
+
     async def list_approvals(self, request: Request) -> Response:
         reviewer = self._reviewer(request)
         if reviewer is None:
             return self._unauthorized()
+        if (bad := _unknown_query(request, "status")) is not None:
+            return bad
         raw_status = request.query_params.get("status")
         try:
-            status = Status(raw_status) if raw_status else None
+            status = Status(raw_status) if raw_status is not None else None
         except ValueError:
             return _error(400, f"unknown status {raw_status!r}",
                           allowed=[member.value for member in Status])
@@ -156,6 +173,8 @@ class ReviewApp:
     async def audit(self, request: Request) -> Response:
         if self._reviewer(request) is None:
             return self._unauthorized()
+        if (bad := _unknown_query(request, "approval_id")) is not None:
+            return bad
         approval_id = request.query_params.get("approval_id")
         entries = await self.store.audit_entries(approval_id)
         return JSONResponse({"entries": [entry.model_dump(mode="json") for entry in entries]})

@@ -113,3 +113,16 @@ async def test_an_agent_that_hangs_up_leaves_the_approval_to_be_sent_later(
     await task
     assert flow.response is not None and flow.response.status_code == 202
     assert APPROVAL_KEY not in flow.metadata
+
+
+async def test_a_request_changed_after_review_is_not_released(hold: HoldWrites) -> None:
+    """What executes is what was reviewed: the fingerprint is checked as late as possible."""
+    flow = write_flow()
+    task = asyncio.ensure_future(hold.request(flow))
+    approval = await first_pending(hold.store)
+    flow.request.content = b'{"ticket": {"status": "closed"}}'  # e.g. another addon rewrote it
+    await hold.store.decide(approval.id, Decision.approve, "alice", None)
+    await task
+    assert flow.response is not None and flow.response.status_code == 409
+    assert "changed after review" in json.loads(flow.response.content or b"")["message"]
+    assert APPROVAL_KEY not in flow.metadata

@@ -1,0 +1,85 @@
+"""The review API's OpenAPI 3 description, served at /openapi.json and checked by schemathesis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from review_api.models import Approval, AuditEntry, Status
+
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "bad request body", 401: "no reviewer token", 403: "routed to other groups",
+            404: "no such approval (or not routed to you)", 409: "no longer pending"}
+    return {str(code): _json(_ERROR, text[code]) for code in codes}
+
+
+def _decision(summary: str) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "parameters": [{"$ref": "#/components/parameters/approval_id"}],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"note": {"type": "string", "maxLength": 4000}}}}}},
+        "responses": {"200": _json({"$ref": "#/components/schemas/Approval"}, "the approval"),
+                      **_errors(400, 401, 403, 404, 409)},
+    }
+
+
+def openapi() -> dict[str, Any]:
+    approval = Approval.model_json_schema(ref_template="#/components/schemas/{model}")
+    entry = AuditEntry.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = {**approval.pop("$defs", {}), **entry.pop("$defs", {}),
+               "Approval": approval, "AuditEntry": entry}
+    statuses = [status.value for status in Status]
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "hitl-proxy review API", "version": "1"},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "parameters": {"approval_id": {"name": "approval_id", "in": "path", "required": True,
+                                           "schema": {"type": "string"}}},
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": {"security": [], "responses": {
+                "200": _json({"type": "object"}, "ready")}}},
+            "/api/approvals": {"get": {
+                "parameters": [{"name": "status", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": statuses}}],
+                "responses": {"200": _json({"type": "object", "required": ["approvals"],
+                                            "properties": {"approvals": {"type": "array", "items": {
+                                                "$ref": "#/components/schemas/Approval"}}}},
+                                           "approvals, oldest first"),
+                              **_errors(400, 401)}}},
+            "/api/approvals/{approval_id}": {"get": {
+                "parameters": [{"$ref": "#/components/parameters/approval_id"}],
+                "responses": {"200": _json({"$ref": "#/components/schemas/Approval"}, "found"),
+                              **_errors(401, 404)}}},
+            "/api/approvals/{approval_id}/approve": {"post": _decision("approve (one vote)")},
+            "/api/approvals/{approval_id}/reject": {"post": _decision("reject")},
+            "/api/approvals/{approval_id}/resolve": {"post": {
+                "parameters": [{"$ref": "#/components/parameters/approval_id"}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["outcome"],
+                    "properties": {"outcome": {"type": "string", "enum": ["executed", "failed"]},
+                                   "note": {"type": "string"}}}}}},
+                "responses": {"200": _json({"$ref": "#/components/schemas/Approval"}, "resolved"),
+                              **_errors(400, 401, 404, 409)}}},
+            "/api/audit": {"get": {
+                "parameters": [{"name": "approval_id", "in": "query", "required": False,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object", "required": ["entries"],
+                                            "properties": {"entries": {"type": "array", "items": {
+                                                "$ref": "#/components/schemas/AuditEntry"}}}},
+                                           "entries in order"), **_errors(400, 401)}}},
+            "/api/stats": {"get": {"responses": {"200": _json({"type": "object"}, "stats"),
+                                                 **_errors(401)}}},
+        },
+    }

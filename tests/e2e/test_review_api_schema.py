@@ -1,0 +1,39 @@
+"""schemathesis against the review API's own OpenAPI description, on a real process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from review_api.openapi import openapi
+from tests.e2e.conftest import ALICE, UpstreamTLS, Vendor, start_proxy
+from tests.e2e.harness import ProxyProcess
+
+schema = schemathesis.openapi.from_dict(openapi())
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
+           vendors: dict[str, Vendor]) -> Iterator[ProxyProcess]:
+    process = start_proxy(tmp_path_factory.mktemp("schema"), upstream_tls, vendors)
+    yield process
+    assert process.stop() == 0, process.log()
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+def test_review_api_conforms_to_its_openapi_description(case, served: ProxyProcess) -> None:
+    case.call_and_validate(base_url=served.review_url,
+                           headers={"Authorization": f"Bearer {ALICE}"})
+
+
+def test_the_description_is_served(served: ProxyProcess) -> None:
+    import httpx
+
+    served_spec = httpx.get(f"{served.review_url}/openapi.json").json()
+    assert served_spec["paths"].keys() == openapi()["paths"].keys()
