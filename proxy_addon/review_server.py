@@ -13,7 +13,9 @@ logger = logging.getLogger("hitl_proxy")
 
 
 class ReviewServer:
-    def __init__(self, app: ASGIApp, sock: socket.socket, ready_message: str) -> None:
+    def __init__(self, app: ASGIApp, sock: socket.socket, ready_message: str,
+                 closing: asyncio.Event | None = None) -> None:
+        self._closing = closing
         # The socket is bound before mitmproxy starts, so a busy port fails start-up cleanly.
         self._socket = sock
         self._ready_message = ready_message
@@ -33,6 +35,8 @@ class ReviewServer:
     async def done(self) -> None:
         if self._task is None:
             return
+        if self._closing is not None:
+            self._closing.set()  # ends open event streams, or shutdown would wait for them
         self._server.should_exit = True
         try:
             await asyncio.wait_for(self._task, timeout=10)

@@ -86,7 +86,7 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
              f"({settings.mode}), review API {review_url}{token_note}, agents trust "
              f"{settings.certs_dir / 'mitmproxy-ca-cert.pem'}")
     review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config))
-    review = ReviewServer(review_app.app, review_socket, ready)
+    review = ReviewServer(review_app.app, review_socket, ready, review_app.broadcaster.closing)
     master.addons.add(auth, ReviewApiGuard(settings.review_host, settings.review_port), resolve,
                       hold, review)
 

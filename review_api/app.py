@@ -15,6 +15,7 @@ from review_api.models import Approval, Decision, Status
 from review_api.openapi import openapi
 from review_api.stats import LooseningCriteria, compute_stats
 from review_api.store import Conflict, NotFound, Store, StoreError
+from review_api.web import Broadcaster, ReviewPages
 
 MAX_NOTE_CHARS = 4000
 
@@ -43,8 +44,24 @@ class ReviewApp:
         self.store = store
         self.reviewers = reviewers
         self.criteria = criteria or LooseningCriteria()
+        self.broadcaster = Broadcaster()
+        store.subscribe(self.broadcaster.publish)
+        pages = ReviewPages(store, reviewers, self.broadcaster)
         self.app = Starlette(
             routes=[
+                # The reviewer's web page (session cookie, CSRF-protected forms).
+                Route("/", pages.queue, methods=["GET"]),
+                Route("/login", pages.login_page, methods=["GET"]),
+                Route("/login", pages.login, methods=["POST"]),
+                Route("/logout", pages.logout, methods=["POST"]),
+                Route("/approvals/{approval_id}", pages.detail, methods=["GET"]),
+                Route("/approvals/{approval_id}/decide", pages.decide, methods=["POST"]),
+                Route("/history", pages.history, methods=["GET"]),
+                Route("/history.csv", pages.export, methods=["GET"]),
+                Route("/history.jsonl", pages.export, methods=["GET"]),
+                Route("/fragments/queue", pages.queue_fragment, methods=["GET"]),
+                Route("/events", pages.events, methods=["GET"]),
+                # The JSON API (bearer tokens).
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
                 Route("/api/approvals", self.list_approvals, methods=["GET"]),

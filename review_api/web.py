@@ -1,0 +1,324 @@
+"""The reviewer's web page: sign in with a token, a live queue, old beside new, decide, history.
+
+Sessions live in memory (a restart signs reviewers out); the cookie is HttpOnly and
+SameSite=Strict, and every form carries the session's CSRF token as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import difflib
+import html
+import io
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.templating import Jinja2Templates
+
+from review_api.auth import Reviewer, Reviewers
+from review_api.models import Approval, Decision, Status, utcnow
+from review_api.store import Conflict, NotFound, Store
+
+COOKIE = "hitl_session"
+SESSION_SECONDS = 12 * 3600
+MAX_SHOWN = 2000  # characters of one value before it is cut for the page
+
+
+@dataclass
+class Session:
+    reviewer: Reviewer
+    csrf: str
+    expires: float
+
+
+@dataclass
+class Broadcaster:
+    """Fans store changes out to every open event stream."""
+
+    queues: set[asyncio.Queue[dict[str, str]]] = field(default_factory=set)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def publish(self, approval: Approval) -> None:
+        message = {"id": approval.id, "status": approval.status.value}
+        for queue in list(self.queues):
+            if queue.qsize() < 100:
+                queue.put_nowait(message)
+
+
+def _age(moment: datetime) -> str:
+    seconds = max(0, int((utcnow() - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _approvals_of(approval: Approval) -> int:
+    return len({v.reviewer for v in approval.votes if v.decision is Decision.approve})
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return '<span class="none">empty</span>'
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    if len(text) > MAX_SHOWN:
+        text = text[:MAX_SHOWN] + "…"
+    return f"<pre>{html.escape(text)}</pre>"
+
+
+def _marked(old: str, new: str) -> tuple[str, str]:
+    """Both texts with the words that differ marked, so a reviewer sees what moved."""
+    a, b = old.split(" "), new.split(" ")
+    left, right = [], []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b).get_opcodes():
+        before, after = html.escape(" ".join(a[i1:i2])), html.escape(" ".join(b[j1:j2]))
+        if tag == "equal":
+            left.append(before)
+            right.append(after)
+        else:
+            if before:
+                left.append(f"<del>{before}</del>")
+            if after:
+                right.append(f"<ins>{after}</ins>")
+    return f"<pre>{' '.join(left)}</pre>", f"<pre>{' '.join(right)}</pre>"
+
+
+def change_rows(approval: Approval) -> list[dict[str, str]]:
+    bulk = len(approval.records) > 1
+    rows = []
+    for change in approval.changes:
+        if (isinstance(change.old, str) and isinstance(change.new, str)
+                and max(len(change.old), len(change.new)) <= MAX_SHOWN):
+            old, new = _marked(change.old, change.new)
+        else:
+            old, new = _shown(change.old), _shown(change.new)
+        rows.append({"field": change.field, "old": old, "new": new, "kind": change.kind,
+                     "kind_label": {"add": "added", "remove": "removed"}.get(change.kind, ""),
+                     "record": change.record_id if bulk else ""})
+    return rows
+
+
+def headline(approval: Approval) -> str:
+    what = {"create": "Creates a new record", "delete": "Deletes this record",
+            "update": "Changes this record", "upsert": "Creates or changes a record",
+            "action": f"Runs '{approval.action}'"}.get(approval.operation or "", "A write")
+    if len(approval.records) > 1:
+        what += f" ({len(approval.records)} records)"
+    return what
+
+
+class ReviewPages:
+    def __init__(self, store: Store, reviewers: Reviewers, broadcaster: Broadcaster) -> None:
+        self.store = store
+        self.reviewers = reviewers
+        self.broadcaster = broadcaster
+        self.sessions: dict[str, Session] = {}
+        self.templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+        self.templates.env.globals.update(age=_age, approvals_of=_approvals_of)
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def _session(self, request: Request) -> Session | None:
+        session = self.sessions.get(request.cookies.get(COOKIE, ""))
+        if session is None or session.expires < time.time():
+            return None
+        return session
+
+    def _render(self, request: Request, template: str, session: Session | None,
+                status_code: int = 200, **context: Any) -> HTMLResponse:
+        context.update(reviewer=session.reviewer if session else None,
+                       csrf=session.csrf if session else "")
+        context.setdefault("flash", request.query_params.get("flash"))
+        context.setdefault("flash_kind", request.query_params.get("kind"))
+        response = self.templates.TemplateResponse(request, template, context,
+                                                   status_code=status_code)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    async def _form(self, request: Request, session: Session) -> dict[str, str] | Response:
+        form = await request.form()
+        if not secrets.compare_digest(str(form.get("csrf", "")), session.csrf):
+            return HTMLResponse("The form expired. Reload the page and try again.", 403)
+        return {key: str(value) for key, value in form.items()}
+
+    async def login_page(self, request: Request) -> Response:
+        if self._session(request):
+            return RedirectResponse("/", 303)
+        return self._render(request, "login.html", None)
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        reviewer = self.reviewers.authenticate(f"Bearer {form.get('token', '')}")
+        if reviewer is None:
+            return RedirectResponse("/login?" + urlencode(
+                {"flash": "That token is not a reviewer's token.", "kind": "error"}), 303)
+        key = secrets.token_urlsafe(32)
+        self.sessions[key] = Session(reviewer, secrets.token_urlsafe(24),
+                                     time.time() + SESSION_SECONDS)
+        response = RedirectResponse("/", 303)
+        response.set_cookie(COOKIE, key, max_age=SESSION_SECONDS, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is not None:
+            form = await self._form(request, session)
+            if isinstance(form, Response):
+                return form
+            self.sessions.pop(request.cookies.get(COOKIE, ""), None)
+        response = RedirectResponse("/login?flash=Signed+out.", 303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    # -- pages ----------------------------------------------------------------------------------
+
+    async def _mine(self, session: Session, status: Status | None = None) -> list[Approval]:
+        return [a for a in await self.store.list(status, limit=100_000)
+                if session.reviewer.may_decide(a.reviewer_groups)]
+
+    async def queue(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        return self._render(request, "queue.html", session, page="queue",
+                            approvals=await self._mine(session, Status.pending))
+
+    async def queue_fragment(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return HTMLResponse("", 401)
+        return self._render(request, "_queue.html", session,
+                            approvals=await self._mine(session, Status.pending))
+
+    async def detail(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        try:
+            approval = await self.store.get(request.path_params["approval_id"])
+        except NotFound:
+            approval = None
+        if approval is None or not session.reviewer.may_decide(approval.reviewer_groups):
+            return self._render(request, "queue.html", session, 404, page="queue",
+                                approvals=[], flash="No such approval for you.",
+                                flash_kind="error")
+        body = approval.request.body
+        request_text = "\n".join(f"{k}: {v}" for k, v in approval.request.headers.items())
+        if body is not None:
+            shown = body if isinstance(body, str) else json.dumps(body, indent=2)
+            request_text += "\n\n" + shown[:20_000]
+        return self._render(request, "detail.html", session, page="queue", a=approval,
+                            rows=change_rows(approval), headline=headline(approval),
+                            request_text=request_text)
+
+    async def decide(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        form = await self._form(request, session)
+        if isinstance(form, Response):
+            return form
+        approval_id = request.path_params["approval_id"]
+        where = f"/approvals/{approval_id}?"
+        try:
+            found = await self.store.get(approval_id)
+            decision = Decision(form.get("decision", ""))
+        except (NotFound, ValueError):
+            return RedirectResponse("/?flash=No+such+approval.&kind=error", 303)
+        if not session.reviewer.may_decide(found.reviewer_groups):
+            return RedirectResponse("/?flash=That+approval+is+not+routed+to+you.&kind=error", 303)
+        note = form.get("note", "").strip()[:4000] or None
+        try:
+            decided = await self.store.decide(found.id, decision, session.reviewer.name, note)
+        except Conflict as exc:
+            return RedirectResponse(where + urlencode({"flash": exc.reason, "kind": "error"}),
+                                    303)
+        text = (f"{decided.status.value.capitalize()}." if decided.status is not Status.pending
+                else "Your approval is counted; it waits for more reviewers.")
+        return RedirectResponse(where + urlencode({"flash": text}), 303)
+
+    # -- history and export ---------------------------------------------------------------------
+
+    def _filtered(self, approvals: list[Approval], params: dict[str, str]) -> list[Approval]:
+        def keep(a: Approval) -> bool:
+            day = a.created_at.astimezone(UTC).date().isoformat()
+            return ((not params.get("system") or a.system == params["system"])
+                    and (not params.get("status") or a.status.value == params["status"])
+                    and (not params.get("reviewer") or a.decided_by == params["reviewer"]
+                         or any(v.reviewer == params["reviewer"] for v in a.votes))
+                    and (not params.get("agent") or a.context.agent == params["agent"])
+                    and (not params.get("since") or day >= params["since"])
+                    and (not params.get("until") or day <= params["until"]))
+        return [a for a in reversed(approvals) if keep(a)]
+
+    async def history(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        everything = await self._mine(session)
+        params = dict(request.query_params)
+        return self._render(
+            request, "history.html", session, page="history", f=params,
+            approvals=self._filtered(everything, params)[:500],
+            systems=sorted({a.system for a in everything if a.system}),
+            statuses=[s.value for s in Status], query=urlencode(params))
+
+    async def export(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        chosen = self._filtered(await self._mine(session), dict(request.query_params))
+        if request.url.path.endswith(".jsonl"):
+            text = "".join(a.model_dump_json() + "\n" for a in chosen)
+            return Response(text, media_type="application/x-ndjson", headers={
+                "Content-Disposition": 'attachment; filename="approvals.jsonl"'})
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["id", "created_at", "status", "system", "object_type", "record_id",
+                         "operation", "risk", "agent", "task", "decided_by", "decided_at",
+                         "note", "changes"])
+        for a in chosen:
+            writer.writerow([a.id, a.created_at.isoformat(), a.status.value, a.system,
+                             a.object_type, a.record_id, a.operation, a.risk.level.value,
+                             a.context.agent, a.context.task, a.decided_by,
+                             a.decided_at.isoformat() if a.decided_at else "", a.note,
+                             json.dumps([c.model_dump() for c in a.changes])])
+        return Response(buffer.getvalue(), media_type="text/csv", headers={
+            "Content-Disposition": 'attachment; filename="approvals.csv"'})
+
+    # -- live events ----------------------------------------------------------------------------
+
+    async def events(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return Response(status_code=401)
+        queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        self.broadcaster.queues.add(queue)
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield ": connected\n\n"
+                while not self.broadcaster.closing.is_set():
+                    try:
+                        message = await asyncio.wait_for(queue.get(), timeout=15)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    yield f"data: {json.dumps(message)}\n\n"
+            finally:
+                self.broadcaster.queues.discard(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
