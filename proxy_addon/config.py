@@ -146,6 +146,17 @@ class Limits(_Strict):
     max_body: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024  # larger write bodies get 413
 
 
+class WebhookConfig(_Strict):
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    format: Literal["json", "slack"] = "json"
+    headers: dict[str, str] = {}
+
+
+class Notifications(_Strict):
+    review_url: str | None = None  # base of the links in messages; default: the review address
+    webhooks: list[WebhookConfig] = []
+
+
 class HitlConfig(_Strict):
     reviewers: list[Reviewer] = []
     agents: list[Agent] = []
@@ -153,6 +164,7 @@ class HitlConfig(_Strict):
     risk: RiskSettings = RiskSettings()
     loosening: LooseningSettings = LooseningSettings()
     limits: Limits = Limits()
+    notifications: Notifications = Notifications()
     connectors: dict[str, ConnectorOverride] = {}
     connectors_dir: Path | None = None  # more connector files, next to the built-in ones
     defaults: Defaults = Defaults()

@@ -25,6 +25,7 @@ from proxy_addon.review_server import ReviewServer
 from proxy_addon.sealing import Sealer, SealError, audit_key, load_or_create_key
 from proxy_addon.upstream import UpstreamClient, combined_ca_bundle
 from review_api import ReviewApp, Reviewers, Store, StoreError
+from review_api.notify import Notifier, Webhook
 
 logger = logging.getLogger("hitl_proxy")
 DB_FILE = "hitl.sqlite3"
@@ -87,8 +88,12 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
              f"{settings.certs_dir / 'mitmproxy-ca-cert.pem'}")
     review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config))
     review = ReviewServer(review_app.app, review_socket, ready, review_app.broadcaster.closing)
-    master.addons.add(auth, ReviewApiGuard(settings.review_host, settings.review_port), resolve,
-                      hold, review)
+    notifier = Notifier(
+        [Webhook(h.url, h.format, dict(h.headers)) for h in config.notifications.webhooks],
+        config.notifications.review_url or review_url)
+    store.subscribe(notifier.publish)
+    guard = ReviewApiGuard(settings.review_host, settings.review_port)
+    master.addons.add(notifier, auth, guard, resolve, hold, review)
 
     updates: dict[str, object] = {
         "tcp_timeout": max(600, int(max([settings.hold_timeout] + [
