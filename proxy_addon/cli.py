@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="SECONDS", help="how long an agent's write is held before 202")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                      help="any mitmproxy option (repeatable)")
+    demo = commands.add_parser("demo", help="a local fake SaaS, the proxy and a sample agent")
+    demo.add_argument("--listen-port", type=_port, default=8080)
+    demo.add_argument("--review-port", type=_port, default=8081)
+    demo.add_argument("--data-dir", type=Path, default=Path("./demo-data"))
+    demo.add_argument("--certs-dir", type=Path, default=Path("./certs"))
     audit = commands.add_parser("audit", help="verify or export the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True,
                                           parser_class=_Parser)
@@ -128,6 +133,49 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--data-dir", type=Path, default=Path("./data"))
     stats.add_argument("--format", choices=["json", "table"], default="table")
     return parser
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from proxy_addon import demo
+    from proxy_addon.runner import StartupError, serve
+
+    token = demo.new_token()
+    config = HitlConfig.model_validate({"reviewers": [{"name": "demo-reviewer",
+                                                       "token": token}]})
+    connectors = load_connectors()
+    ca, cert, key = demo.demo_tls(args.data_dir / "demo-saas")
+    probe = bind_socket("127.0.0.1", args.listen_port, "--listen-port")
+    probe.close()
+    review_socket = bind_socket("127.0.0.1", args.review_port, "--review-port")
+    review_url = f"http://127.0.0.1:{args.review_port}"
+
+    async def main() -> int:
+        saas = demo.DemoSaaS()
+        server, port = await demo.start_saas(saas, cert, key)
+        settings = RunSettings(
+            config_path=None, listen_host="127.0.0.1", listen_port=args.listen_port,
+            review_host="127.0.0.1", review_port=args.review_port, data_dir=args.data_dir,
+            certs_dir=args.certs_dir, mode="regular", upstream_ca=ca,
+            resolve={host: ("127.0.0.1", port) for host in demo.HOSTS}, hold_timeout=300.0)
+        print(f"hitl-proxy demo: open {review_url} and sign in with the reviewer token\n"
+              f"  {token}\n"
+              f"A sample agent is proposing {len(demo.SAMPLE_WRITES)} changes (ticket triage, "
+              "lead routing, an invoice amount); approve or reject them. Ctrl-C stops.",
+              flush=True)
+        agent = asyncio.ensure_future(demo.run_agent(
+            f"http://127.0.0.1:{args.listen_port}", args.certs_dir / "mitmproxy-ca-cert.pem",
+            review_url, demo.print_answer))
+        try:
+            return await serve(settings, config, connectors, review_socket, "")
+        finally:
+            agent.cancel()
+            server.should_exit = True
+            await asyncio.gather(agent, return_exceptions=True)
+
+    try:
+        return asyncio.run(main())
+    except StartupError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def audit_command(args: argparse.Namespace) -> int:
@@ -294,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             return stats_command(args)
         if args.command == "audit":
             return audit_command(args)
+        if args.command == "demo":
+            return demo_command(args)
         settings = settings_from_args(args)
         config, connectors = load_setup(settings)
         token_note = ""
