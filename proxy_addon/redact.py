@@ -21,7 +21,8 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 # Names that look secret-ish but are not, and that reviewers need to see.
-_NOT_SECRET = frozenset({"idempotency-key", "author", "author_id", "authored_at"})
+_NOT_SECRET = frozenset({"idempotency-key", "author", "author_id", "authored_at", "synctoken",
+                         "sync_token", "next_page_token", "nextpagetoken", "tokens_used"})
 
 
 def is_secret_name(name: str) -> bool:

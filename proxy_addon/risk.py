@@ -21,6 +21,32 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """Where inside two lists or objects they first differ, e.g. ("[0].Amount", 120, 1200)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(dict.fromkeys([*old, *new])):
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(old, list) and isinstance(new, list):
+        for index in range(max(len(old), len(new))):
+            found = _first_difference(old[index] if index < len(old) else None,
+                                      new[index] if index < len(new) else None,
+                                      f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    return None if old == new else (path, old, new)
+
+
+def _moved(change: FieldChange) -> str:
+    inner = _first_difference(change.old, change.new)
+    if inner is not None and inner[0] and isinstance(change.old, list | dict):
+        return f"{change.field}{inner[0]} {_short(inner[1])} -> {_short(inner[2])}"
+    return f"{change.field} {_short(change.old)} -> {_short(change.new)}"
+
+
 def _under(field: str, hints: Sequence[str]) -> bool:
     return any(field == hint or field.startswith(hint + ".") for hint in hints)
 
@@ -76,7 +102,7 @@ def assess(
         if _under(change.field, hints.money):
             small = _amount_moved(change) < money_threshold
             flag(RiskLevel.medium if small else RiskLevel.high,
-                 f"moves money: {change.field} {_short(change.old)} -> {_short(change.new)}",
+                 f"moves money: {_moved(change)}",
                  RiskKind.money)
         elif _under(change.field, hints.customer_facing) and _customer_sees(change):
             what = f"added {change.field}" if change.kind == "add" else change.field

@@ -93,6 +93,19 @@ def _marked(old: str, new: str) -> tuple[str, str]:
     return f"<pre>{' '.join(left)}</pre>", f"<pre>{' '.join(right)}</pre>"
 
 
+def _marked_lines(old: Any, new: Any) -> tuple[str, str]:
+    """Nested values as indented JSON with the lines that differ marked on each side."""
+    a = json.dumps(old, indent=2, ensure_ascii=False).splitlines()
+    b = json.dumps(new, indent=2, ensure_ascii=False).splitlines()
+    left, right = [], []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b).get_opcodes():
+        for line in a[i1:i2]:
+            left.append(html.escape(line) if tag == "equal" else f"<del>{html.escape(line)}</del>")
+        for line in b[j1:j2]:
+            right.append(html.escape(line) if tag == "equal" else f"<ins>{html.escape(line)}</ins>")
+    return "<pre>" + "\n".join(left) + "</pre>", "<pre>" + "\n".join(right) + "</pre>"
+
+
 def change_rows(approval: Approval) -> list[dict[str, str]]:
     bulk = len(approval.records) > 1
     rows = []
@@ -100,6 +113,9 @@ def change_rows(approval: Approval) -> list[dict[str, str]]:
         if (isinstance(change.old, str) and isinstance(change.new, str)
                 and max(len(change.old), len(change.new)) <= MAX_SHOWN):
             old, new = _marked(change.old, change.new)
+        elif (isinstance(change.old, dict | list) and isinstance(change.new, dict | list)
+              and len(json.dumps(change.old)) + len(json.dumps(change.new)) <= 4 * MAX_SHOWN):
+            old, new = _marked_lines(change.old, change.new)
         else:
             old, new = _shown(change.old), _shown(change.new)
         rows.append({"field": change.field, "old": old, "new": new, "kind": change.kind,
