@@ -59,6 +59,8 @@ def leaves(record: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _lookup(record: Any, path: str) -> Any:
+    if "." not in path:  # the common flat field: one dict look-up
+        return record.get(path, _MISSING) if isinstance(record, dict) else _MISSING
     node = record
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -78,15 +80,41 @@ def merge(current: dict[str, Any], proposed: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _changes(before: dict[str, Any], after: dict[str, Any], paths: list[str]) -> list[FieldChange]:
-    found = []
+def _pointer(path: str) -> str:
+    if "." not in path and "~" not in path and "/" not in path:
+        return "/" + path
+    return "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in path.split("."))
+
+
+def _changes_and_patch(current: dict[str, Any], after: dict[str, Any],
+                       paths: list[str]) -> Diff:
+    """One pass over the paths the write can touch: linear in the write, not the record."""
+    changes: list[FieldChange] = []
+    operations: list[dict[str, Any]] = []
+    added: set[str] = set()
     for path in paths:
-        old, new = _lookup(before, path), _lookup(after, path)
-        old = None if old is _MISSING else old
-        new = None if new is _MISSING else new
-        if not same_json(old, new):
-            found.append(FieldChange(path, old, new))
-    return found
+        old, new = _lookup(current, path), _lookup(after, path)
+        shown_old = None if old is _MISSING else old
+        shown_new = None if new is _MISSING else new
+        if same_json(shown_old, shown_new):
+            continue
+        changes.append(FieldChange(path, shown_old, shown_new))
+        if new is _MISSING:
+            operations.append({"op": "remove", "path": _pointer(path)})
+        elif old is not _MISSING:
+            operations.append({"op": "replace", "path": _pointer(path), "value": new})
+        else:
+            # Add at the shallowest ancestor the current record lacks, once.
+            parts = path.split(".")
+            for depth in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:depth])
+                if _lookup(current, prefix) is _MISSING:
+                    if prefix not in added:
+                        added.add(prefix)
+                        operations.append({"op": "add", "path": _pointer(prefix),
+                                           "value": _lookup(after, prefix)})
+                    break
+    return Diff(changes, operations)
 
 
 def _ordered_union(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
@@ -118,7 +146,7 @@ def compute_diff(
     else:
         after = proposed
         paths = _ordered_union(leaves(current), leaves(proposed))
-    return Diff(_changes(current, after, paths), jsonpatch.make_patch(current, after).patch)
+    return _changes_and_patch(current, after, paths)
 
 
 def _without(record: dict[str, Any], fields: list[str]) -> dict[str, Any]:
