@@ -39,10 +39,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--writes", type=int, default=50)
-    args = parser.parse_args()
+def measure(writes: int) -> dict[str, dict[str, float]]:
+    """p50/p99 in ms of arrival -> committed, -> seen by a poll, and approve -> upstream."""
     workdir = Path(tempfile.mkdtemp(prefix="hitl-bench-"))
     ca = trustme.CA()
     cert = ca.issue_cert("acme.zendesk.com")
@@ -65,7 +63,7 @@ def main() -> None:
             review = httpx.Client(base_url=proxy.review_url, timeout=10,
                                   headers={"Authorization": f"Bearer {TOKEN}"})
             auth = ("agent@acme.test/token", "zd-api-token-123")
-            for index in range(args.writes):
+            for index in range(writes):
                 status = "solved" if index % 2 == 0 else "open"
                 puts_before = len(fake.log.of("PUT"))
                 thread = threading.Thread(target=agent.put, args=(
@@ -85,10 +83,19 @@ def main() -> None:
                 release.append(fake.log.of("PUT")[puts_before].at - approve_sent)
         finally:
             proxy.stop()
-    for name, values in (("arrival -> committed", committed), ("arrival -> seen by poll", arrival),
-                         ("approve -> upstream", release)):
-        print(f"{name:24s} p50 {percentile(values, 0.5) * 1000:7.1f} ms   "
-              f"p99 {percentile(values, 0.99) * 1000:7.1f} ms   (n={len(values)})")
+    return {name: {"p50_ms": round(percentile(values, 0.5) * 1000, 2),
+                   "p99_ms": round(percentile(values, 0.99) * 1000, 2), "n": len(values)}
+            for name, values in (("arrival_to_committed", committed),
+                                 ("arrival_to_seen_by_poll", arrival),
+                                 ("approve_to_upstream", release))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--writes", type=int, default=50)
+    for name, found in measure(parser.parse_args().writes).items():
+        print(f"{name:24s} p50 {found['p50_ms']:7.1f} ms   p99 {found['p99_ms']:7.1f} ms   "
+              f"(n={found['n']})")
 
 
 if __name__ == "__main__":

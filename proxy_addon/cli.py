@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import fnmatch
 import ipaddress
 import secrets
 import socket
@@ -332,6 +333,12 @@ def load_setup(settings: RunSettings) -> tuple[HitlConfig, dict[str, Connector]]
         connectors = load_connectors(extra_hosts=extra, extra_directory=connectors_dir)
     except (ConfigError, ConnectorFileError) as exc:
         raise UsageError(str(exc)) from None
+    for glob in config.passthrough_hosts:
+        for connector in connectors.values():
+            for host in connector.hosts:
+                if fnmatch.fnmatchcase(host.replace("*", "x"), glob.lower()):
+                    raise UsageError(f"passthrough_hosts: {glob!r} would let writes to "
+                                     f"{connector.system} ({host}) through without review")
     return config, connectors
 
 

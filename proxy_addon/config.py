@@ -165,6 +165,8 @@ class HitlConfig(_Strict):
     loosening: LooseningSettings = LooseningSettings()
     limits: Limits = Limits()
     notifications: Notifications = Notifications()
+    # Hosts tunnelled without TLS interception: nothing to them is seen, held or recorded.
+    passthrough_hosts: list[str] = []
     connectors: dict[str, ConnectorOverride] = {}
     connectors_dir: Path | None = None  # more connector files, next to the built-in ones
     defaults: Defaults = Defaults()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -117,14 +117,18 @@ class HoldWrites:
 
     # -- mitmproxy hooks ----------------------------------------------------------------------
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Synchronous for reads (no task, no await); a write gets a coroutine that holds it."""
         if flow.response or flow.error or not flow.live:
-            return
+            return None
         context = self._context(flow)
         flow.request.headers.pop("Proxy-Authorization", None)
         method = effective_method(flow.request)
         if method not in WRITE_METHODS:
-            return
+            return None
+        return self._request_write(flow, method, context)
+
+    async def _request_write(self, flow: http.HTTPFlow, method: str, context: Context) -> None:
         try:
             await self._hold(flow, method, context)
         except StoreError as exc:
@@ -157,24 +161,19 @@ class HoldWrites:
                 413, f"the body is {declared} bytes; writes over {self.settings.max_body} bytes "
                      "are refused (limits.max_body)")
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        # Upstream answers pass as a stream: never buffered, so body_size_limit (which bounds
-        # the request bodies we must hold) never cuts a large read.
-        if flow.response is not None:
-            flow.response.stream = True
-
-    async def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> None:
+        # Synchronous on purpose: every read passes here, and only released writes need work.
         approval_id = flow.metadata.get(APPROVAL_KEY)
         if approval_id is None or flow.response is None:
             return
-        await self._record(approval_id, status_code=flow.response.status_code)
+        self._spawn(self._record(approval_id, status_code=flow.response.status_code))
 
-    async def error(self, flow: http.HTTPFlow) -> None:
+    def error(self, flow: http.HTTPFlow) -> None:
         approval_id = flow.metadata.get(APPROVAL_KEY)
         if approval_id is None or flow.response is not None:
             return
         message = flow.error.msg if flow.error else "unknown error"
-        await self._record(approval_id, status_code=None, error=message)
+        self._spawn(self._record(approval_id, status_code=None, error=message))
 
     def client_disconnected(self, client: connection.Client) -> None:
         for waiter in self._waiters.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import socket
 
@@ -32,6 +33,11 @@ DB_FILE = "hitl.sqlite3"
 CA_BUNDLE_FILE = "upstream-ca-bundle.pem"
 # mitmproxy closes idle server connections after tcp_timeout, even while a hook holds a flow.
 TCP_TIMEOUT_MARGIN = 60
+
+
+def passthrough_pattern(glob: str) -> str:
+    """mitmproxy's ignore_hosts takes regexes searched in "host:port"."""
+    return "^" + re.escape(glob.lower()).replace(r"\*", "[^:]*") + r"(:\d+)?$"
 
 
 class StartupError(RuntimeError):
@@ -99,6 +105,8 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
         "tcp_timeout": max(600, int(max([settings.hold_timeout] + [
             rule.hold_timeout or 0 for rule in config.policy])) + TCP_TIMEOUT_MARGIN),
     }
+    if config.passthrough_hosts:
+        updates["ignore_hosts"] = [passthrough_pattern(glob) for glob in config.passthrough_hosts]
     if settings.upstream_ca is not None:
         bundle = combined_ca_bundle(settings.upstream_ca, settings.data_dir / CA_BUNDLE_FILE)
         updates["ssl_verify_upstream_trusted_ca"] = str(bundle)

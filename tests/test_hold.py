@@ -35,6 +35,13 @@ async def hold(tmp_path: Path):
     await store.close()
 
 
+async def run_hook(hold: HoldWrites, flow) -> None:  # type: ignore[no-untyped-def]
+    """As mitmproxy does: await what the hook returns, if anything."""
+    result = hold.request(flow)
+    if result is not None:
+        await result
+
+
 async def first_pending(store: Store) -> Approval:
     """Waits for the hook under test to commit its approval."""
     for _ in range(500):
@@ -54,7 +61,7 @@ def write_flow(method: bytes = b"PUT", body: bytes = b'{"ticket": {"status": "so
 
 async def test_reads_pass_untouched_and_lose_only_our_headers(hold: HoldWrites) -> None:
     flow = write_flow(method=b"GET", body=b"")
-    await hold.request(flow)
+    await run_hook(hold, flow)
     assert flow.response is None
     assert "x-hitl-reason" not in flow.request.headers
     assert await hold.store.list() == []
@@ -63,7 +70,7 @@ async def test_reads_pass_untouched_and_lose_only_our_headers(hold: HoldWrites) 
 async def test_method_override_makes_a_post_a_held_delete(hold: HoldWrites) -> None:
     flow = write_flow(method=b"POST", body=b"")
     flow.request.headers["X-HTTP-Method-Override"] = "DELETE"
-    task = asyncio.ensure_future(hold.request(flow))
+    task = asyncio.ensure_future(run_hook(hold, flow))
     approval = await first_pending(hold.store)
     assert (approval.method, approval.operation) == ("DELETE", "delete")
     await hold.store.decide(approval.id, Decision.reject, "alice", "no")
@@ -73,7 +80,7 @@ async def test_method_override_makes_a_post_a_held_delete(hold: HoldWrites) -> N
 
 async def test_approved_write_is_released_once_and_its_result_recorded(hold: HoldWrites) -> None:
     flow = write_flow()
-    task = asyncio.ensure_future(hold.request(flow))
+    task = asyncio.ensure_future(run_hook(hold, flow))
     approval = await first_pending(hold.store)
     assert approval.context.reason == "customer asked"
     assert "connect" in (approval.old_values.reason or "")
@@ -82,13 +89,17 @@ async def test_approved_write_is_released_once_and_its_result_recorded(hold: Hol
     assert flow.response is None  # mitmproxy now sends the agent's own request upstream
     assert flow.metadata[APPROVAL_KEY] == approval.id
     flow.response = tutils.tresp(status_code=200)
-    await hold.response(flow)
+    hold.response(flow)
+    for _ in range(100):
+        if (await hold.store.get(approval.id)).status is Status.executed:
+            break
+        await asyncio.sleep(0.01)
     assert (await hold.store.get(approval.id)).status is Status.executed
 
 
 async def test_undecided_write_answers_202_after_the_hold_window(hold: HoldWrites) -> None:
     flow = write_flow()
-    await hold.request(flow)
+    await run_hook(hold, flow)
     assert flow.response is not None and flow.response.status_code == 202
     body = json.loads(flow.response.content or b"")
     assert body["status"] == "pending"
@@ -99,7 +110,7 @@ async def test_undecided_write_answers_202_after_the_hold_window(hold: HoldWrite
 async def test_a_store_that_cannot_record_refuses_the_write(hold: HoldWrites) -> None:
     await hold.store.close()
     flow = write_flow()
-    await hold.request(flow)
+    await run_hook(hold, flow)
     assert flow.response is not None and flow.response.status_code == 503
     assert json.loads(flow.response.content or b"")["status"] == "refused"
 
@@ -107,7 +118,7 @@ async def test_a_store_that_cannot_record_refuses_the_write(hold: HoldWrites) ->
 async def test_an_agent_that_hangs_up_leaves_the_approval_to_be_sent_later(
         hold: HoldWrites) -> None:
     flow = write_flow()
-    task = asyncio.ensure_future(hold.request(flow))
+    task = asyncio.ensure_future(run_hook(hold, flow))
     await first_pending(hold.store)
     hold.client_disconnected(flow.client_conn)
     await task
@@ -118,7 +129,7 @@ async def test_an_agent_that_hangs_up_leaves_the_approval_to_be_sent_later(
 async def test_a_request_changed_after_review_is_not_released(hold: HoldWrites) -> None:
     """What executes is what was reviewed: the fingerprint is checked as late as possible."""
     flow = write_flow()
-    task = asyncio.ensure_future(hold.request(flow))
+    task = asyncio.ensure_future(run_hook(hold, flow))
     approval = await first_pending(hold.store)
     flow.request.content = b'{"ticket": {"status": "closed"}}'  # e.g. another addon rewrote it
     await hold.store.decide(approval.id, Decision.approve, "alice", None)
