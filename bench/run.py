@@ -149,6 +149,9 @@ def main() -> None:
         "duration_s": args.duration, "rounds": args.rounds, "reads": {}, "holds": {},
         "held_scale": {},
     }
+    # First, while nothing else runs: the diff is pure CPU.
+    results["diff"] = diff_timings()
+    print("diff", results["diff"], flush=True)
     try:
         spawn([sys.executable, str(ROOT / "bench" / "upstream.py"), str(work / "server.pem"),
                str(work / "server.pem"), str(upstream_port)], "upstream")
@@ -224,8 +227,6 @@ def main() -> None:
                 "ratio_to_mitmproxy": round(reads["rps"] / mitm_reads["rps"], 3)}
             print(f"held {target}: {results['held_scale'][str(target)]}", flush=True)
         del mitm
-        results["diff"] = diff_timings()
-        print("diff", results["diff"], flush=True)
     finally:
         for process in processes:
             process.terminate()

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS approvals (
 );
 CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at);
 CREATE INDEX IF NOT EXISTS approvals_retry ON approvals (status, fingerprint);
+CREATE INDEX IF NOT EXISTS approvals_expiry ON approvals (status, expires_at);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,

@@ -44,6 +44,8 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ([], "agents: [{name: bot, secret: short}]\n", "agents.0.secret"),
     ([], "policy: [{match: {changes: [{field: x, over: 1}]}, action: deny}]\n",
      "policy.0.match.changes.0.over: unknown key"),
+    ([], "passthrough_hosts: ['*.zendesk.com']\n",
+     "passthrough_hosts: '*.zendesk.com' would let writes to Zendesk"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], config: str | None,
                                          message: str) -> None:
