@@ -32,31 +32,26 @@ def pending(approval: Approval, review_url: str) -> http.Response:
     }, approval.id)
 
 
+def _closed(approval: Approval, status: str, message: str, **extra: Any) -> http.Response:
+    """403: the write was decided against (or expired, or denied) and nothing went upstream."""
+    return _json(403, {"status": status, "approval_id": approval.id, **extra,
+                       "message": message}, approval.id)
+
+
 def rejected(approval: Approval) -> http.Response:
-    return _json(403, {
-        "status": "rejected",
-        "approval_id": approval.id,
-        "note": approval.note,
-        "decided_by": approval.decided_by,
-        "message": "a reviewer rejected this write; nothing was sent upstream",
-    }, approval.id)
+    return _closed(approval, "rejected",
+                   "a reviewer rejected this write; nothing was sent upstream",
+                   note=approval.note, decided_by=approval.decided_by)
 
 
 def expired(approval: Approval) -> http.Response:
-    return _json(403, {
-        "status": "expired",
-        "approval_id": approval.id,
-        "message": "nobody decided on this write in time; it will never be sent",
-    }, approval.id)
+    return _closed(approval, "expired",
+                   "nobody decided on this write in time; it will never be sent")
 
 
 def denied(approval: Approval) -> http.Response:
-    return _json(403, {
-        "status": "denied",
-        "approval_id": approval.id,
-        "rule": approval.rule,
-        "message": "policy forbids this write; nothing was sent upstream",
-    }, approval.id)
+    return _closed(approval, "denied", "policy forbids this write; nothing was sent upstream",
+                   rule=approval.rule)
 
 
 def refused(status_code: int, message: str, approval_id: str | None = None) -> http.Response:
