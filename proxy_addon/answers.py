@@ -13,10 +13,15 @@ from review_api.models import Approval
 _NO_RETRY = {"Stripe-Should-Retry": "false", "X-Should-Retry": "false"}
 
 
+STATUS_URL = "http://hitl-proxy.status/approvals/{}"
+
+
 def _json(status_code: int, body: dict[str, Any], approval_id: str | None = None) -> http.Response:
     # SDKs that read {"error": {"message"}} (Stripe's, among others) then show the reason.
     body["error"] = {"type": "hitl_proxy", "code": f"approval_{body['status']}",
                      "message": body["message"]}
+    if approval_id is not None:
+        body["status_url"] = STATUS_URL.format(approval_id)
     headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **_NO_RETRY}
     if approval_id is not None:
         headers["X-HITL-Approval-Id"] = approval_id
@@ -52,6 +57,15 @@ def expired(approval: Approval) -> http.Response:
 def denied(approval: Approval) -> http.Response:
     return _closed(approval, "denied", "policy forbids this write; nothing was sent upstream",
                    rule=approval.rule)
+
+
+def agent_view(approval: Approval) -> http.Response:
+    """What an agent may know of its own write: where it stands, never how to decide it."""
+    body = {"approval_id": approval.id, "status": approval.status.value, "note": approval.note,
+            "decided_at": approval.decided_at.isoformat() if approval.decided_at else None,
+            "result": approval.result.model_dump(mode="json") if approval.result else None}
+    return http.Response.make(200, json.dumps(body).encode(),
+                              {"Content-Type": "application/json", "Cache-Control": "no-store"})
 
 
 def refused(status_code: int, message: str, approval_id: str | None = None) -> http.Response:

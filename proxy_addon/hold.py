@@ -27,11 +27,12 @@ from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import HeldRequest, Sealer
 from proxy_addon.upstream import UpstreamClient
 from review_api.models import Approval, Context, Status, utcnow
-from review_api.store import Conflict, Full, Store, StoreError
+from review_api.store import Conflict, Full, NotFound, Store, StoreError
 
 logger = logging.getLogger("hitl_proxy")
 
 APPROVAL_KEY = "hitl_approval_id"
+STATUS_HOST = "hitl-proxy.status"  # answered by the proxy itself, never resolved or forwarded
 CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
 METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 
@@ -123,10 +124,31 @@ class HoldWrites:
             return None
         context = self._context(flow)
         flow.request.headers.pop("Proxy-Authorization", None)
+        if flow.request.pretty_host == STATUS_HOST:
+            return self._agent_status(flow, context)
         method = effective_method(flow.request)
         if method not in WRITE_METHODS:
             return None
         return self._request_write(flow, method, context)
+
+    async def _agent_status(self, flow: http.HTTPFlow, context: Context) -> None:
+        """The agent's own read-only view of its approvals, answered by the proxy itself."""
+        parts = flow.request.path.split("?")[0].strip("/").split("/")
+        if flow.request.method not in ("GET", "HEAD"):
+            flow.response = answers.refused(405, "the approval status is read-only")
+            return
+        if len(parts) != 2 or parts[0] != "approvals":
+            flow.response = answers.refused(404, "ask for /approvals/<id>")
+            return
+        try:
+            approval = await self.store.get(parts[1])
+        except (NotFound, StoreError):
+            approval = None
+        # Only the agent that sent the write sees it; to anyone else it does not exist.
+        if approval is None or approval.context.agent != context.agent:
+            flow.response = answers.refused(404, f"no approval {parts[1]} for this agent")
+            return
+        flow.response = answers.agent_view(approval)
 
     async def _request_write(self, flow: http.HTTPFlow, method: str, context: Context) -> None:
         try:

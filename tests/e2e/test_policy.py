@@ -247,3 +247,24 @@ def test_stats_command_agrees_with_the_api(gate: ProxyProcess) -> None:
     table = subprocess.run([*hitl_proxy_command(), "stats", "--data-dir", str(gate.data_dir)],
                            capture_output=True, text=True, timeout=60)
     assert "ticket-triage" in table.stdout and "keep:" in table.stdout
+
+
+def test_the_agent_polls_its_own_approval_through_the_proxy_and_nobody_else_can(
+        gate: ProxyProcess, fake: FakeZendesk) -> None:
+    fake.seed(609, priority="normal")
+    triage = agent_session(gate, "triage-bot", TRIAGE_SECRET)
+    answer = triage.put(ticket_url(609), json={"ticket": {"priority": "urgent"}}, timeout=60)
+    assert answer.status_code == 202
+    status_url = answer.json()["status_url"]
+    approval_id = answer.json()["approval_id"]
+    assert status_url == f"http://hitl-proxy.status/approvals/{approval_id}"
+    own = triage.get(status_url, timeout=10)
+    assert own.status_code == 200
+    assert own.json()["status"] == "pending"
+    assert triage.post(status_url + "/approve", timeout=10).status_code == 405
+    other = agent_session(gate, "lead-bot", LEADS_SECRET).get(status_url, timeout=10)
+    assert other.status_code == 404
+    gate.decide(approval_id, "reject", "urgent is for outages")
+    seen = triage.get(status_url, timeout=10).json()
+    assert (seen["status"], seen["note"]) == ("rejected", "urgent is for outages")
+    assert gate.api("GET", f"/api/approvals/{approval_id}").json()["status"] == "rejected"

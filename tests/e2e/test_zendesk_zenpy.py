@@ -124,6 +124,7 @@ def test_rejected_update_raises_in_zenpy_and_never_reaches_upstream(
         "message": "a reviewer rejected this write; nothing was sent upstream",
         "error": {"type": "hitl_proxy", "code": "approval_rejected",
                   "message": "a reviewer rejected this write; nothing was sent upstream"},
+        "status_url": f"http://hitl-proxy.status/approvals/{approval['id']}",
     }
     assert agent.error.response.status_code == 403
     assert fake.log.of("PUT") == []
