@@ -19,9 +19,11 @@ import httpx
 from mitmproxy import connection, http
 from mitmproxy.net import encoding
 
+from connectors_schemas import BodyError
 from connectors_schemas.models import WRITE_METHODS
 from proxy_addon import answers
 from proxy_addon.agent_auth import AGENT_KEY, AgentAuth
+from proxy_addon.edits import EditError, rewrite
 from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
 from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import HeldRequest, Sealer
@@ -99,6 +101,20 @@ def _write_request(flow: http.HTTPFlow, method: str, resolve: Resolve) -> WriteR
         raw_content=request.raw_content or b"",
         query=list(request.query.items(multi=True)),
     )
+
+
+def _held_write(held: HeldRequest) -> WriteRequest:
+    """A stored request as the proposal builder reads it (body decoded)."""
+    parts = urlsplit(held.url)
+    headers = http.Headers([(k.encode(), v.encode()) for k, v in held.headers])
+    try:
+        content = encoding.decode(held.content, headers.get("content-encoding", "identity"))
+    except ValueError:
+        content = held.content
+    return WriteRequest(method=held.method, url=held.url, host=parts.hostname or "",
+                        path=parts.path, headers=held.headers, content=content or b"",
+                        raw_content=held.content,
+                        query=parse_qsl(parts.query, keep_blank_values=True))
 
 
 class HoldWrites:
@@ -308,7 +324,31 @@ class HoldWrites:
         if not await self.store.claim_for_sending(approval.id):
             flow.response = answers.refused(409, "this approval was already sent", approval.id)
             return
+        if approval.edits or approval.approve_fields is not None:
+            write = _write_request(flow, effective_method(flow.request), self.resolve)
+            try:
+                body = await self._edited(approval, write)
+            except (EditError, BodyError) as exc:
+                await self._record(approval.id, status_code=None,
+                                   error=f"the reviewer's edits could not be applied: {exc}")
+                flow.response = answers.refused(422, f"the reviewer's edits could not be "
+                                                     f"applied: {exc}", approval.id)
+                return
+            flow.request.headers.pop("content-encoding", None)
+            flow.request.content = body
         flow.metadata[APPROVAL_KEY] = approval.id
+
+    async def _edited(self, approval: Approval, write: WriteRequest) -> bytes:
+        """The body with the reviewer's edits and partial approval, recorded in the audit."""
+        classification = self.builder.classify(write)
+        if classification is None:
+            raise EditError("no connector describes this request any more")
+        body = rewrite(classification, write.content, write.content_type,
+                       [edit.model_dump() for edit in approval.edits], approval.approve_fields)
+        await self.store.log_event("edited", approval.id, "proxy", {
+            "fingerprint": fingerprint(write.method, write.url, body),
+            "bytes": len(body)})
+        return body
 
     # -- after the agent has gone -------------------------------------------------------------
 
@@ -341,6 +381,16 @@ class HoldWrites:
                 logger.warning("approval %s not sent: %s", approval_id, stale)
                 await self.store.mark_stale(approval_id, stale)
                 return
+            if approval.edits or approval.approve_fields is not None:
+                try:
+                    body = await self._edited(approval, _held_write(held))
+                except (EditError, BodyError) as exc:
+                    await self._record(approval_id, status_code=None,
+                                       error=f"the reviewer's edits could not be applied: {exc}")
+                    return
+                headers = [(k, v) for k, v in held.headers
+                           if k.lower() not in ("content-encoding", "content-length")]
+                held = HeldRequest(held.method, held.url, headers, body)
             try:
                 response = await self.upstream.send(held)
             except httpx.HTTPError as exc:
@@ -357,17 +407,7 @@ class HoldWrites:
         """Why the record no longer looks as it did when the reviewer saw it, if it doesn't."""
         if not approval.old_values.known or approval.operation == "create":
             return None
-        parts = urlsplit(held.url)
-        headers = http.Headers([(k.encode(), v.encode()) for k, v in held.headers])
-        try:
-            content = encoding.decode(held.content, headers.get("content-encoding", "identity"))
-        except ValueError:
-            content = held.content
-        write = WriteRequest(
-            method=held.method, url=held.url, host=parts.hostname or "", path=parts.path,
-            headers=held.headers, content=content or b"", raw_content=held.content,
-            query=parse_qsl(parts.query, keep_blank_values=True))
-        built = await self.builder.build(write, approval.context)
+        built = await self.builder.build(_held_write(held), approval.context)
         if built is None:
             return None
         now = {(c.record_id, c.field): c.old for c in built[0].changes if c.kind == "set"}

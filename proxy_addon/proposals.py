@@ -19,6 +19,7 @@ from connectors_schemas import (
 from connectors_schemas.models import BodyFormat
 from proxy_addon import redact
 from proxy_addon.diff import Diff, FieldChange, diff_record
+from proxy_addon.edits import support as edit_support
 from proxy_addon.policy import Policy, Verdict, WriteFacts
 from proxy_addon.risk import assess
 from proxy_addon.upstream import UpstreamClient
@@ -251,6 +252,7 @@ class ProposalBuilder:
             ),
             reviewer_groups=verdict.reviewer_groups,
             quorum=verdict.quorum,
+            edit=edit_support(classification),
             rule=verdict.rule,
             fingerprint=fingerprint(write.method, write.url, write.raw_content),
         )

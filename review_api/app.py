@@ -146,9 +146,10 @@ class ReviewApp:
         reviewer = self._reviewer(request)
         if reviewer is None:
             return self._unauthorized()
-        note = await _read_note(request)
-        if isinstance(note, Response):
-            return note
+        body = await _read_decision(request, decision)
+        if isinstance(body, Response):
+            return body
+        note, edits, approve_fields = body
         approval_id = request.path_params["approval_id"]
         try:
             found = await self.store.get(approval_id)
@@ -157,8 +158,11 @@ class ReviewApp:
         if not reviewer.may_decide(found.reviewer_groups):
             return _error(403, f"approval {approval_id} is routed to {found.reviewer_groups}; "
                                f"{reviewer.name} is in none of them")
+        if problem := _edit_problem(found, edits, approve_fields):
+            return _error(422, problem)
         try:
-            decided = await self.store.decide(found.id, decision, reviewer.name, note)
+            decided = await self.store.decide(found.id, decision, reviewer.name, note,
+                                              edits=edits, approve_fields=approve_fields)
         except Conflict as exc:
             return _error(409, exc.reason, approval=_approval_json(exc.approval))
         return JSONResponse(_approval_json(decided))
@@ -206,23 +210,50 @@ class ReviewApp:
         return JSONResponse(compute_stats(approvals, self.criteria))
 
 
-async def _read_note(request: Request) -> str | Response | None:
-    """The optional note of a decision; an empty body means no note."""
+Decided = tuple[str | None, list[dict[str, Any]] | None, list[str] | None]
+
+
+async def _read_decision(request: Request, decision: Decision) -> Decided | Response:
+    """`{"note"}`, and for approvals `edits` and `approve_fields`; an empty body is fine."""
     raw = await request.body()
     if not raw.strip():
-        return None
+        return None, None, None
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return _error(400, f"the body must be JSON like {{\"note\": \"...\"}}: {exc}")
     if not isinstance(body, dict):
         return _error(400, "the body must be a JSON object like {\"note\": \"...\"}")
-    unknown = sorted(set(body) - {"note"})
+    allowed = {"note"} | ({"edits", "approve_fields"} if decision is Decision.approve else set())
+    unknown = sorted(set(body) - allowed)
     if unknown:
-        return _error(400, f"unknown field(s) {unknown}; only 'note' is accepted")
+        return _error(400, f"unknown field(s) {unknown}; accepted: {sorted(allowed)}")
     note = body.get("note")
-    if note is not None and not isinstance(note, str):
-        return _error(400, "note must be a string")
-    if note is not None and len(note) > MAX_NOTE_CHARS:
-        return _error(400, f"note is longer than {MAX_NOTE_CHARS} characters")
-    return note
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_CHARS):
+        return _error(400, f"note must be a string of at most {MAX_NOTE_CHARS} characters")
+    edits = body.get("edits")
+    if edits is not None and not (isinstance(edits, list) and all(
+            isinstance(e, dict) and isinstance(e.get("field"), str) and set(e) <= {"field", "new"}
+            for e in edits)):
+        return _error(400, 'edits must be a list of {"field": "...", "new": ...}')
+    fields = body.get("approve_fields")
+    if fields is not None and not (isinstance(fields, list) and fields
+                                   and all(isinstance(f, str) for f in fields)):
+        return _error(400, "approve_fields must be a non-empty list of field names")
+    return note, edits or None, fields
+
+
+def _edit_problem(approval: Approval, edits: list[dict[str, Any]] | None,
+                  approve_fields: list[str] | None) -> str | None:
+    """Why the vendor's request cannot carry these edits, in words (answered as 422)."""
+    if not edits and approve_fields is None:
+        return None
+    if not approval.edit.edits:
+        return f"this write cannot be edited: {approval.edit.reason}"
+    proposed = {change.field for change in approval.changes if change.kind == "set"}
+    for name in [e["field"] for e in edits or []] + (approve_fields or []):
+        if name not in proposed:
+            return f"{name!r} is not a field this write changes (it changes {sorted(proposed)})"
+    if approve_fields is not None and not approval.edit.partial:
+        return f"only the whole write can be approved: {approval.edit.reason}"
+    return None

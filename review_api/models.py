@@ -107,6 +107,19 @@ class Result(_Model):
     at: datetime | None = None
 
 
+class EditSupport(_Model):
+    """What a reviewer may change before approving, and why not when they may not."""
+
+    edits: bool = False
+    partial: bool = False  # approve some fields, leave the others out
+    reason: str | None = None
+
+
+class Edit(_Model):
+    field: str
+    new: Any = None
+
+
 class Proposal(_Model):
     """Everything the proxy learned about a write before anyone decided on it."""
 
@@ -126,6 +139,7 @@ class Proposal(_Model):
     request: RequestSummary = RequestSummary()
     reviewer_groups: list[str] = []  # empty: any reviewer may decide
     quorum: int = 1  # distinct approvals needed
+    edit: EditSupport = EditSupport()
     rule: str | None = None  # the policy rule that matched, for the audit
     fingerprint: str = Field(description="sha256 of method, URL and body as held")
 
@@ -146,6 +160,8 @@ class Approval(Proposal):
     decided_by: str | None = None
     note: str | None = None
     votes: list[Vote] = []  # every approve and reject, in order
+    edits: list[Edit] = []  # the reviewer's values, sent instead of the agent's
+    approve_fields: list[str] | None = None  # only these fields were approved
     result: Result | None = None
 
 

@@ -15,19 +15,26 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "bad request body", 401: "no reviewer token", 403: "routed to other groups",
-            404: "no such approval (or not routed to you)", 409: "no longer pending"}
+            404: "no such approval (or not routed to you)", 409: "no longer pending",
+            422: "the edits cannot be expressed in the vendor's request"}
     return {str(code): _json(_ERROR, text[code]) for code in codes}
 
 
-def _decision(summary: str) -> dict[str, Any]:
+def _decision(summary: str, approve: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {"note": {"type": "string", "maxLength": 4000}}
+    if approve:
+        properties["edits"] = {"type": "array", "items": {
+            "type": "object", "required": ["field"], "additionalProperties": False,
+            "properties": {"field": {"type": "string"}, "new": {}}}}
+        properties["approve_fields"] = {"type": "array", "minItems": 1,
+                                        "items": {"type": "string"}}
     return {
         "summary": summary,
         "parameters": [{"$ref": "#/components/parameters/approval_id"}],
         "requestBody": {"required": False, "content": {"application/json": {"schema": {
-            "type": "object", "additionalProperties": False,
-            "properties": {"note": {"type": "string", "maxLength": 4000}}}}}},
+            "type": "object", "additionalProperties": False, "properties": properties}}}},
         "responses": {"200": _json({"$ref": "#/components/schemas/Approval"}, "the approval"),
-                      **_errors(400, 401, 403, 404, 409)},
+                      **_errors(400, 401, 403, 404, 409, *([422] if approve else []))},
     }
 
 
@@ -62,8 +69,9 @@ def openapi() -> dict[str, Any]:
                 "parameters": [{"$ref": "#/components/parameters/approval_id"}],
                 "responses": {"200": _json({"$ref": "#/components/schemas/Approval"}, "found"),
                               **_errors(401, 404)}}},
-            "/api/approvals/{approval_id}/approve": {"post": _decision("approve (one vote)")},
-            "/api/approvals/{approval_id}/reject": {"post": _decision("reject")},
+            "/api/approvals/{approval_id}/approve": {"post": _decision("approve (one vote)",
+                                                                      approve=True)},
+            "/api/approvals/{approval_id}/reject": {"post": _decision("reject", approve=False)},
             "/api/approvals/{approval_id}/resolve": {"post": {
                 "parameters": [{"$ref": "#/components/parameters/approval_id"}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {

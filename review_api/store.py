@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS approvals (
     result TEXT,
     sent_at TEXT,
     votes TEXT NOT NULL DEFAULT '[]',
+    edits TEXT NOT NULL DEFAULT '[]',
+    approve_fields TEXT,
     agent TEXT,
     idempotency_key TEXT,
     fingerprint TEXT NOT NULL,
@@ -257,7 +259,8 @@ class Store:
         await self._transaction(write)
 
     async def decide(self, approval_id: str, decision: Decision, actor: str,
-                     note: str | None) -> Approval:
+                     note: str | None, edits: list[dict[str, Any]] | None = None,
+                     approve_fields: list[str] | None = None) -> Approval:
         """One reviewer's vote. A rejection decides; approvals decide at the quorum.
 
         Raises Conflict when the approval is no longer pending (expiry included) or when this
@@ -292,10 +295,17 @@ class Store:
             if decided:
                 await db.execute(
                     "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, note = ?,"
-                    " votes = ? WHERE id = ? AND status = ?",
+                    " votes = ?, edits = ?, approve_fields = ? WHERE id = ? AND status = ?",
                     (decision.status.value, _iso(now), actor, note, json.dumps(votes),
+                     json.dumps(edits or []),
+                     None if approve_fields is None else json.dumps(approve_fields),
                      approval_id, Status.pending.value))
-                await self._audit(db, decision.status.value, approval_id, actor, {"note": note})
+                detail: dict[str, Any] = {"note": note}
+                if edits:
+                    detail["edits"] = edits  # the agent's proposal stays in the held entry
+                if approve_fields is not None:
+                    detail["approve_fields"] = approve_fields
+                await self._audit(db, decision.status.value, approval_id, actor, detail)
                 return "decided"
             await db.execute("UPDATE approvals SET votes = ? WHERE id = ?",
                              (json.dumps(votes), approval_id))
@@ -414,6 +424,8 @@ class Store:
             decided_by=row["decided_by"], note=row["note"],
             result=json.loads(row["result"]) if row["result"] else None,
             votes=json.loads(row["votes"]),
+            edits=json.loads(row["edits"]),
+            approve_fields=json.loads(row["approve_fields"]) if row["approve_fields"] else None,
         )
         return Approval.model_validate(fields)
 

@@ -1,0 +1,93 @@
+"""A reviewer's edits and partial approvals, written back into the held request in the vendor's
+own format (JSON wrapping, Stripe's bracketed form, QuickBooks' sparse updates)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from connectors_schemas import Classification, Operation, UpdateSemantics, at_path, parse_body
+from connectors_schemas.models import BodyFormat
+from review_api.models import EditSupport
+
+
+class EditError(ValueError):
+    """The edit cannot be expressed in this vendor's request; the message says why."""
+
+
+def support(classification: Classification | None) -> EditSupport:
+    """What a reviewer may change in this write, decided when it is held."""
+    if classification is None:
+        return EditSupport(reason="no connector describes this request")
+    if classification.body_problem or classification.bulk or len(classification.records) != 1:
+        return EditSupport(reason="only a single record's readable body can be edited")
+    record = classification.records[0]
+    if record.operation in (Operation.delete, Operation.action) or record.values is None:
+        return EditSupport(reason=f"a {record.operation.value} carries no fields to edit")
+    if classification.spec.body is BodyFormat.graphql or classification.route.body is \
+            BodyFormat.graphql:
+        return EditSupport(reason="GraphQL mutations are not edited")
+    spec = classification.spec
+    partial = (spec.update is UpdateSemantics.merge or spec.sparse_flag is not None
+               or record.operation is Operation.create)
+    return EditSupport(edits=True, partial=partial, reason=None if partial else
+                       "a full update replaces the record: every field must be sent")
+
+
+def _form(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Stripe's encoding: nested objects as a[b]=, lists as a[0]=."""
+    if isinstance(value, dict):
+        pairs: list[tuple[str, str]] = []
+        for key, item in value.items():
+            pairs += _form(item, f"{prefix}[{key}]" if prefix else str(key))
+        return pairs
+    if isinstance(value, list):
+        pairs = []
+        for index, item in enumerate(value):
+            pairs += _form(item, f"{prefix}[{index}]")
+        return pairs
+    if value is None:
+        return [(prefix, "")]
+    if isinstance(value, bool):
+        return [(prefix, "true" if value else "false")]
+    return [(prefix, str(value))]
+
+
+def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = target.get(part)
+        if not isinstance(node, dict):
+            node = target[part] = {}
+        target = node
+    target[parts[-1]] = value
+
+
+def rewrite(classification: Classification, content: bytes, content_type: str | None,
+            edits: list[dict[str, Any]], approve_fields: list[str] | None) -> bytes:
+    """The body to send instead: the reviewer's values set, unapproved fields left out."""
+    if not support(classification).edits:
+        raise EditError(support(classification).reason or "this write cannot be edited")
+    spec, route = classification.spec, classification.route
+    body_format = route.body or spec.body
+    body = parse_body(content, content_type, body_format)
+    values_path = route.values_path if route.values_path is not None else spec.values_path
+    values = at_path(body, values_path)
+    if not isinstance(values, dict):
+        raise EditError("the body holds no record to edit")
+    for edit in edits:
+        _set(values, str(edit["field"]), edit.get("new"))
+    if approve_fields is not None:
+        keep = {name.split(".")[0] for name in approve_fields}
+        keep |= set(spec.read_only) | {spec.id_field}
+        if route.update_if_body_has:
+            keep.add(route.update_if_body_has)
+        for name in list(values):
+            if name not in keep:
+                del values[name]
+        if spec.sparse_flag and spec.update is UpdateSemantics.replace:
+            values[spec.sparse_flag] = True  # a full update, partly approved, becomes sparse
+    if body_format is BodyFormat.form:
+        return urlencode(_form(body)).encode()
+    return json.dumps(body).encode()
