@@ -106,7 +106,7 @@ class ReviewApp:
         reviewer = self._reviewer(request)
         if reviewer is None:
             return self._unauthorized()
-        if (bad := _unknown_query(request, "status")) is not None:
+        if (bad := _unknown_query(request, "status", "limit", "offset")) is not None:
             return bad
         raw_status = request.query_params.get("status")
         try:
@@ -114,9 +114,16 @@ class ReviewApp:
         except ValueError:
             return _error(400, f"unknown status {raw_status!r}",
                           allowed=[member.value for member in Status])
-        approvals = await self.store.list(status)
-        visible = [a for a in approvals if reviewer.may_decide(a.reviewer_groups)]
-        return JSONResponse({"approvals": [_approval_json(a) for a in visible]})
+        raw_limit = request.query_params.get("limit", "1000")
+        raw_offset = request.query_params.get("offset", "0")
+        if not (raw_limit.isdigit() and 1 <= int(raw_limit) <= 10_000 and raw_offset.isdigit()):
+            return _error(400, "limit must be 1..10000 and offset a number of approvals")
+        # Routing filters after paging would page unevenly: filter first, then page.
+        approvals = [a for a in await self.store.list(status, limit=10_000_000)
+                     if reviewer.may_decide(a.reviewer_groups)]
+        page = approvals[int(raw_offset):int(raw_offset) + int(raw_limit)]
+        return JSONResponse({"approvals": [_approval_json(a) for a in page],
+                             "total": len(approvals)})
 
     async def _visible(self, request: Request, reviewer: Reviewer) -> Approval | Response:
         approval_id = request.path_params["approval_id"]

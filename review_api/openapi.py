@@ -58,10 +58,16 @@ def openapi() -> dict[str, Any]:
             "/healthz": {"get": {"security": [], "responses": {
                 "200": _json({"type": "object"}, "ready")}}},
             "/api/approvals": {"get": {
-                "parameters": [{"name": "status", "in": "query", "required": False,
-                                "schema": {"type": "string", "enum": statuses}}],
-                "responses": {"200": _json({"type": "object", "required": ["approvals"],
-                                            "properties": {"approvals": {"type": "array", "items": {
+                "parameters": [
+                    {"name": "status", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": statuses}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+                    {"name": "offset", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 0}}],
+                "responses": {"200": _json({"type": "object", "required": ["approvals", "total"],
+                                            "properties": {"total": {"type": "integer"},
+                                                           "approvals": {"type": "array", "items": {
                                                 "$ref": "#/components/schemas/Approval"}}}},
                                            "approvals, oldest first"),
                               **_errors(400, 401)}}},

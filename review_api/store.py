@@ -436,14 +436,15 @@ class Store:
             raise NotFound(approval_id)
         return self._approval(row)
 
-    async def list(self, status: Status | None = None, limit: int = 1000) -> list[Approval]:
+    async def list(self, status: Status | None = None, limit: int = 1000,
+                   offset: int = 0) -> list[Approval]:
         query = "SELECT * FROM approvals"
         params: tuple[Any, ...] = ()
         if status is not None:
             query += " WHERE status = ?"
             params = (status.value,)
-        query += " ORDER BY created_at, rowid LIMIT ?"
-        async with self.db.execute(query, (*params, limit)) as cursor:
+        query += " ORDER BY created_at, rowid LIMIT ? OFFSET ?"
+        async with self.db.execute(query, (*params, limit, offset)) as cursor:
             return [self._approval(row) for row in await cursor.fetchall()]
 
     async def due_for_expiry(self, now: datetime) -> list[str]:
