@@ -47,11 +47,14 @@ class AgentAuth:
         flow.request.headers.pop("Proxy-Authorization", None)
         if found is None:
             return None
-        agent = self._agents.get(found[0])
         digest = hashlib.sha256(found[1].encode()).digest()
-        if agent is None or not hmac.compare_digest(agent.digest, digest):
-            return None
-        return agent.name
+        name = None
+        # Compare with every agent so timing tells nothing about which names exist.
+        for agent in self._agents.values():
+            if hmac.compare_digest(agent.name.encode(), found[0].encode()) & hmac.compare_digest(
+                    agent.digest, digest):
+                name = agent.name
+        return name
 
     def _required(self, flow: http.HTTPFlow) -> bool:
         # Only a forward proxy can ask for proxy credentials; reverse mode has none to give.
