@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from review_api.auth import Reviewer, Reviewers
+from review_api.edits import edit_problem
 from review_api.models import Approval, Decision, Status
 from review_api.openapi import openapi
 from review_api.stats import LooseningCriteria, compute_stats
@@ -165,7 +166,7 @@ class ReviewApp:
         if not reviewer.may_decide(found.reviewer_groups):
             return _error(403, f"approval {approval_id} is routed to {found.reviewer_groups}; "
                                f"{reviewer.name} is in none of them")
-        if problem := _edit_problem(found, edits, approve_fields):
+        if problem := edit_problem(found, edits, approve_fields):
             return _error(422, problem)
         try:
             decided = await self.store.decide(found.id, decision, reviewer.name, note,
@@ -248,19 +249,3 @@ async def _read_decision(request: Request, decision: Decision) -> Decided | Resp
                                    and all(isinstance(f, str) for f in fields)):
         return _error(400, "approve_fields must be a non-empty list of field names")
     return note, edits or None, fields
-
-
-def _edit_problem(approval: Approval, edits: list[dict[str, Any]] | None,
-                  approve_fields: list[str] | None) -> str | None:
-    """Why the vendor's request cannot carry these edits, in words (answered as 422)."""
-    if not edits and approve_fields is None:
-        return None
-    if not approval.edit.edits:
-        return f"this write cannot be edited: {approval.edit.reason}"
-    proposed = {change.field for change in approval.changes if change.kind == "set"}
-    for name in [e["field"] for e in edits or []] + (approve_fields or []):
-        if name not in proposed:
-            return f"{name!r} is not a field this write changes (it changes {sorted(proposed)})"
-    if approve_fields is not None and not approval.edit.partial:
-        return f"only the whole write can be approved: {approval.edit.reason}"
-    return None

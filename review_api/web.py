@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.templating import Jinja2Templates
 
 from review_api.auth import Reviewer, Reviewers
+from review_api.edits import edit_problem
 from review_api.models import Approval, Decision, Status, utcnow
 from review_api.store import Conflict, NotFound, Store
 
@@ -133,6 +134,27 @@ def headline(approval: Approval) -> str:
     return what
 
 
+def _edits_from(form: dict[str, str]) -> tuple[list[dict[str, Any]], list[str] | None]:
+    """Changed values become edits; unticked fields leave the approval partial."""
+    edits, included, fields = [], [], []
+    index = 0
+    while f"field_{index}" in form:
+        field_name = form[f"field_{index}"]
+        fields.append(field_name)
+        text = form.get(f"value_{index}", "")
+        if text != form.get(f"original_{index}", text):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = text  # a plain word is meant as text
+            edits.append({"field": field_name, "new": value})
+        if f"include_{index}" in form:
+            included.append(field_name)
+        index += 1
+    approve_fields = included if "partial" in form and len(included) < len(fields) else None
+    return edits, approve_fields
+
+
 class ReviewPages:
     def __init__(self, store: Store, reviewers: Reviewers, broadcaster: Broadcaster) -> None:
         self.store = store
@@ -235,9 +257,11 @@ class ReviewPages:
         if body is not None:
             shown = body if isinstance(body, str) else json.dumps(body, indent=2)
             request_text += "\n\n" + shown[:20_000]
+        editable = [{"field": c.field, "value": json.dumps(c.new, ensure_ascii=False)}
+                    for c in approval.changes if c.kind == "set"]
         return self._render(request, "detail.html", session, page="queue", a=approval,
                             rows=change_rows(approval), headline=headline(approval),
-                            request_text=request_text)
+                            request_text=request_text, editable=editable)
 
     async def decide(self, request: Request) -> Response:
         session = self._session(request)
@@ -256,8 +280,20 @@ class ReviewPages:
         if not session.reviewer.may_decide(found.reviewer_groups):
             return RedirectResponse("/?flash=That+approval+is+not+routed+to+you.&kind=error", 303)
         note = form.get("note", "").strip()[:4000] or None
+        edits, approve_fields = _edits_from(form) if decision is Decision.approve else ([], None)
+        if approve_fields == []:
+            return RedirectResponse(where + urlencode(
+                {"flash": "Tick at least one field to approve, or reject.", "kind": "error"}),
+                303)
+        if edits or approve_fields is not None:
+            problem = edit_problem(found, edits, approve_fields)
+            if problem:
+                return RedirectResponse(where + urlencode({"flash": problem, "kind": "error"}),
+                                        303)
         try:
-            decided = await self.store.decide(found.id, decision, session.reviewer.name, note)
+            decided = await self.store.decide(found.id, decision, session.reviewer.name, note,
+                                              edits=edits or None,
+                                              approve_fields=approve_fields)
         except Conflict as exc:
             return RedirectResponse(where + urlencode({"flash": exc.reason, "kind": "error"}),
                                     303)

@@ -149,3 +149,18 @@ def test_signing_in_with_a_wrong_token_and_forged_forms_are_refused(
                            data={"decision": "approve", "csrf": "guess"},
                            allow_redirects=False, timeout=10)
     assert forged.status_code == 303 and forged.headers["location"] == "/login"
+
+
+def test_editing_a_value_and_leaving_a_field_out_on_the_page(
+        browser: Browser, gate: ProxyProcess, fake: FakeZendesk) -> None:
+    fake.seed(904, status="open", priority="low")
+    page = sign_in(browser, gate, SAM)
+    agent = agent_put(gate, 904, {"status": "solved", "priority": "urgent"})
+    page.locator("#queue a.item", has_text="ticket 904").click(timeout=15_000)
+    page.get_by_text("Change values before approving").click()
+    page.get_by_label("new priority").fill('"high"')
+    page.get_by_label("approve status").uncheck()
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status")).to_contain_text("Approved")
+    assert agent.join().result.status_code == 200
+    assert (fake.tickets[904]["status"], fake.tickets[904]["priority"]) == ("open", "high")
