@@ -35,17 +35,17 @@ def support(classification: Classification | None) -> EditSupport:
                        "a full update replaces the record: every field must be sent")
 
 
-def _form(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+def form_pairs(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     """Stripe's encoding: nested objects as a[b]=, lists as a[0]=."""
     if isinstance(value, dict):
         pairs: list[tuple[str, str]] = []
         for key, item in value.items():
-            pairs += _form(item, f"{prefix}[{key}]" if prefix else str(key))
+            pairs += form_pairs(item, f"{prefix}[{key}]" if prefix else str(key))
         return pairs
     if isinstance(value, list):
         pairs = []
         for index, item in enumerate(value):
-            pairs += _form(item, f"{prefix}[{index}]")
+            pairs += form_pairs(item, f"{prefix}[{index}]")
         return pairs
     if value is None:
         return [(prefix, "")]
@@ -54,7 +54,7 @@ def _form(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, str(value))]
 
 
-def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
+def set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     for part in parts[:-1]:
         node = target.get(part)
@@ -77,7 +77,7 @@ def rewrite(classification: Classification, content: bytes, content_type: str | 
     if not isinstance(values, dict):
         raise EditError("the body holds no record to edit")
     for edit in edits:
-        _set(values, str(edit["field"]), edit.get("new"))
+        set_path(values, str(edit["field"]), edit.get("new"))
     if approve_fields is not None:
         keep = {name.split(".")[0] for name in approve_fields}
         keep |= set(spec.read_only) | {spec.id_field}
@@ -89,5 +89,5 @@ def rewrite(classification: Classification, content: bytes, content_type: str | 
         if spec.sparse_flag and spec.update is UpdateSemantics.replace:
             values[spec.sparse_flag] = True  # a full update, partly approved, becomes sparse
     if body_format is BodyFormat.form:
-        return urlencode(_form(body)).encode()
+        return urlencode(form_pairs(body)).encode()
     return json.dumps(body).encode()

@@ -26,6 +26,7 @@ from proxy_addon.agent_auth import AGENT_KEY, AgentAuth
 from proxy_addon.edits import EditError, rewrite
 from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
 from proxy_addon.resolve import Resolve
+from proxy_addon.revert import RevertError, inverse
 from proxy_addon.sealing import HeldRequest, Sealer
 from proxy_addon.upstream import UpstreamClient
 from review_api.models import Approval, Context, Status, utcnow
@@ -242,7 +243,7 @@ class HoldWrites:
         built = await self.builder.build(write, context)
         if built is None:
             return  # a read sent as POST (a search, a batch read, a GraphQL query)
-        proposal, verdict = built
+        proposal, verdict = built.proposal, built.verdict
         if verdict.action == "allow":
             await self.store.log_event("allowed", None, "proxy", {
                 "rule": verdict.rule, "method": proposal.method, "url": proposal.url,
@@ -265,12 +266,13 @@ class HoldWrites:
         else:
             sealed = self.sealer.seal(HeldRequest(method, write.url, write.headers,
                                                   write.raw_content))
+            sealed_before = self.sealer.seal_data(built.before) if built.before else None
             expire_after = verdict.expire_after or self.settings.expire_after
             try:
                 approval = await self.store.create(
                     proposal, expires_at=utcnow() + timedelta(seconds=expire_after),
                     sealed_request=sealed, idempotency_key=key_digest,
-                    max_pending=self.settings.max_pending)
+                    max_pending=self.settings.max_pending, sealed_before=sealed_before)
             except Full as exc:
                 logger.warning("refused %s %s: %s", method, proposal.url, exc)
                 flow.response = answers.refused(429, f"too many writes wait for review: {exc}")
@@ -410,15 +412,48 @@ class HoldWrites:
         built = await self.builder.build(_held_write(held), approval.context)
         if built is None:
             return None
-        now = {(c.record_id, c.field): c.old for c in built[0].changes if c.kind == "set"}
-        if not built[0].old_values.known:
-            return f"the record could not be fetched again: {built[0].old_values.reason}"
+        now = {(c.record_id, c.field): c.old for c in built.proposal.changes if c.kind == "set"}
+        if not built.proposal.old_values.known:
+            return ("the record could not be fetched again: "
+                    f"{built.proposal.old_values.reason}")
         for change in approval.changes:
             key = (change.record_id, change.field)
             if change.kind == "set" and key in now and now[key] != change.old:
                 return (f"{change.field} changed since review: it was {change.old!r}, "
                         f"it is now {now[key]!r}")
         return None
+
+    async def propose_revert(self, approval_id: str, actor: str) -> Approval:
+        """A new approval for the inverse write, linked to the first, reviewed like any other."""
+        original = await self.store.get(approval_id)
+        if original.status is not Status.executed:
+            raise RevertError(f"only an executed write can be reverted; this one is "
+                              f"{original.status.value}")
+        sealed, sealed_before = (await self.store.sealed_request(approval_id),
+                                 await self.store.sealed_before(approval_id))
+        if sealed is None:
+            raise RevertError("the original request is no longer kept")
+        held = self.sealer.unseal(sealed)
+        classification = self.builder.classify(_held_write(held))
+        if classification is None:
+            raise RevertError("no connector describes this write")
+        before = self.sealer.unseal_data(sealed_before) if sealed_before else {}
+        write = inverse(original, classification, held, before)
+        context = original.context.model_copy(update={
+            "reason": f"revert of approval {original.id}, asked by {actor}"})
+        built = await self.builder.build(write, context)
+        if built is None:
+            raise RevertError("the inverse write would be a read")
+        proposal = built.proposal.model_copy(update={"reverts": original.id})
+        created = await self.store.create(
+            proposal, actor=actor, expires_at=utcnow() + timedelta(
+                seconds=built.verdict.expire_after or self.settings.expire_after),
+            sealed_request=self.sealer.seal(HeldRequest(write.method, write.url, write.headers,
+                                                        write.raw_content)),
+            sealed_before=self.sealer.seal_data(built.before) if built.before else None)
+        await self.store.log_event("revert_proposed", original.id, actor,
+                                   {"revert_approval_id": created.id})
+        return created
 
     async def _record(self, approval_id: str, *, status_code: int | None,
                       error: str | None = None) -> None:

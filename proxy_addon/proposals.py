@@ -93,6 +93,13 @@ def _masked_changes(diff: Diff, record_id: str | None) -> list[Change]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Built:
+    proposal: Proposal
+    verdict: Verdict
+    before: dict[str, dict[str, Any]]  # records as fetched, unmasked: only ever stored sealed
+
+
 @dataclass(slots=True)
 class _PartDiff:
     changes: list[Change] = field(default_factory=list)
@@ -101,6 +108,7 @@ class _PartDiff:
     risk_changes: list[FieldChange] = field(default_factory=list)
     needs_old: bool = False
     problem: str | None = None
+    before: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +178,8 @@ class ProposalBuilder:
                 operation = Operation.update if current is not None else Operation.create
             if operation is not Operation.create and current is None:
                 found.needs_old = True
+            if current is not None and record.record_id is not None:
+                found.before[record.record_id] = current
             found.refs.append(RecordRef(object_type=record.object_type,
                                         operation=operation.value,
                                         record_id=record.record_id, action=record.action))
@@ -184,8 +194,7 @@ class ProposalBuilder:
             found.problem = currents.problem or "the current record was not found upstream"
         return found
 
-    async def build(self, write: WriteRequest,
-                    context: Context) -> tuple[Proposal, Verdict] | None:
+    async def build(self, write: WriteRequest, context: Context) -> Built | None:
         """The proposal and the policy's verdict, or None for a read sent with a write method."""
         classification = self.classify(write)
         if classification is not None and classification.read:
@@ -196,6 +205,7 @@ class ProposalBuilder:
         changes: list[Change] = []
         patch: list[dict[str, Any]] = []
         refs: list[RecordRef] = []
+        before: dict[str, dict[str, Any]] = {}
         old_values = OldValues(known=False, reason="no connector describes this request")
         body_problem = None if classification else _body_problem(write)
         risk_changes: list[FieldChange] = []
@@ -209,6 +219,7 @@ class ProposalBuilder:
                 patch += part.patch
                 refs += part.refs
                 risk_changes += part.risk_changes
+                before.update(part.before)
             unknown = [part.problem for part in parts if part.needs_old]
             old_values = OldValues(known=not unknown, reason=unknown[0] if unknown else None)
 
@@ -256,7 +267,7 @@ class ProposalBuilder:
             rule=verdict.rule,
             fingerprint=fingerprint(write.method, write.url, write.raw_content),
         )
-        return proposal, verdict
+        return Built(proposal, verdict, before)
 
 
 def _body_problem(write: WriteRequest) -> str | None:

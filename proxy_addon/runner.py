@@ -92,7 +92,8 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     ready = (f"hitl-proxy ready: proxy {settings.listen_host}:{settings.listen_port} "
              f"({settings.mode}), review API {review_url}{token_note}, agents trust "
              f"{settings.certs_dir / 'mitmproxy-ca-cert.pem'}")
-    review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config))
+    review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config),
+                           hold.propose_revert)
     review = ReviewServer(review_app.app, review_socket, ready, review_app.broadcaster.closing)
     notifier = Notifier(
         [Webhook(h.url, h.format, dict(h.headers)) for h in config.notifications.webhooks],

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -85,6 +86,15 @@ class Sealer:
 
     def seal(self, request: HeldRequest) -> bytes:
         return self._fernet.encrypt(request.to_bytes())
+
+    def seal_data(self, data: object) -> bytes:
+        return self._fernet.encrypt(json.dumps(data).encode())
+
+    def unseal_data(self, sealed: bytes) -> Any:
+        try:
+            return json.loads(self._fernet.decrypt(sealed))
+        except InvalidToken as exc:
+            raise SealError("the stored data cannot be decrypted with this key") from exc
 
     def unseal(self, sealed: bytes) -> HeldRequest:
         try:

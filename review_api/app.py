@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,6 +20,7 @@ from review_api.store import Conflict, NotFound, Store, StoreError
 from review_api.web import Broadcaster, ReviewPages
 
 MAX_NOTE_CHARS = 4000
+Reverter = Callable[[str, str], Awaitable[Approval]]  # (approval id, reviewer) -> new approval
 
 
 def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
@@ -41,13 +43,15 @@ class ReviewApp:
     """Holds what the endpoints share; `app` is the Starlette application to serve."""
 
     def __init__(self, store: Store, reviewers: Reviewers,
-                 criteria: LooseningCriteria | None = None) -> None:
+                 criteria: LooseningCriteria | None = None,
+                 reverter: Reverter | None = None) -> None:
         self.store = store
+        self.reverter = reverter
         self.reviewers = reviewers
         self.criteria = criteria or LooseningCriteria()
         self.broadcaster = Broadcaster()
         store.subscribe(self.broadcaster.publish)
-        pages = ReviewPages(store, reviewers, self.broadcaster)
+        pages = ReviewPages(store, reviewers, self.broadcaster, reverter)
         self.app = Starlette(
             routes=[
                 # The reviewer's web page (session cookie, CSRF-protected forms).
@@ -57,6 +61,7 @@ class ReviewApp:
                 Route("/logout", pages.logout, methods=["POST"]),
                 Route("/approvals/{approval_id}", pages.detail, methods=["GET"]),
                 Route("/approvals/{approval_id}/decide", pages.decide, methods=["POST"]),
+                Route("/approvals/{approval_id}/revert", pages.revert, methods=["POST"]),
                 Route("/history", pages.history, methods=["GET"]),
                 Route("/history.csv", pages.export, methods=["GET"]),
                 Route("/history.jsonl", pages.export, methods=["GET"]),
@@ -70,6 +75,7 @@ class ReviewApp:
                 Route("/api/approvals/{approval_id}/approve", self.approve, methods=["POST"]),
                 Route("/api/approvals/{approval_id}/reject", self.reject, methods=["POST"]),
                 Route("/api/approvals/{approval_id}/resolve", self.resolve, methods=["POST"]),
+                Route("/api/approvals/{approval_id}/revert", self.revert, methods=["POST"]),
                 Route("/api/audit", self.audit, methods=["GET"]),
                 Route("/api/stats", self.stats, methods=["GET"]),
             ],
@@ -198,6 +204,22 @@ class ReviewApp:
             return _error(409, f"only an approval whose outcome is unknown can be resolved; "
                                f"{found.id} is {exc.approval.status}")
         return JSONResponse(_approval_json(resolved))
+
+    async def revert(self, request: Request) -> Response:
+        """Proposes the inverse of an executed write as a new approval, reviewed as usual."""
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        found = await self._visible(request, reviewer)
+        if isinstance(found, Response):
+            return found
+        if self.reverter is None:
+            return _error(422, "reverts need the proxy running")
+        try:
+            created = await self.reverter(found.id, reviewer.name)
+        except ValueError as exc:
+            return _error(422, f"cannot revert {found.id}: {exc}")
+        return JSONResponse(_approval_json(created), status_code=201)
 
     async def audit(self, request: Request) -> Response:
         if self._reviewer(request) is None:

@@ -140,6 +140,7 @@ class Proposal(_Model):
     reviewer_groups: list[str] = []  # empty: any reviewer may decide
     quorum: int = 1  # distinct approvals needed
     edit: EditSupport = EditSupport()
+    reverts: str | None = None  # the executed approval this write would undo
     rule: str | None = None  # the policy rule that matched, for the audit
     fingerprint: str = Field(description="sha256 of method, URL and body as held")
 

@@ -86,6 +86,11 @@ def openapi() -> dict[str, Any]:
                                    "note": {"type": "string"}}}}}},
                 "responses": {"200": _json({"$ref": "#/components/schemas/Approval"}, "resolved"),
                               **_errors(400, 401, 404, 409)}}},
+            "/api/approvals/{approval_id}/revert": {"post": {
+                "parameters": [{"$ref": "#/components/parameters/approval_id"}],
+                "responses": {"201": _json({"$ref": "#/components/schemas/Approval"},
+                                           "the inverse write, held for review"),
+                              **_errors(401, 404, 422)}}},
             "/api/audit": {"get": {
                 "parameters": [{"name": "approval_id", "in": "query", "required": False,
                                 "schema": {"type": "string"}}],

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS approvals (
     idempotency_key TEXT,
     fingerprint TEXT NOT NULL,
     proposal TEXT NOT NULL,
-    sealed_request BLOB
+    sealed_request BLOB,
+    sealed_before BLOB
 );
 CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at);
 CREATE INDEX IF NOT EXISTS approvals_retry ON approvals (status, fingerprint);
@@ -211,7 +212,8 @@ class Store:
     async def create(self, proposal: Proposal, *, status: Status = Status.pending,
                      actor: str = "proxy", expires_at: datetime | None = None,
                      sealed_request: bytes | None = None, idempotency_key: str | None = None,
-                     max_pending: int | None = None) -> Approval:
+                     max_pending: int | None = None,
+                     sealed_before: bytes | None = None) -> Approval:
         """Commit a held (or denied) write; only after this returns may the agent be held."""
         approval = Approval(
             **proposal.model_dump(),
@@ -232,10 +234,11 @@ class Store:
                                f"(limits.max_pending is {max_pending})")
             await db.execute(
                 "INSERT INTO approvals (id, status, created_at, expires_at, fingerprint, proposal,"
-                " sealed_request, agent, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " sealed_request, agent, idempotency_key, sealed_before)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (approval.id, approval.status.value, _iso(approval.created_at),
                  _iso(expires_at), proposal.fingerprint, proposal.model_dump_json(),
-                 sealed_request, proposal.context.agent, idempotency_key),
+                 sealed_request, proposal.context.agent, idempotency_key, sealed_before),
             )
             await self._audit(db, event, approval.id, actor, {
                 "system": proposal.system, "object_type": proposal.object_type,
@@ -279,9 +282,9 @@ class Store:
             if row["status"] != Status.pending.value:
                 return "conflict"
             if row["expires_at"] is not None and row["expires_at"] <= _iso(now):
-                await db.execute("UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?"
-                                 " WHERE id = ?", (Status.expired.value, _iso(now), "proxy",
-                                                   approval_id))
+                await db.execute("UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?,"
+                                 " sealed_request = NULL, sealed_before = NULL WHERE id = ?",
+                                 (Status.expired.value, _iso(now), "proxy", approval_id))
                 await self._audit(db, Status.expired.value, approval_id, "proxy", {})
                 return "expired"
             votes = json.loads(row["votes"])
@@ -293,9 +296,13 @@ class Store:
             quorum = int(json.loads(row["proposal"]).get("quorum", 1))
             decided = decision is Decision.reject or len(approvers | {actor}) >= quorum
             if decided:
+                # A rejected write never needs the agent's credentials again.
+                forget = (", sealed_request = NULL, sealed_before = NULL"
+                          if decision is Decision.reject else "")
                 await db.execute(
                     "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, note = ?,"
-                    " votes = ?, edits = ?, approve_fields = ? WHERE id = ? AND status = ?",
+                    f" votes = ?, edits = ?, approve_fields = ?{forget}"
+                    " WHERE id = ? AND status = ?",
                     (decision.status.value, _iso(now), actor, note, json.dumps(votes),
                      json.dumps(edits or []),
                      None if approve_fields is None else json.dumps(approve_fields),
@@ -391,9 +398,10 @@ class Store:
             if decided:
                 assignments += ["decided_at = ?", "decided_by = ?", "note = ?"]
                 values += [now, actor, note]
-            if not TRANSITIONS[target]:
-                # A finished write never needs the agent's credentials again.
-                assignments.append("sealed_request = NULL")
+            if not TRANSITIONS[target] and target is not Status.executed:
+                # A write that did not happen never needs the agent's credentials again; an
+                # executed one keeps them (sealed) with the record as it was, for a revert.
+                assignments.append("sealed_request = NULL, sealed_before = NULL")
             if result is not None:
                 assignments.append("result = ?")
                 values.append(result.model_dump_json())
@@ -453,6 +461,15 @@ class Store:
             " AND expires_at <= ?", (Status.pending.value, _iso(now)),
         ) as cursor:
             return [row["id"] for row in await cursor.fetchall()]
+
+    async def sealed_before(self, approval_id: str) -> bytes | None:
+        async with self.db.execute(
+            "SELECT sealed_before FROM approvals WHERE id = ?", (approval_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise NotFound(approval_id)
+        return row["sealed_before"]
 
     async def sealed_request(self, approval_id: str) -> bytes | None:
         async with self.db.execute(

@@ -156,7 +156,9 @@ def _edits_from(form: dict[str, str]) -> tuple[list[dict[str, Any]], list[str] |
 
 
 class ReviewPages:
-    def __init__(self, store: Store, reviewers: Reviewers, broadcaster: Broadcaster) -> None:
+    def __init__(self, store: Store, reviewers: Reviewers, broadcaster: Broadcaster,
+                 reverter: Any = None) -> None:
+        self.reverter = reverter
         self.store = store
         self.reviewers = reviewers
         self.broadcaster = broadcaster
@@ -300,6 +302,29 @@ class ReviewPages:
         text = (f"{decided.status.value.capitalize()}." if decided.status is not Status.pending
                 else "Your approval is counted; it waits for more reviewers.")
         return RedirectResponse(where + urlencode({"flash": text}), 303)
+
+    async def revert(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        form = await self._form(request, session)
+        if isinstance(form, Response):
+            return form
+        approval_id = request.path_params["approval_id"]
+        where = f"/approvals/{approval_id}?"
+        try:
+            found = await self.store.get(approval_id)
+        except NotFound:
+            return RedirectResponse("/?flash=No+such+approval.&kind=error", 303)
+        if not session.reviewer.may_decide(found.reviewer_groups) or self.reverter is None:
+            return RedirectResponse(where + "flash=Not+yours+to+revert.&kind=error", 303)
+        try:
+            created = await self.reverter(found.id, session.reviewer.name)
+        except ValueError as exc:
+            return RedirectResponse(where + urlencode({"flash": f"Cannot revert: {exc}",
+                                                       "kind": "error"}), 303)
+        return RedirectResponse(f"/approvals/{created.id}?" + urlencode(
+            {"flash": "The revert waits for review like any write."}), 303)
 
     # -- history and export ---------------------------------------------------------------------
 

@@ -40,7 +40,10 @@ async def test_create_is_durable_and_decision_is_recorded_once(store: Store) -> 
     assert await store.claim_for_sending(created.id) is False
     executed = await store.record_result(created.id, status_code=200)
     assert executed.status is Status.executed and executed.result.status_code == 200
-    assert await store.sealed_request(created.id) is None  # credentials dropped once done
+    assert await store.sealed_request(created.id) == b"sealed"  # kept, sealed, for a revert
+    dropped = await store.create(proposal(), sealed_request=b"sealed")
+    await store.decide(dropped.id, Decision.reject, "alice", None)
+    assert await store.sealed_request(dropped.id) is None  # a write that did not happen
     events = [entry.event for entry in await store.audit_entries(created.id)]
     assert events == ["held", "approved", "sending", "executed"]
 

@@ -93,3 +93,51 @@ def test_an_edited_stripe_form_update_is_re_encoded(
     assert call.join().error is None
     assert fake.get(customer)["metadata"]["plan"] == "team"
     assert fake.get(customer)["email"] == "b@acme.test"
+
+
+def test_revert_of_an_executed_update_restores_the_old_values_after_its_own_approval(
+        proxy: ProxyProcess, vendors: dict[str, Vendor], zenpy_client: Zenpy) -> None:
+    fake: FakeZendesk = vendors["zendesk"].fake
+    fake.seed(971, status="open", priority="low")
+    ticket = zenpy_client.tickets(id=971)
+    ticket.status = "solved"
+    call, approval = held(proxy, lambda: zenpy_client.tickets.update(ticket))
+    approve(proxy, approval["id"])
+    call.join()
+    proxy.wait_for_status(approval["id"], "executed")
+    assert fake.tickets[971]["status"] == "solved"
+
+    answer = proxy.api("POST", f"/api/approvals/{approval['id']}/revert")
+    assert answer.status_code == 201, answer.text
+    revert = answer.json()
+    assert (revert["status"], revert["reverts"]) == ("pending", approval["id"])
+    assert triples(revert) == [("status", "solved", "open")]
+    assert fake.tickets[971]["status"] == "solved"  # nothing happens before review
+    approve(proxy, revert["id"])
+    proxy.wait_for_status(revert["id"], "executed")
+    assert fake.tickets[971]["status"] == "open"
+
+
+def test_revert_of_a_delete_recreates_where_the_api_allows_and_says_where_it_does_not(
+        proxy: ProxyProcess, vendors: dict[str, Vendor], zenpy_client: Zenpy) -> None:
+    fake: FakeZendesk = vendors["zendesk"].fake
+    fake.seed(972, status="open", subject="Keep this one", description="Keep this one")
+    call, approval = held(proxy, lambda: zenpy_client.tickets.delete(
+        zenpy_client.tickets(id=972)))
+    approve(proxy, approval["id"])
+    call.join()
+    proxy.wait_for_status(approval["id"], "executed")
+    assert 972 not in fake.tickets
+    revert = proxy.api("POST", f"/api/approvals/{approval['id']}/revert").json()
+    assert (revert["operation"], revert["reverts"]) == ("create", approval["id"])
+    assert ("subject", None, "Keep this one") in triples(revert)
+    approve(proxy, revert["id"])
+    proxy.wait_for_status(revert["id"], "executed")
+    assert any(t["subject"] == "Keep this one" for t in fake.tickets.values())
+
+    rejected = held(proxy, lambda: zenpy_client.tickets.delete(zenpy_client.tickets(
+        id=fake.seed(973)["id"])))[1]
+    proxy.decide(rejected["id"], "reject")
+    refused = proxy.api("POST", f"/api/approvals/{rejected['id']}/revert")
+    assert refused.status_code == 422
+    assert "only an executed write can be reverted" in refused.json()["error"]

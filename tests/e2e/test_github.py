@@ -110,3 +110,16 @@ def test_graphql_query_passes_and_mutation_is_held_with_its_input(
         proxy.decide(approval["id"], "approve")
         answer = call.join().result.json()
         assert answer["data"]["updateIssue"]["issue"]["title"] == "Renamed"
+
+
+def test_revert_says_clearly_where_the_vendor_cannot_recreate(
+        proxy: ProxyProcess, fake: FakeGitHub, gh: Github) -> None:
+    sha = fake.seed_file("acme", "app", "docs/OLD.md", "old\n")
+    repo = gh.get_repo("acme/app")
+    call, approval = held(proxy, lambda: repo.delete_file("docs/OLD.md", "Remove", sha))
+    proxy.decide(approval["id"], "approve")
+    call.join()
+    proxy.wait_for_status(approval["id"], "executed")
+    refused = proxy.api("POST", f"/api/approvals/{approval['id']}/revert")
+    assert refused.status_code == 422
+    assert "a deleted file cannot be recreated through GitHub's API" in refused.json()["error"]

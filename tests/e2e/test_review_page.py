@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -164,3 +165,25 @@ def test_editing_a_value_and_leaving_a_field_out_on_the_page(
     expect(page.get_by_role("status")).to_contain_text("Approved")
     assert agent.join().result.status_code == 200
     assert (fake.tickets[904]["status"], fake.tickets[904]["priority"]) == ("open", "high")
+
+
+def test_the_page_offers_revert_on_executed_changes(
+        browser: Browser, gate: ProxyProcess, fake: FakeZendesk) -> None:
+    fake.seed(905, status="open")
+    page = sign_in(browser, gate, SAM)
+    agent = agent_put(gate, 905, {"status": "pending"})
+    page.locator("#queue a.item", has_text="ticket 905").click(timeout=15_000)
+    page.get_by_role("button", name="Approve").click()
+    assert agent.join().result.status_code == 200
+    page.reload()
+    page.get_by_role("button", name="Revert").click()
+    expect(page.get_by_role("status")).to_contain_text("The revert waits for review")
+    expect(page.get_by_text("Reverts")).to_be_visible()
+    rows = page.locator("table.changes tbody tr")
+    expect(rows.filter(has_text="status")).to_contain_text("open")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status")).to_contain_text("Approved")
+    deadline = time.monotonic() + 10
+    while fake.tickets[905]["status"] != "open" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake.tickets[905]["status"] == "open"
