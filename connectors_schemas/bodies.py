@@ -31,7 +31,8 @@ def _form_key(key: str) -> list[str]:
 def _lists_from_indexes(node: Any) -> Any:
     if isinstance(node, dict):
         converted = {key: _lists_from_indexes(value) for key, value in node.items()}
-        if converted and all(key.isdigit() for key in converted):
+        # ASCII digits only: "²".isdigit() is true, but it is no list index.
+        if converted and all(key.isascii() and key.isdigit() for key in converted):
             return [converted[key] for key in sorted(converted, key=int)]
         return converted
     if isinstance(node, list):
@@ -146,7 +147,7 @@ def at_path(value: Any, path: str | None) -> Any:
     if not path:
         return value
     for part in path.split("."):
-        if isinstance(value, list) and part.isdigit():
+        if isinstance(value, list) and part.isascii() and part.isdigit():
             value = value[int(part)] if int(part) < len(value) else None
             continue
         if not isinstance(value, dict):

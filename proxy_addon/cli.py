@@ -54,7 +54,8 @@ class RunSettings:
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    numeric = port_text.isascii() and port_text.isdigit()
+    if not sep or not host or not numeric or not 0 < int(port_text) < 65536:
         raise UsageError(f"{what}: expected ADDR:PORT, got {text!r}")
     return host.strip("[]"), int(port_text)
 
@@ -77,7 +78,7 @@ def parse_resolve(entries: list[str]) -> dict[str, tuple[str, int]]:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
     return int(text)
 

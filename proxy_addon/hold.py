@@ -195,7 +195,7 @@ class HoldWrites:
         if flow.response or effective_method(flow.request) not in WRITE_METHODS:
             return
         declared = flow.request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.settings.max_body:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.settings.max_body:
             flow.response = answers.refused(
                 413, f"the body is {declared} bytes; writes over {self.settings.max_body} bytes "
                      "are refused (limits.max_body)")

@@ -123,7 +123,8 @@ class ReviewApp:
                           allowed=[member.value for member in Status])
         raw_limit = request.query_params.get("limit", "1000")
         raw_offset = request.query_params.get("offset", "0")
-        if not (raw_limit.isdigit() and 1 <= int(raw_limit) <= 10_000 and raw_offset.isdigit()):
+        if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= 10_000
+                and raw_offset.isascii() and raw_offset.isdigit()):
             return _error(400, "limit must be 1..10000 and offset a number of approvals")
         # Routing filters after paging would page unevenly: filter first, then page.
         approvals = [a for a in await self.store.list(status, limit=10_000_000)
