@@ -29,6 +29,7 @@ from proxy_addon.resolve import Resolve
 from proxy_addon.revert import RevertError, inverse
 from proxy_addon.sealing import HeldRequest, Sealer
 from proxy_addon.upstream import UpstreamClient
+from review_api.metrics import Metrics
 from review_api.models import Approval, Context, Status, utcnow
 from review_api.store import Conflict, Full, NotFound, Store, StoreError
 
@@ -121,7 +122,8 @@ def _held_write(held: HeldRequest) -> WriteRequest:
 class HoldWrites:
     def __init__(self, store: Store, builder: ProposalBuilder, sealer: Sealer,
                  upstream: UpstreamClient, resolve: Resolve, settings: HoldSettings,
-                 auth: AgentAuth | None = None) -> None:
+                 auth: AgentAuth | None = None, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
         self.store = store
         self.auth = auth
         self.resolve = resolve
@@ -145,8 +147,13 @@ class HoldWrites:
             return self._agent_status(flow, context)
         method = effective_method(flow.request)
         if method not in WRITE_METHODS:
+            self._count("passed")
             return None
         return self._request_write(flow, method, context)
+
+    def _count(self, decision: str) -> None:
+        if self.metrics is not None:
+            self.metrics.counted[decision].inc()
 
     async def _agent_status(self, flow: http.HTTPFlow, context: Context) -> None:
         """The agent's own read-only view of its approvals, answered by the proxy itself."""
@@ -171,11 +178,15 @@ class HoldWrites:
         try:
             await self._hold(flow, method, context)
         except StoreError as exc:
+            self._count("refused")
+            if self.metrics is not None:
+                self.metrics.store_errors.inc()
             logger.error("refused %s %s: the store cannot record it: %s", method,
                          flow.request.pretty_host, exc)
             flow.response = answers.refused(
                 503, "the approvals store is unavailable, so this write was refused")
         except Exception:
+            self._count("refused")
             logger.exception("refused %s %s: holding it failed", method, flow.request.pretty_host)
             flow.response = answers.refused(
                 503, "the proxy could not hold this write for review, so it was refused")
@@ -242,15 +253,18 @@ class HoldWrites:
         write = _write_request(flow, method, self.resolve)
         built = await self.builder.build(write, context)
         if built is None:
+            self._count("passed")
             return  # a read sent as POST (a search, a batch read, a GraphQL query)
         proposal, verdict = built.proposal, built.verdict
         if verdict.action == "allow":
+            self._count("allowed")
             await self.store.log_event("allowed", None, "proxy", {
                 "rule": verdict.rule, "method": proposal.method, "url": proposal.url,
                 "system": proposal.system, "fingerprint": proposal.fingerprint,
             })
             return
         if verdict.action == "deny":
+            self._count("denied")
             approval = await self.store.create(proposal, status=Status.denied)
             flow.response = answers.denied(approval)
             return
@@ -279,6 +293,7 @@ class HoldWrites:
                 flow.response.headers["Retry-After"] = "60"
                 return
             logger.info("held %s %s as approval %s", method, proposal.url, approval.id)
+        self._count("held")
 
         hold_timeout = verdict.hold_timeout or self.settings.hold_timeout
         outcome = await self._wait(approval, flow.client_conn.id, hold_timeout)

@@ -26,6 +26,7 @@ from proxy_addon.review_server import ReviewServer
 from proxy_addon.sealing import Sealer, SealError, audit_key, load_or_create_key
 from proxy_addon.upstream import UpstreamClient, combined_ca_bundle
 from review_api import ReviewApp, Reviewers, Store, StoreError
+from review_api.metrics import Metrics
 from review_api.notify import Notifier, Webhook
 
 logger = logging.getLogger("hitl_proxy")
@@ -77,6 +78,7 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     upstream = UpstreamClient(settings.resolve, settings.upstream_ca, config.fetch_timeout)
     review_url = f"http://{settings.review_host}:{settings.review_port}"
     resolve = Resolve(settings.resolve)
+    metrics = Metrics()
     auth = AgentAuth(config.agents)
     hold = HoldWrites(
         store,
@@ -88,16 +90,18 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
         HoldSettings(settings.hold_timeout, config.defaults.expire_after, review_url,
                      config.limits.max_pending, config.limits.max_body),
         auth,
+        metrics,
     )
     ready = (f"hitl-proxy ready: proxy {settings.listen_host}:{settings.listen_port} "
              f"({settings.mode}), review API {review_url}{token_note}, agents trust "
              f"{settings.certs_dir / 'mitmproxy-ca-cert.pem'}")
     review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config),
-                           hold.propose_revert)
+                           hold.propose_revert, metrics)
     review = ReviewServer(review_app.app, review_socket, ready, review_app.broadcaster.closing)
     notifier = Notifier(
         [Webhook(h.url, h.format, dict(h.headers)) for h in config.notifications.webhooks],
-        config.notifications.review_url or review_url)
+        config.notifications.review_url or review_url,
+        on_failure=metrics.webhook_failures.inc)
     store.subscribe(notifier.publish)
     guard = ReviewApiGuard(settings.review_host, settings.review_port)
     master.addons.add(notifier, auth, guard, resolve, hold, review)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +14,7 @@ from starlette.routing import Route
 
 from review_api.auth import Reviewer, Reviewers
 from review_api.edits import edit_problem
+from review_api.metrics import Metrics
 from review_api.models import Approval, Decision, Status
 from review_api.openapi import openapi
 from review_api.stats import LooseningCriteria, compute_stats
@@ -44,7 +46,9 @@ class ReviewApp:
 
     def __init__(self, store: Store, reviewers: Reviewers,
                  criteria: LooseningCriteria | None = None,
-                 reverter: Reverter | None = None) -> None:
+                 reverter: Reverter | None = None, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
+        store.subscribe(self.metrics.on_change)
         self.store = store
         self.reverter = reverter
         self.reviewers = reviewers
@@ -70,6 +74,7 @@ class ReviewApp:
                 # The JSON API (bearer tokens).
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
+                Route("/metrics", self.prometheus, methods=["GET"]),
                 Route("/api/approvals", self.list_approvals, methods=["GET"]),
                 Route("/api/approvals/{approval_id}", self.get_approval, methods=["GET"]),
                 Route("/api/approvals/{approval_id}/approve", self.approve, methods=["POST"]),
@@ -105,6 +110,10 @@ class ReviewApp:
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    async def prometheus(self, request: Request) -> Response:
+        pending = await self.store.count(Status.pending)
+        return Response(self.metrics.render(pending), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi())

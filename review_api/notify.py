@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -62,7 +63,9 @@ def payload(hook: Webhook, approval: Approval, link: str) -> dict[str, Any]:
 
 
 class Notifier:
-    def __init__(self, hooks: list[Webhook], review_url: str, queue_size: int = 1000) -> None:
+    def __init__(self, hooks: list[Webhook], review_url: str, queue_size: int = 1000,
+                 on_failure: Callable[[], None] | None = None) -> None:
+        self._on_failure = on_failure
         self.hooks = hooks
         self.review_url = review_url.rstrip("/")
         self._queue: asyncio.Queue[tuple[Webhook, dict[str, Any]]] = asyncio.Queue(queue_size)
@@ -114,4 +117,6 @@ class Notifier:
             logger.warning("webhook %s %s (attempt %d of %d)", hook.url, problem, attempt,
                            len(RETRY_DELAYS) + 1)
         self.failures += 1
+        if self._on_failure is not None:
+            self._on_failure()
         logger.error("webhook %s gave up after %d attempts", hook.url, len(RETRY_DELAYS) + 1)

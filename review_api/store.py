@@ -455,6 +455,12 @@ class Store:
         async with self.db.execute(query, (*params, limit, offset)) as cursor:
             return [self._approval(row) for row in await cursor.fetchall()]
 
+    async def count(self, status: Status) -> int:
+        async with self.db.execute("SELECT COUNT(*) FROM approvals WHERE status = ?",
+                                   (status.value,)) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
     async def due_for_expiry(self, now: datetime) -> list[str]:
         async with self.db.execute(
             "SELECT id FROM approvals WHERE status = ? AND expires_at IS NOT NULL"

@@ -268,3 +268,31 @@ def test_the_agent_polls_its_own_approval_through_the_proxy_and_nobody_else_can(
     seen = triage.get(status_url, timeout=10).json()
     assert (seen["status"], seen["note"]) == ("rejected", "urgent is for outages")
     assert gate.api("GET", f"/api/approvals/{approval_id}").json()["status"] == "rejected"
+
+
+def test_metrics_parse_and_move_with_traffic(gate: ProxyProcess, fake: FakeZendesk) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"{gate.review_url}/metrics", timeout=10).text
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples}
+
+    before = scrape()
+    fake.seed(610, tags=["x"])
+    session = agent_session(gate, "triage-bot", TRIAGE_SECRET)
+    assert session.get(ticket_url(610), timeout=30).status_code == 200
+    assert session.put(ticket_url(610), json={"ticket": {"tags": ["y"]}},
+                       timeout=30).status_code == 200
+    assert session.delete(ticket_url(610), timeout=30).status_code == 403
+    after = scrape()
+
+    def moved(decision: str) -> float:
+        key = ("hitl_requests_total", (("decision", decision),))
+        return after[key] - before.get(key, 0.0)
+
+    assert moved("passed") >= 1 and moved("allowed") == 1 and moved("denied") == 1
+    assert after[("hitl_holds_pending", ())] == len(gate.approvals("pending"))
+    assert after[("hitl_time_to_decision_seconds_count", ())] >= 1  # earlier tests decided
+    assert ("hitl_webhook_failures_total", ()) in after

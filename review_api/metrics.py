@@ -1,0 +1,46 @@
+"""Prometheus metrics, served at GET /metrics on the review port (no secrets in them)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from review_api.models import Approval, Status
+
+DECIDED = {Status.approved, Status.rejected, Status.expired}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "hitl_requests", "Requests through the proxy, by what the proxy decided",
+            ["decision"], registry=self.registry)
+        self.pending = Gauge("hitl_holds_pending", "Writes waiting for a reviewer",
+                             registry=self.registry)
+        self.time_to_decision = Histogram(
+            "hitl_time_to_decision_seconds", "From a write being held to its decision",
+            buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+            registry=self.registry)
+        self.upstream_errors = Counter("hitl_upstream_errors",
+                                       "Approved writes whose sending failed",
+                                       registry=self.registry)
+        self.store_errors = Counter("hitl_store_errors", "Writes refused: the store failed",
+                                    registry=self.registry)
+        self.webhook_failures = Counter("hitl_webhook_failures",
+                                        "Notifications given up after their retries",
+                                        registry=self.registry)
+        # Every series exists from the start; the children are looked up once, off the hot path.
+        self.counted = {decision: self.requests.labels(decision)
+                        for decision in ("passed", "held", "allowed", "denied", "refused")}
+
+    async def on_change(self, approval: Approval) -> None:
+        """Store listener: time to decision, and failed sends."""
+        if approval.status in DECIDED and approval.decided_at is not None:
+            seconds = (approval.decided_at - approval.created_at).total_seconds()
+            self.time_to_decision.observe(max(seconds, 0.0))
+        if approval.status is Status.failed:
+            self.upstream_errors.inc()
+
+    def render(self, pending: int) -> bytes:
+        self.pending.set(pending)
+        return generate_latest(self.registry)
