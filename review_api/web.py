@@ -155,6 +155,15 @@ def _edits_from(form: dict[str, str]) -> tuple[list[dict[str, Any]], list[str] |
     return edits, approve_fields
 
 
+Posted = tuple[Session, dict[str, str], Approval]
+
+
+def _back(where: str, flash: str, error: bool = False) -> RedirectResponse:
+    """Post/redirect/get with a message for the next page."""
+    params = {"flash": flash, **({"kind": "error"} if error else {})}
+    return RedirectResponse(where + urlencode(params), 303)
+
+
 class ReviewPages:
     def __init__(self, store: Store, reviewers: Reviewers, broadcaster: Broadcaster,
                  reverter: Any = None) -> None:
@@ -265,66 +274,63 @@ class ReviewPages:
                             rows=change_rows(approval), headline=headline(approval),
                             request_text=request_text, editable=editable)
 
-    async def decide(self, request: Request) -> Response:
+    async def _posted(self, request: Request) -> Posted | Response:
+        """A signed-in reviewer's form about an approval routed to them, or where to go instead."""
         session = self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
         form = await self._form(request, session)
         if isinstance(form, Response):
             return form
-        approval_id = request.path_params["approval_id"]
-        where = f"/approvals/{approval_id}?"
         try:
-            found = await self.store.get(approval_id)
-            decision = Decision(form.get("decision", ""))
-        except (NotFound, ValueError):
-            return RedirectResponse("/?flash=No+such+approval.&kind=error", 303)
+            found = await self.store.get(request.path_params["approval_id"])
+        except NotFound:
+            return _back("/?", "No such approval.", error=True)
         if not session.reviewer.may_decide(found.reviewer_groups):
-            return RedirectResponse("/?flash=That+approval+is+not+routed+to+you.&kind=error", 303)
+            return _back("/?", "That approval is not routed to you.", error=True)
+        return session, form, found
+
+    async def decide(self, request: Request) -> Response:
+        posted = await self._posted(request)
+        if isinstance(posted, Response):
+            return posted
+        session, form, found = posted
+        where = f"/approvals/{found.id}?"
+        try:
+            decision = Decision(form.get("decision", ""))
+        except ValueError:
+            return _back(where, "Choose approve or reject.", error=True)
         note = form.get("note", "").strip()[:4000] or None
         edits, approve_fields = _edits_from(form) if decision is Decision.approve else ([], None)
         if approve_fields == []:
-            return RedirectResponse(where + urlencode(
-                {"flash": "Tick at least one field to approve, or reject.", "kind": "error"}),
-                303)
+            return _back(where, "Tick at least one field to approve, or reject.", error=True)
         if edits or approve_fields is not None:
             problem = edit_problem(found, edits, approve_fields)
             if problem:
-                return RedirectResponse(where + urlencode({"flash": problem, "kind": "error"}),
-                                        303)
+                return _back(where, problem, error=True)
         try:
             decided = await self.store.decide(found.id, decision, session.reviewer.name, note,
                                               edits=edits or None,
                                               approve_fields=approve_fields)
         except Conflict as exc:
-            return RedirectResponse(where + urlencode({"flash": exc.reason, "kind": "error"}),
-                                    303)
+            return _back(where, exc.reason, error=True)
         text = (f"{decided.status.value.capitalize()}." if decided.status is not Status.pending
                 else "Your approval is counted; it waits for more reviewers.")
-        return RedirectResponse(where + urlencode({"flash": text}), 303)
+        return _back(where, text)
 
     async def revert(self, request: Request) -> Response:
-        session = self._session(request)
-        if session is None:
-            return RedirectResponse("/login", 303)
-        form = await self._form(request, session)
-        if isinstance(form, Response):
-            return form
-        approval_id = request.path_params["approval_id"]
-        where = f"/approvals/{approval_id}?"
-        try:
-            found = await self.store.get(approval_id)
-        except NotFound:
-            return RedirectResponse("/?flash=No+such+approval.&kind=error", 303)
-        if not session.reviewer.may_decide(found.reviewer_groups) or self.reverter is None:
-            return RedirectResponse(where + "flash=Not+yours+to+revert.&kind=error", 303)
+        posted = await self._posted(request)
+        if isinstance(posted, Response):
+            return posted
+        session, _, found = posted
+        where = f"/approvals/{found.id}?"
+        if self.reverter is None:
+            return _back(where, "Reverts need the proxy running.", error=True)
         try:
             created = await self.reverter(found.id, session.reviewer.name)
         except ValueError as exc:
-            return RedirectResponse(where + urlencode({"flash": f"Cannot revert: {exc}",
-                                                       "kind": "error"}), 303)
-        return RedirectResponse(f"/approvals/{created.id}?" + urlencode(
-            {"flash": "The revert waits for review like any write."}), 303)
+            return _back(where, f"Cannot revert: {exc}", error=True)
+        return _back(f"/approvals/{created.id}?", "The revert waits for review like any write.")
 
     # -- history and export ---------------------------------------------------------------------
 
