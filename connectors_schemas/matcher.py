@@ -50,6 +50,13 @@ class FetchRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Identified:
+    system: str
+    object_type: str | None
+    record_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Classification:
     system: str
     route: Route
@@ -266,6 +273,28 @@ class Matcher:
                 parts.append(part)
         records = [record for part in parts for record in part.records]
         return replace(outer, read=not parts, records=records, parts=parts)
+
+    def identify(self, host: str, path: str) -> Identified | None:
+        """Which system, object and record a request names, from host and path alone.
+
+        For the traffic record of reads: a GET of a record's URL matches the route that would
+        write it, whatever the method.
+        """
+        connector = self.connector_for(host)
+        if connector is None:
+            return None
+        collection: Identified | None = None
+        for candidate in self._routes[connector.system]:
+            found = candidate.pattern.match(path)
+            if found is None:
+                continue
+            params = {k: unquote(v) for k, v in found.groupdict().items()}
+            object_type = candidate.route.object_type or _object_type(candidate.spec,
+                                                                      candidate.key, params)
+            if params.get("id"):
+                return Identified(connector.system, object_type, params["id"])
+            collection = collection or Identified(connector.system, object_type, None)
+        return collection or Identified(connector.system, None, None)
 
     def match(self, method: str, host: str, path: str) -> Classification | None:
         """Classification from method, host and path alone (no body)."""

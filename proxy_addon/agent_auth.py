@@ -17,8 +17,8 @@ from mitmproxy import connection, http
 from mitmproxy.proxy import mode_specs
 
 from proxy_addon.config import Agent
+from proxy_addon.flow_keys import AGENT_KEY, DECISION_KEY
 
-AGENT_KEY = "hitl_agent"
 REALM = "hitl-proxy"
 
 
@@ -63,6 +63,7 @@ class AgentAuth:
         return bool(self._agents) and isinstance(mode, forward)
 
     def _challenge(self, flow: http.HTTPFlow) -> None:
+        flow.metadata[DECISION_KEY] = "refused"
         flow.response = http.Response.make(
             407, b'{"status": "refused", "message": "proxy authentication required: '
                  b'HTTPS_PROXY=http://<agent>:<secret>@host:port"}',

@@ -130,6 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "export":
             sub.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
             sub.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-01 or 2026-11-01T09:00")
+    traffic = commands.add_parser("traffic", help="the record of every request (security teams)")
+    traffic_commands = traffic.add_subparsers(dest="traffic_command", required=True,
+                                              parser_class=_Parser)
+    export = traffic_commands.add_parser(
+        "export", help="write the traffic record as JSON lines, CSV or HAR 1.2 to stdout")
+    export.add_argument("--config", type=Path, help="YAML config (same as run)")
+    export.add_argument("--data-dir", type=Path, default=Path("./data"))
+    export.add_argument("--format", choices=["jsonl", "csv", "har"], default="jsonl")
+    export.add_argument("--since", help="ISO 8601 time (2026-11-24, 2026-11-24T09:00Z) or an "
+                                        "age such as 24h or 7d")
+    export.add_argument("--until", help="ISO 8601 time or an age, exclusive")
+    for name, text in (("agent", "only this agent"), ("host", "only this host"),
+                       ("system", "only this system, e.g. Stripe"),
+                       ("decision", "passed, held, allowed, denied, refused or proxy")):
+        export.add_argument(f"--{name}", action="append", default=[],
+                            help=f"{text} (repeatable: any of them)")
+    export.add_argument("--status", help="a status code (403) or class (4xx)")
     stats = commands.add_parser("stats", help="decisions so far and where approvals could loosen")
     stats.add_argument("--config", type=Path, help="YAML config (loosening criteria)")
     stats.add_argument("--data-dir", type=Path, default=Path("./data"))
@@ -212,6 +229,48 @@ def audit_command(args: argparse.Namespace) -> int:
         print(f"audit log NOT intact: {problem}", file=sys.stderr)
         return 1
     print(f"audit log intact: {len(rows)} entries")
+    return 0
+
+
+def traffic_command(args: argparse.Namespace) -> int:
+    """Reads the traffic file directly, so it works on a stopped proxy's data too."""
+    from importlib.metadata import version
+
+    from proxy_addon.runner import DB_FILE, TRAFFIC_FILE
+    from review_api.traffic import TrafficError, TrafficFilter, TrafficStore, parse_moment
+    from review_api.traffic_export import export
+
+    database = args.data_dir / TRAFFIC_FILE
+    if not database.exists():
+        raise UsageError(f"--data-dir {args.data_dir}: no {TRAFFIC_FILE} there")
+    try:
+        load_config(args.config)
+        where = TrafficFilter(
+            agent=tuple(args.agent), host=tuple(args.host), system=tuple(args.system),
+            decision=tuple(args.decision), status=args.status,
+            since=parse_moment(args.since) if args.since else None,
+            until=parse_moment(args.until) if args.until else None)
+    except (ConfigError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if problems := where.problems():
+        raise UsageError("; ".join(problems))
+
+    async def write() -> None:
+        store = TrafficStore(database, approvals=args.data_dir / DB_FILE)
+        await store.open()
+        try:
+            async for chunk in export(args.format, store.iterate(where), version("hitl-proxy")):
+                sys.stdout.write(chunk)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(write())
+    except TrafficError as exc:
+        raise UsageError(str(exc)) from None
+    except BrokenPipeError:
+        return 0  # `| head` closed the pipe: the reader has what it wanted
+    sys.stdout.flush()
     return 0
 
 
@@ -350,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             return stats_command(args)
         if args.command == "audit":
             return audit_command(args)
+        if args.command == "traffic":
+            return traffic_command(args)
         if args.command == "demo":
             return demo_command(args)
         settings = settings_from_args(args)

@@ -46,6 +46,30 @@ def parse_duration(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_UNIT_BYTES = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+               "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(value: object) -> int:
+    """Bytes from 65536, "64KiB", "500MB" or "1GB"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 65536, '64KiB', '500MB' or '1GB'")
+    if isinstance(value, int | float):
+        size = float(value)
+    else:
+        found = _SIZE.match(str(value))
+        if not found:
+            raise ValueError(f"expected a size such as 65536, '64KiB', '500MB' or '1GB', "
+                             f"got {value!r}")
+        size = float(found.group(1)) * _UNIT_BYTES[(found.group(2) or "b").lower()]
+    if size < 1:
+        raise ValueError("a size must be at least one byte")
+    return int(size)
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -157,6 +181,28 @@ class Notifications(_Strict):
     webhooks: list[WebhookConfig] = []
 
 
+class Retention(_Strict):
+    """Traffic older or beyond this is pruned in the background (never approvals or audit)."""
+
+    max_age: Duration | None = 90 * 86400.0
+    max_size: Size | None = 1024**3
+
+
+class TrafficSettings(_Strict):
+    """The record of every request through the proxy, for security teams."""
+
+    enabled: bool = True
+    # Bodies are stored masked: none, those of writes, or all; body_hosts adds every body to
+    # and from these hosts (globs).
+    bodies: Literal["none", "writes", "all"] = "none"
+    body_hosts: list[str] = []
+    max_body: Annotated[int, BeforeValidator(parse_size), Field(ge=0)] = 64 * 1024
+    retention: Retention = Retention()
+    prune_every: Duration = 600.0
+    # A hard bound on the file: past it, reads pass unrecorded and writes are refused.
+    max_file_size: Size | None = None
+
+
 class HitlConfig(_Strict):
     reviewers: list[Reviewer] = []
     agents: list[Agent] = []
@@ -165,6 +211,7 @@ class HitlConfig(_Strict):
     loosening: LooseningSettings = LooseningSettings()
     limits: Limits = Limits()
     notifications: Notifications = Notifications()
+    traffic: TrafficSettings = TrafficSettings()
     # Hosts tunnelled without TLS interception: nothing to them is seen, held or recorded.
     passthrough_hosts: list[str] = []
     connectors: dict[str, ConnectorOverride] = {}
@@ -184,6 +231,14 @@ class HitlConfig(_Strict):
             if agent.digest in reviewer_digests:
                 raise ValueError(f"agents: {agent.name}'s secret is also a reviewer's token; "
                                  "an agent's credentials must never decide")
+        traffic = self.traffic
+        if traffic.max_file_size is not None:
+            if traffic.max_file_size < 64 * 1024:
+                raise ValueError("traffic.max_file_size: at least 64KiB")
+            bound = traffic.retention.max_size
+            if bound is not None and bound >= traffic.max_file_size:
+                raise ValueError("traffic.retention.max_size must be below "
+                                 "traffic.max_file_size, or pruning could never make room")
         for index, rule in enumerate(self.policy):
             if rule.action != "hold" or not self.reviewers:
                 continue

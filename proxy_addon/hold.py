@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,12 +23,21 @@ from mitmproxy.net import encoding
 from connectors_schemas import BodyError
 from connectors_schemas.models import WRITE_METHODS
 from proxy_addon import answers
-from proxy_addon.agent_auth import AGENT_KEY, AgentAuth
+from proxy_addon.agent_auth import AgentAuth
 from proxy_addon.edits import EditError, rewrite
+from proxy_addon.flow_keys import (
+    AGENT_KEY,
+    APPROVAL_KEY,
+    CONTEXT_KEY,
+    DECISION_KEY,
+    HELD_KEY,
+    PROPOSAL_KEY,
+)
 from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
 from proxy_addon.resolve import Resolve
 from proxy_addon.revert import RevertError, inverse
 from proxy_addon.sealing import HeldRequest, Sealer
+from proxy_addon.traffic import TrafficRecorder
 from proxy_addon.upstream import UpstreamClient
 from review_api.metrics import Metrics
 from review_api.models import Approval, Context, Status, utcnow
@@ -35,7 +45,6 @@ from review_api.store import Conflict, Full, NotFound, Store, StoreError
 
 logger = logging.getLogger("hitl_proxy")
 
-APPROVAL_KEY = "hitl_approval_id"
 STATUS_HOST = "hitl-proxy.status"  # answered by the proxy itself, never resolved or forwarded
 CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
 METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
@@ -122,8 +131,10 @@ def _held_write(held: HeldRequest) -> WriteRequest:
 class HoldWrites:
     def __init__(self, store: Store, builder: ProposalBuilder, sealer: Sealer,
                  upstream: UpstreamClient, resolve: Resolve, settings: HoldSettings,
-                 auth: AgentAuth | None = None, metrics: Metrics | None = None) -> None:
+                 auth: AgentAuth | None = None, metrics: Metrics | None = None,
+                 recorder: TrafficRecorder | None = None) -> None:
         self.metrics = metrics
+        self.recorder = recorder
         self.store = store
         self.auth = auth
         self.resolve = resolve
@@ -141,17 +152,21 @@ class HoldWrites:
         """Synchronous for reads (no task, no await); a write gets a coroutine that holds it."""
         if flow.response or flow.error or not flow.live:
             return None
-        context = self._context(flow)
+        context = flow.metadata[CONTEXT_KEY] = self._context(flow)
         flow.request.headers.pop("Proxy-Authorization", None)
         if flow.request.pretty_host == STATUS_HOST:
+            flow.metadata[DECISION_KEY] = "proxy"
             return self._agent_status(flow, context)
         method = effective_method(flow.request)
         if method not in WRITE_METHODS:
-            self._count("passed")
-            return None
+            if self.metrics is not None:
+                self.metrics.counted["passed"].inc()
+            return None  # no DECISION_KEY: "passed" is what the traffic record assumes
         return self._request_write(flow, method, context)
 
-    def _count(self, decision: str) -> None:
+    def _decided(self, flow: http.HTTPFlow, decision: str) -> None:
+        """For /metrics and the traffic record."""
+        flow.metadata[DECISION_KEY] = decision
         if self.metrics is not None:
             self.metrics.counted[decision].inc()
 
@@ -178,7 +193,7 @@ class HoldWrites:
         try:
             await self._hold(flow, method, context)
         except StoreError as exc:
-            self._count("refused")
+            self._decided(flow, "refused")
             if self.metrics is not None:
                 self.metrics.store_errors.inc()
             logger.error("refused %s %s: the store cannot record it: %s", method,
@@ -186,7 +201,7 @@ class HoldWrites:
             flow.response = answers.refused(
                 503, "the approvals store is unavailable, so this write was refused")
         except Exception:
-            self._count("refused")
+            self._decided(flow, "refused")
             logger.exception("refused %s %s: holding it failed", method, flow.request.pretty_host)
             flow.response = answers.refused(
                 503, "the proxy could not hold this write for review, so it was refused")
@@ -207,6 +222,7 @@ class HoldWrites:
             return
         declared = flow.request.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > self.settings.max_body:
+            flow.metadata[DECISION_KEY] = "refused"
             flow.response = answers.refused(
                 413, f"the body is {declared} bytes; writes over {self.settings.max_body} bytes "
                      "are refused (limits.max_body)")
@@ -253,19 +269,30 @@ class HoldWrites:
         write = _write_request(flow, method, self.resolve)
         built = await self.builder.build(write, context)
         if built is None:
-            self._count("passed")
+            self._decided(flow, "passed")
             return  # a read sent as POST (a search, a batch read, a GraphQL query)
         proposal, verdict = built.proposal, built.verdict
+        flow.metadata[PROPOSAL_KEY] = proposal
+        if self.recorder is not None and self.recorder.failure is not None:
+            # Every write is on the record, or it does not happen.
+            self._decided(flow, "refused")
+            logger.error("refused %s %s: the traffic record cannot be written: %s", method,
+                         proposal.url, self.recorder.failure)
+            flow.response = answers.refused(
+                503, "the traffic record cannot be written (is the disk full?), so this write "
+                     "was refused")
+            return
         if verdict.action == "allow":
-            self._count("allowed")
+            self._decided(flow, "allowed")
             await self.store.log_event("allowed", None, "proxy", {
                 "rule": verdict.rule, "method": proposal.method, "url": proposal.url,
                 "system": proposal.system, "fingerprint": proposal.fingerprint,
             })
             return
         if verdict.action == "deny":
-            self._count("denied")
+            self._decided(flow, "denied")
             approval = await self.store.create(proposal, status=Status.denied)
+            flow.metadata[HELD_KEY] = approval.id
             flow.response = answers.denied(approval)
             return
 
@@ -288,12 +315,14 @@ class HoldWrites:
                     sealed_request=sealed, idempotency_key=key_digest,
                     max_pending=self.settings.max_pending, sealed_before=sealed_before)
             except Full as exc:
+                self._decided(flow, "refused")
                 logger.warning("refused %s %s: %s", method, proposal.url, exc)
                 flow.response = answers.refused(429, f"too many writes wait for review: {exc}")
                 flow.response.headers["Retry-After"] = "60"
                 return
             logger.info("held %s %s as approval %s", method, proposal.url, approval.id)
-        self._count("held")
+        self._decided(flow, "held")
+        flow.metadata[HELD_KEY] = approval.id
 
         hold_timeout = verdict.hold_timeout or self.settings.hold_timeout
         outcome = await self._wait(approval, flow.client_conn.id, hold_timeout)
@@ -408,12 +437,17 @@ class HoldWrites:
                 headers = [(k, v) for k, v in held.headers
                            if k.lower() not in ("content-encoding", "content-length")]
                 held = HeldRequest(held.method, held.url, headers, body)
+            started = time.time()
             try:
                 response = await self.upstream.send(held)
             except httpx.HTTPError as exc:
-                await self._record(approval_id, status_code=None,
-                                   error=f"sending upstream failed: {exc!r}")
+                error = f"sending upstream failed: {exc!r}"
+                if self.recorder is not None:
+                    self.recorder.record_sent(approval, held, started, None, error)
+                await self._record(approval_id, status_code=None, error=error)
                 return
+            if self.recorder is not None:
+                self.recorder.record_sent(approval, held, started, response, None)
             logger.info("sent approved write %s: upstream answered %s", approval_id,
                         response.status_code)
             await self._record(approval_id, status_code=response.status_code)

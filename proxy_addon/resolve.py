@@ -29,6 +29,10 @@ class Resolve:
     def server_disconnected(self, data: proxy.server_hooks.ServerConnectionHookData) -> None:
         self._requested.pop(data.server.id, None)
 
+    def requested_address(self, flow: http.HTTPFlow) -> tuple[str, int] | None:
+        """What the agent asked for, if we connected elsewhere; asked while connected."""
+        return self._requested.get(flow.server_conn.id)
+
     def requested_url(self, flow: http.HTTPFlow) -> tuple[str, str]:
         """Host and URL as the agent asked for them, whatever address we connected to."""
         request = flow.request

@@ -24,13 +24,16 @@ from proxy_addon.proposals import ProposalBuilder
 from proxy_addon.resolve import Resolve
 from proxy_addon.review_server import ReviewServer
 from proxy_addon.sealing import Sealer, SealError, audit_key, load_or_create_key
+from proxy_addon.traffic import TrafficRecorder
 from proxy_addon.upstream import UpstreamClient, combined_ca_bundle
 from review_api import ReviewApp, Reviewers, Store, StoreError
 from review_api.metrics import Metrics
 from review_api.notify import Notifier, Webhook
+from review_api.traffic import TrafficError, TrafficStore
 
 logger = logging.getLogger("hitl_proxy")
 DB_FILE = "hitl.sqlite3"
+TRAFFIC_FILE = "traffic.sqlite3"
 CA_BUNDLE_FILE = "upstream-ca-bundle.pem"
 # mitmproxy closes idle server connections after tcp_timeout, even while a hook holds a flow.
 TCP_TIMEOUT_MARGIN = 60
@@ -62,14 +65,20 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
         raise StartupError(str(exc)) from exc
     store = Store(settings.data_dir / DB_FILE, busy_timeout=config.limits.store_timeout,
                   audit_key=audit_key(seal_key))
+    traffic_store = TrafficStore(settings.data_dir / TRAFFIC_FILE,
+                                 approvals=settings.data_dir / DB_FILE,
+                                 max_file_bytes=config.traffic.max_file_size,
+                                 busy_timeout=config.limits.store_timeout)
     try:
         await store.open()
+        await traffic_store.open()
         sealer = Sealer(seal_key)
         settings.certs_dir.mkdir(parents=True, exist_ok=True)
         CertStore.from_store(settings.certs_dir, "mitmproxy", 2048)
-    except (StoreError, SealError, OSError) as exc:
+    except (StoreError, TrafficError, SealError, OSError) as exc:
         review_socket.close()
         await store.close()
+        await traffic_store.close()
         raise StartupError(str(exc)) from exc
 
     opts = Options(listen_host=settings.listen_host, listen_port=settings.listen_port,
@@ -80,10 +89,12 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     resolve = Resolve(settings.resolve)
     metrics = Metrics()
     auth = AgentAuth(config.agents)
+    matcher = Matcher(connectors)
+    recorder = (TrafficRecorder(traffic_store, matcher, config.traffic, metrics, resolve)
+                if config.traffic.enabled else None)
     hold = HoldWrites(
         store,
-        ProposalBuilder(Matcher(connectors), upstream, Policy(config.policy),
-                        config.risk.money_threshold),
+        ProposalBuilder(matcher, upstream, Policy(config.policy), config.risk.money_threshold),
         sealer,
         upstream,
         resolve,
@@ -91,12 +102,13 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
                      config.limits.max_pending, config.limits.max_body),
         auth,
         metrics,
+        recorder,
     )
     ready = (f"hitl-proxy ready: proxy {settings.listen_host}:{settings.listen_port} "
              f"({settings.mode}), review API {review_url}{token_note}, agents trust "
              f"{settings.certs_dir / 'mitmproxy-ca-cert.pem'}")
     review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config),
-                           hold.propose_revert, metrics)
+                           hold.propose_revert, metrics, traffic_store)
     review = ReviewServer(review_app.app, review_socket, ready, review_app.broadcaster.closing)
     notifier = Notifier(
         [Webhook(h.url, h.format, dict(h.headers)) for h in config.notifications.webhooks],
@@ -104,7 +116,8 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
         on_failure=metrics.webhook_failures.inc)
     store.subscribe(notifier.publish)
     guard = ReviewApiGuard(settings.review_host, settings.review_port)
-    master.addons.add(notifier, auth, guard, resolve, hold, review)
+    master.addons.add(notifier, auth, guard, resolve, hold, *([recorder] if recorder else []),
+                      review)
 
     updates: dict[str, object] = {
         "tcp_timeout": max(600, int(max([settings.hold_timeout] + [
@@ -122,6 +135,7 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     except exceptions.OptionsError as exc:
         review_socket.close()
         await store.close()
+        await traffic_store.close()
         raise StartupError(f"--set: {exc}") from exc
 
     loop = asyncio.get_running_loop()
@@ -130,5 +144,6 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     try:
         await master.run()
     finally:
+        await traffic_store.close()
         await store.close()
     return 0

@@ -19,9 +19,14 @@ from review_api.models import Approval, Decision, Status
 from review_api.openapi import openapi
 from review_api.stats import LooseningCriteria, compute_stats
 from review_api.store import Conflict, NotFound, Store, StoreError
+from review_api.traffic import TrafficError, TrafficFilter, TrafficStore, parse_moment
 from review_api.web import Broadcaster, ReviewPages
 
 MAX_NOTE_CHARS = 4000
+AUDITOR_GROUP = "auditor"
+_REPEATABLE = ("agent", "host", "system", "object_type", "method", "decision")
+_SINGLE = ("record_id", "approval_id", "status", "since", "until", "risk", "approved_by",
+           "approvers", "source", "limit", "cursor", "order")
 Reverter = Callable[[str, str], Awaitable[Approval]]  # (approval id, reviewer) -> new approval
 
 
@@ -46,7 +51,9 @@ class ReviewApp:
 
     def __init__(self, store: Store, reviewers: Reviewers,
                  criteria: LooseningCriteria | None = None,
-                 reverter: Reverter | None = None, metrics: Metrics | None = None) -> None:
+                 reverter: Reverter | None = None, metrics: Metrics | None = None,
+                 traffic: TrafficStore | None = None) -> None:
+        self.traffic = traffic
         self.metrics = metrics or Metrics()
         store.subscribe(self.metrics.on_change)
         self.store = store
@@ -83,13 +90,15 @@ class ReviewApp:
                 Route("/api/approvals/{approval_id}/revert", self.revert, methods=["POST"]),
                 Route("/api/audit", self.audit, methods=["GET"]),
                 Route("/api/stats", self.stats, methods=["GET"]),
+                Route("/api/traffic", self.list_traffic, methods=["GET"]),
             ],
-            exception_handlers={StoreError: self._store_error, 404: self._not_found,
+            exception_handlers={StoreError: self._store_error, TrafficError: self._store_error,
+                                404: self._not_found,
                                 405: self._not_allowed},
         )
 
     async def _store_error(self, request: Request, exc: Exception) -> Response:
-        return _error(503, f"the approvals store is unavailable: {exc}")
+        return _error(503, f"the store is unavailable: {exc}")
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
         return _error(404, f"no route {request.url.path}")
@@ -248,6 +257,64 @@ class ReviewApp:
         approvals = [a for a in await self.store.list(limit=1_000_000)
                      if reviewer.may_decide(a.reviewer_groups)]
         return JSONResponse(compute_stats(approvals, self.criteria))
+
+    async def list_traffic(self, request: Request) -> Response:
+        """Every request through the proxy, newest first; for reviewers in `auditor` only."""
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        if AUDITOR_GROUP not in reviewer.groups:
+            return _error(403, f"the traffic record is for reviewers in the "
+                               f"{AUDITOR_GROUP!r} group; {reviewer.name} is not")
+        if (bad := _unknown_query(request, *_REPEATABLE, *_SINGLE)) is not None:
+            return bad
+        if self.traffic is None:
+            return _error(503, "the traffic record is not open")
+        parsed = traffic_query(request)
+        if isinstance(parsed, Response):
+            return parsed
+        where, limit, cursor, newest_first = parsed
+        entries = await self.traffic.query(where, limit=limit, after=cursor,
+                                           newest_first=newest_first)
+        more = str(entries[-1]["id"]) if len(entries) == limit else None
+        return JSONResponse({"entries": entries, "next": more})
+
+
+def traffic_query(request: Request) -> tuple[TrafficFilter, int, int | None, bool] | Response:
+    """The filter, page size, cursor and order from the query string, or a 400 saying why."""
+    params = request.query_params
+    single = {name: params.get(name) for name in _SINGLE}
+    problems = [f"{name} is given more than once" for name in _SINGLE
+                if len(params.getlist(name)) > 1]
+    moments: dict[str, str | None] = {"since": None, "until": None}
+    for name in ("since", "until"):
+        try:
+            moments[name] = parse_moment(single[name]) if single[name] else None
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    numbers: dict[str, int | None] = {}
+    for name, low, high, default in (("limit", 1, 1000, 100), ("cursor", 0, 2**62, None),
+                                     ("approvers", 0, 100, None)):
+        raw = single[name]
+        if raw is None:
+            numbers[name] = default
+        elif raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
+            numbers[name] = int(raw)
+        else:
+            problems.append(f"{name} must be a whole number from {low} to {high}")
+    if single["order"] not in (None, "asc", "desc"):
+        problems.append("order must be asc or desc")
+    where = TrafficFilter(
+        **{name: tuple(params.getlist(name)) for name in _REPEATABLE},
+        record_id=single["record_id"], approval_id=single["approval_id"],
+        status=single["status"], since=moments["since"], until=moments["until"],
+        risk=single["risk"], approved_by=single["approved_by"],
+        approvers=numbers["approvers"], source=single["source"])
+    problems += where.problems()
+    if problems:
+        return _error(400, "; ".join(problems))
+    assert numbers["limit"] is not None
+    return where, numbers["limit"], numbers["cursor"], single["order"] != "asc"
 
 
 Decided = tuple[str | None, list[dict[str, Any]] | None, list[str] | None]

@@ -29,6 +29,15 @@ class Metrics:
         self.webhook_failures = Counter("hitl_webhook_failures",
                                         "Notifications given up after their retries",
                                         registry=self.registry)
+        self.traffic_recorded = Counter("hitl_traffic_recorded",
+                                        "Requests written to the traffic record",
+                                        registry=self.registry)
+        self.traffic_dropped = Counter("hitl_traffic_dropped",
+                                       "Reads not recorded: the record could not be written",
+                                       registry=self.registry)
+        self.traffic_failures = Counter("hitl_traffic_failures",
+                                        "Batches the traffic record could not write",
+                                        registry=self.registry)
         # Every series exists from the start; the children are looked up once, off the hot path.
         self.counted = {decision: self.requests.labels(decision)
                         for decision in ("passed", "held", "allowed", "denied", "refused")}

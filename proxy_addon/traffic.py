@@ -1,0 +1,306 @@
+"""Records every request through the proxy for security teams, off the request's path.
+
+The hooks only append the flow to a list; a background task turns the list into masked rows
+and writes them in one transaction a batch. When the record cannot be written (a full disk),
+reads go on with a logged warning and HoldWrites refuses writes until a batch lands again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+from mitmproxy import http
+
+from connectors_schemas import Matcher
+from connectors_schemas.models import WRITE_METHODS
+from proxy_addon.config import TrafficSettings
+from proxy_addon.flow_keys import (
+    AGENT_KEY,
+    APPROVAL_KEY,
+    CONTEXT_KEY,
+    DECISION_KEY,
+    HELD_KEY,
+    PROPOSAL_KEY,
+    REQUESTED_KEY,
+)
+from proxy_addon.redact import MASK, is_secret_name, mask_body, mask_url
+from proxy_addon.resolve import Resolve
+from proxy_addon.sealing import HeldRequest
+from review_api.metrics import Metrics
+from review_api.models import Approval, Context, Proposal
+from review_api.traffic import TrafficError, TrafficRow, TrafficStore, iso
+
+logger = logging.getLogger("hitl_proxy")
+
+FLUSH_EVERY = 0.25  # seconds between batches
+FLUSH_AT = 2000  # entries that start a batch early
+MAX_WAITING = 100_000  # flows waiting for a batch; past this, reads are dropped (and counted)
+MAX_RETRY = 10_000  # write rows kept to retry while the record cannot be written
+WARN_EVERY = 30.0  # seconds between repeated warnings about the same failure
+UPSTREAM_DECISIONS = frozenset({"passed", "allowed"})
+
+
+def _moment(timestamp: float | None) -> str:
+    return iso(datetime.fromtimestamp(timestamp or time.time(), UTC))
+
+
+def _content_type(headers: http.Headers | None) -> str | None:
+    value = headers.get("content-type") if headers is not None else None
+    return value[:200] if value else None
+
+
+def masked_body(content: bytes | None, content_type: str | None, limit: int) -> str | None:
+    """A body as text with secret-named fields masked; binary bodies are not kept."""
+    if not content or limit <= 0:
+        return None
+    kind = (content_type or "").split(";")[0].strip().lower()
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"({len(content)} bytes of {kind or 'binary'}, not kept)"
+    if "json" in kind or (not kind and text.lstrip()[:1] in ("{", "[")):
+        try:
+            text = json.dumps(mask_body(json.loads(text)), ensure_ascii=False)
+        except ValueError:
+            pass  # not JSON after all: kept as text, as a text body would be
+    elif kind == "application/x-www-form-urlencoded":
+        pairs = parse_qsl(text, keep_blank_values=True)
+        text = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*[]")
+    elif not (kind.startswith("text/") or "xml" in kind or "graphql" in kind):
+        return f"({len(content)} bytes of {kind or 'unknown type'}, not kept)"
+    if len(text) > limit:
+        return text[:limit] + f"... ({len(text) - limit} more characters not kept)"
+    return text
+
+
+def _masked_path(path: str) -> str:
+    if "?" not in path:
+        return path
+    return mask_url(path)
+
+
+def _risk_flags(proposal: Proposal | None) -> str | None:
+    if proposal is None:
+        return None
+    risk = proposal.risk
+    flags = [name for name in ("money", "customer_facing", "destructive") if getattr(risk, name)]
+    return "," + ",".join(flags) + "," if flags else ","
+
+
+class TrafficRecorder:
+    def __init__(self, store: TrafficStore, matcher: Matcher, settings: TrafficSettings,
+                 metrics: Metrics | None = None, resolve: Resolve | None = None) -> None:
+        self.resolve = resolve
+        self.store = store
+        self.matcher = matcher
+        self.settings = settings
+        self.metrics = metrics
+        self._waiting: list[http.HTTPFlow | TrafficRow] = []
+        self._retry: list[TrafficRow] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.failure: str | None = None  # why the last batch could not be written
+        self._warned_at = 0.0
+        self._pruning = False
+
+    # -- mitmproxy hooks: as cheap as an append --------------------------------------------
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._remember_requested(flow)
+        self._add(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:  # a flow answered and then broken is already recorded
+            self._remember_requested(flow)
+            self._add(flow)
+
+    def _remember_requested(self, flow: http.HTTPFlow) -> None:
+        # --resolve rewrites where we connect; the record keeps what the agent asked for.
+        if self.resolve is not None and (found := self.resolve.requested_address(flow)):
+            flow.metadata[REQUESTED_KEY] = found
+
+    def _add(self, item: http.HTTPFlow | TrafficRow) -> None:
+        waiting = self._waiting
+        if len(waiting) >= MAX_WAITING and isinstance(item, http.HTTPFlow) and (
+                item.metadata.get(DECISION_KEY, "passed") == "passed"):
+            self._count_dropped(1)
+            return
+        waiting.append(item)
+        if len(waiting) >= FLUSH_AT:
+            self._wake.set()
+
+    async def running(self) -> None:
+        self._tasks = [asyncio.ensure_future(self._flush_forever()),
+                       asyncio.ensure_future(self._prune_forever())]
+
+    async def done(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()
+
+    # -- what HoldWrites asks --------------------------------------------------------------
+
+    def record_sent(self, approval: Approval, held: HeldRequest, started: float,
+                    response: httpx.Response | None, error: str | None) -> None:
+        """An approved write the proxy sent itself, after the agent had its 202."""
+        parts = urlsplit(held.url)
+        default_port = 443 if parts.scheme == "https" else 80
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        want = self._wants_body(True, parts.hostname or "")
+        request_type = next((v for k, v in held.headers if k.lower() == "content-type"), None)
+        self._add(TrafficRow(
+            at=_moment(started), method=held.method, scheme=parts.scheme,
+            host=(parts.hostname or "").lower(), port=parts.port or default_port,
+            path=_masked_path(path), decision="held", agent=approval.context.agent,
+            task=approval.context.task, http_version="HTTP/1.1", system=approval.system,
+            object_type=approval.object_type, record_id=approval.record_id,
+            operation=approval.operation, approval_id=approval.id, source="proxy",
+            status=response.status_code if response is not None else None,
+            upstream_status=response.status_code if response is not None else None,
+            request_bytes=len(held.content),
+            response_bytes=len(response.content) if response is not None else 0,
+            duration_ms=round((time.time() - started) * 1000, 3), error=error,
+            request_type=request_type,
+            response_type=response.headers.get("content-type") if response is not None else None,
+            request_body=masked_body(held.content, request_type, self.settings.max_body)
+            if want else None,
+            response_body=masked_body(response.content, response.headers.get("content-type"),
+                                      self.settings.max_body)
+            if want and response is not None else None,
+            risk_level=approval.risk.level.value, risk_flags=_risk_flags(approval)))
+
+    # -- batches ---------------------------------------------------------------------------
+
+    async def _flush_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), FLUSH_EVERY)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        items, self._waiting = self._waiting, []
+        rows = self._retry
+        for item in items:
+            try:
+                rows.append(item if isinstance(item, TrafficRow) else self._row(item))
+            except Exception:
+                logger.exception("traffic record: could not describe a request")
+        self._retry = []
+        if not rows:
+            return
+        try:
+            await self.store.append(rows)
+        except TrafficError as exc:
+            self._failed(rows, exc)
+            if "full" in str(exc) and self.settings.retention.max_size is not None:
+                await self._prune()  # room for the next batch, if pruning can make it
+            return
+        if self.failure is not None:
+            logger.warning("traffic record: writing again (%d entries); writes are accepted",
+                           len(rows))
+            self.failure = None
+        if self.metrics is not None:
+            self.metrics.traffic_recorded.inc(len(rows))
+
+    def _failed(self, rows: list[TrafficRow], exc: TrafficError) -> None:
+        """Reads go on unrecorded; write rows wait for the next batch; writes are refused."""
+        kept = [row for row in rows if row.decision not in ("passed", "proxy")][-MAX_RETRY:]
+        self._retry = kept
+        self._count_dropped(len(rows) - len(kept))
+        if self.metrics is not None:
+            self.metrics.traffic_failures.inc()
+        first = self.failure is None
+        self.failure = str(exc)
+        now = time.monotonic()
+        if first or now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            logger.warning("traffic record: %s; %d read entries not recorded, writes are "
+                           "refused until it can be written again", exc, len(rows) - len(kept))
+
+    def _count_dropped(self, count: int) -> None:
+        if count and self.metrics is not None:
+            self.metrics.traffic_dropped.inc(count)
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await self._prune()
+            await asyncio.sleep(self.settings.prune_every)
+
+    async def _prune(self) -> None:
+        if self._pruning:
+            return
+        self._pruning = True
+        retention = self.settings.retention
+        try:
+            deleted = await self.store.prune(retention.max_age, retention.max_size)
+            if deleted:
+                logger.info("traffic record: pruned %d entries past the retention bounds",
+                            deleted)
+        except TrafficError as exc:
+            logger.warning("traffic record: %s", exc)
+        finally:
+            self._pruning = False
+
+    # -- one row ---------------------------------------------------------------------------
+
+    def _wants_body(self, write: bool, host: str) -> bool:
+        bodies = self.settings.bodies
+        if bodies == "all" or (bodies == "writes" and write):
+            return True
+        return any(fnmatchcase(host, glob.lower()) for glob in self.settings.body_hosts)
+
+    def _row(self, flow: http.HTTPFlow) -> TrafficRow:
+        request, response, meta = flow.request, flow.response, flow.metadata
+        decision: str = meta.get(DECISION_KEY, "passed")
+        context: Context | None = meta.get(CONTEXT_KEY)
+        proposal: Proposal | None = meta.get(PROPOSAL_KEY)
+        host, port = meta.get(REQUESTED_KEY) or (request.pretty_host, request.port)
+        host, path = host.lower(), request.path
+        system = object_type = record_id = operation = None
+        if proposal is not None:
+            system, object_type = proposal.system, proposal.object_type
+            record_id, operation = proposal.record_id, proposal.operation
+        elif decision == "passed" and (found := self.matcher.identify(host, path.split("?")[0])):
+            system, object_type, record_id = found.system, found.object_type, found.record_id
+            operation = "read"
+        went_up = response is not None and (decision in UPSTREAM_DECISIONS
+                                             or APPROVAL_KEY in meta)
+        write = decision not in ("passed", "proxy") or request.method in WRITE_METHODS
+        want = self._wants_body(write, host)
+        request_type, response_type = (_content_type(request.headers),
+                                       _content_type(response.headers if response else None))
+        ended = (response.timestamp_end if response else None) or time.time()
+        return TrafficRow(
+            at=_moment(request.timestamp_start), method=request.method, scheme=request.scheme,
+            host=host, port=port, path=_masked_path(path), decision=decision,
+            agent=meta.get(AGENT_KEY) or (context.agent if context else None),
+            task=context.task if context else None, http_version=request.http_version,
+            system=system, object_type=object_type, record_id=record_id, operation=operation,
+            approval_id=meta.get(HELD_KEY), source="agent",
+            status=response.status_code if response is not None else None,
+            upstream_status=response.status_code if went_up and response is not None else None,
+            request_bytes=len(request.raw_content or b""),
+            response_bytes=len(response.raw_content or b"") if response is not None else 0,
+            duration_ms=round((ended - request.timestamp_start) * 1000, 3),
+            error=flow.error.msg[:500] if flow.error else None,
+            request_type=request_type, response_type=response_type,
+            request_body=masked_body(request.get_content(strict=False), request_type,
+                                     self.settings.max_body) if want else None,
+            response_body=masked_body(response.get_content(strict=False), response_type,
+                                      self.settings.max_body)
+            if want and response is not None else None,
+            risk_level=proposal.risk.level.value if proposal is not None else None,
+            risk_flags=_risk_flags(proposal))
