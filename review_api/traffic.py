@@ -308,10 +308,11 @@ class TrafficStore:
                 await db.execute("BEGIN")
                 try:
                     await db.executemany(_INSERT, [astuple(row) for row in rows])
+                    await db.execute("COMMIT")
                 except BaseException:
-                    await db.execute("ROLLBACK")
+                    if db.in_transaction:  # SQLITE_FULL has already rolled it back
+                        await db.execute("ROLLBACK")
                     raise
-                await db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise TrafficError(f"cannot write the traffic record: {exc}") from exc
 

@@ -414,3 +414,85 @@ def test_metrics_count_recorded_traffic(gate: ProxyProcess) -> None:
     while recorded() < before + 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert recorded() >= before + 3
+
+
+SMALL_CONFIG = f"""
+reviewers:
+  - {{name: sam, token: "{SAM}", groups: [support, auditor]}}
+agents:
+  - {{name: triage-bot, secret: "{TRIAGE_SECRET}", task: ticket-triage}}
+"""
+
+
+def test_retention_prunes_traffic_and_never_the_approvals_audit_log(
+        tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
+        vendors: dict[str, Vendor], zendesk: FakeZendesk) -> None:
+    config = SMALL_CONFIG + "traffic: {retention: {max_age: 3s, max_size: null}, prune_every: 1s}"
+    gate = start_proxy(tmp_path_factory.mktemp("retention"), upstream_tls, vendors,
+                       "--hold-timeout", "30", config=config)
+    gate.token = SAM
+    try:
+        zendesk.seed(840, subject="Old")
+        bot = triage(gate)
+        assert bot.get(ticket_url(840), timeout=30).status_code == 200
+        call, approval = held(gate, lambda: bot.put(
+            ticket_url(840), json={"ticket": {"subject": "New"}}, timeout=60))
+        gate.decide(approval["id"], "approve")
+        assert call.join().result.status_code == 200
+        old = wait_for(gate, lambda found: len(found) == 2, token=SAM)
+        audit_before = gate.api("GET", "/api/audit").json()["entries"]
+        assert {e["approval_id"] for e in audit_before} == {approval["id"]}
+
+        wait_for(gate, lambda found: found == [], timeout=15, token=SAM)  # older than 3 s
+        assert bot.get(ticket_url(840), timeout=30).status_code == 200
+        fresh = wait_for(gate, lambda found: len(found) == 1, token=SAM)
+        assert fresh[0]["id"] > max(e["id"] for e in old)
+        assert gate.api("GET", "/api/audit").json()["entries"] == audit_before
+        assert gate.api("GET", f"/api/approvals/{approval['id']}").json()["status"] == "executed"
+        verified = subprocess.run([*hitl_proxy_command(), "audit", "verify", "--data-dir",
+                                   str(gate.data_dir)], capture_output=True, text=True,
+                                  timeout=60, check=False)
+        assert verified.returncode == 0, verified.stderr
+        assert "pruned 2 entries" in gate.log()
+    finally:
+        assert gate.stop() == 0, gate.log()
+
+
+def test_a_full_record_warns_for_reads_and_refuses_writes(
+        tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
+        vendors: dict[str, Vendor], zendesk: FakeZendesk) -> None:
+    """SQLite's max_page_count gives the same SQLITE_FULL as a full disk would."""
+    config = SMALL_CONFIG + ("traffic: {bodies: all, max_file_size: 64KiB, "
+                             "retention: {max_age: null, max_size: null}}")
+    gate = start_proxy(tmp_path_factory.mktemp("full"), upstream_tls, vendors,
+                       "--hold-timeout", "30", config=config)
+    gate.token = SAM
+    try:
+        zendesk.seed(850, description="x" * 2000)
+        bot = triage(gate)
+
+        def full() -> bool:
+            notes = [line for line in gate.log().splitlines() if "traffic record:" in line]
+            return bool(notes) and "cannot write" in notes[-1]
+
+        for attempt in range(400):  # reads go on, whether they are recorded or not
+            assert bot.get(ticket_url(850), timeout=30).status_code == 200
+            if attempt % 10 == 9:
+                time.sleep(0.4)  # a batch or two later: full to the last page?
+                if full():
+                    break
+        else:
+            raise AssertionError(f"the record never filled:\n{gate.log()}")
+        before = len(zendesk.log.seen)
+        refused = bot.put(ticket_url(850), json={"ticket": {"subject": "x"}}, timeout=30)
+        assert refused.status_code == 503
+        assert "traffic record cannot be written" in refused.json()["message"]
+        assert [seen.method for seen in zendesk.log.seen[before:]] == ["GET"]  # the fetch only
+        assert gate.approvals() == []
+        metrics = httpx.get(f"{gate.review_url}/metrics", timeout=10).text
+        assert "hitl_traffic_dropped_total" in metrics
+        dropped = next(line for line in metrics.splitlines()
+                       if line.startswith("hitl_traffic_dropped_total"))
+        assert float(dropped.split()[-1]) > 0
+    finally:
+        assert gate.stop() == 0, gate.log()

@@ -1,0 +1,269 @@
+"""The traffic record's store, filters, retention, masking and recorder, on real SQLite files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from mitmproxy.test import taddons, tflow, tutils
+
+from connectors_schemas import Matcher, load_connectors
+from proxy_addon.config import ConfigError, TrafficSettings, load_config
+from proxy_addon.flow_keys import AGENT_KEY, DECISION_KEY, HELD_KEY, PROPOSAL_KEY
+from proxy_addon.traffic import TrafficRecorder, masked_body
+from review_api import Decision, Proposal, Risk, Store
+from review_api.metrics import Metrics
+from review_api.traffic import TrafficError, TrafficFilter, TrafficRow, TrafficStore, parse_moment
+from review_api.traffic_export import har_entry
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def row(minutes_ago: float = 0, **fields: object) -> TrafficRow:
+    base = TrafficRow(at=(NOW - timedelta(minutes=minutes_ago)).isoformat(timespec="microseconds"),
+                      method="GET", scheme="https", host="acme.zendesk.com", port=443,
+                      path="/api/v2/tickets/1.json", decision="passed", agent="triage-bot",
+                      status=200, upstream_status=200)
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    approvals = Store(tmp_path / "hitl.sqlite3")
+    await approvals.open()
+    found = TrafficStore(tmp_path / "traffic.sqlite3", approvals=tmp_path / "hitl.sqlite3")
+    await found.open()
+    found.approvals_store = approvals  # type: ignore[attr-defined]
+    yield found
+    await found.close()
+    await approvals.close()
+
+
+async def test_filters_match_what_they_say(store: TrafficStore) -> None:
+    await store.append([
+        row(50, agent="a", method="GET"),
+        row(40, agent="b", host="api.stripe.com", system="Stripe", method="POST",
+            decision="held", status=403, upstream_status=None, risk_level="high",
+            risk_flags=",money,"),
+        row(30, agent="a", decision="denied", status=403, upstream_status=None,
+            risk_level="medium", risk_flags=",destructive,"),
+        row(20, agent="c", status=502, error="upstream refused"),
+    ])
+
+    async def agents(**kwargs: object) -> list[str | None]:
+        found = await store.query(TrafficFilter(**kwargs), newest_first=False)  # type: ignore[arg-type]
+        return [entry["agent"] for entry in found]
+
+    assert await agents() == ["a", "b", "a", "c"]
+    assert await agents(agent=("a",)) == ["a", "a"]
+    assert await agents(host=("API.STRIPE.COM", "nowhere")) == ["b"]
+    assert await agents(decision=("held", "denied")) == ["b", "a"]
+    assert await agents(status="4xx") == ["b", "a"]
+    assert await agents(status="502") == ["c"]
+    assert await agents(risk="money") == ["b"]
+    assert await agents(risk="medium") == ["b", "a"]  # at least medium
+    assert await agents(since=(NOW - timedelta(minutes=35)).isoformat(),
+                        until=(NOW - timedelta(minutes=20)).isoformat()) == ["a"]
+    assert await agents(system=("Stripe",), agent=("a",)) == []
+
+
+async def test_pages_follow_the_cursor_both_ways(store: TrafficStore) -> None:
+    await store.append([row(60 - i, record_id=str(i)) for i in range(25)])
+    newest = await store.query(TrafficFilter(), limit=10)
+    older = await store.query(TrafficFilter(), limit=10, after=newest[-1]["id"])
+    assert [e["record_id"] for e in newest + older] == [str(i) for i in range(24, 4, -1)]
+    collected = [entry["id"] async for entry in store.iterate(TrafficFilter(), page=7)]
+    assert collected == sorted(collected) and len(collected) == 25
+
+
+async def test_held_entries_show_the_approval_as_it_stands(store: TrafficStore) -> None:
+    approvals: Store = store.approvals_store  # type: ignore[attr-defined]
+    proposal = Proposal(system="Stripe", object_type="refund", operation="create",
+                        method="POST", url="https://api.stripe.com/v1/refunds", quorum=2,
+                        risk=Risk(level="high", money=True), fingerprint="f" * 64)
+    approval = await approvals.create(proposal)
+    await approvals.decide(approval.id, Decision.approve, "fin", None)
+    await store.append([row(decision="held", approval_id=approval.id, risk_flags=",money,")])
+    [entry] = await store.query(TrafficFilter(approved_by="fin"))
+    assert entry["approval"] == {"status": "pending", "decided_by": None, "approvers": ["fin"]}
+    assert await store.query(TrafficFilter(approvers=2)) == []
+    await approvals.decide(approval.id, Decision.approve, "ann", None)
+    [entry] = await store.query(TrafficFilter(approvers=2, risk="money"))
+    assert entry["approval"]["status"] == "approved"
+    assert entry["approval"]["approvers"] == ["fin", "ann"]
+
+
+async def test_pruning_by_age_keeps_the_young(store: TrafficStore) -> None:
+    await store.append([row(minutes) for minutes in (90, 70, 50, 10)])
+    assert await store.prune(max_age=3600, max_bytes=None, now=NOW) == 2
+    assert [e["at"] for e in await store.query(TrafficFilter(), newest_first=False)] == [
+        row(50).at, row(10).at]
+
+
+async def test_pruning_by_size_drops_the_oldest_and_gives_space_back(
+        store: TrafficStore) -> None:
+    body = "x" * 2000
+    await store.append([row(1000 - i, record_id=str(i), response_body=body)
+                        for i in range(400)])
+    grown = await store.size()
+    assert grown > 800_000
+    deleted = await store.prune(max_age=None, max_bytes=200_000)
+    assert await store.size() <= 200_000
+    kept = [int(e["record_id"]) async for e in store.iterate(TrafficFilter())]
+    assert deleted + len(kept) == 400
+    assert kept == list(range(400 - len(kept), 400))  # the newest stay
+    assert store.path.stat().st_size < grown  # incremental vacuum returned pages
+
+
+async def test_a_full_file_is_a_clear_error_and_loses_nothing_written(tmp_path: Path) -> None:
+    store = TrafficStore(tmp_path / "traffic.sqlite3", max_file_bytes=64 * 1024)
+    await store.open()
+    try:
+        await store.append([row(record_id="kept")])
+        with pytest.raises(TrafficError, match="full"):
+            await store.append([row(response_body="y" * 3000) for _ in range(40)])
+        assert [e["record_id"] for e in await store.query(TrafficFilter())] == ["kept"]
+        await store.append([row(record_id="after")])  # a small batch still fits
+    finally:
+        await store.close()
+
+
+def test_moments_are_iso_or_an_age() -> None:
+    assert parse_moment("2026-11-24") == "2026-11-24T00:00:00.000000+00:00"
+    assert parse_moment("2026-11-24T09:00+02:00") == "2026-11-24T07:00:00.000000+00:00"
+    assert parse_moment("2026-11-24T09:00Z") == "2026-11-24T09:00:00.000000+00:00"
+    assert parse_moment("24h", now=NOW) == "2026-11-24T12:00:00.000000+00:00"
+    assert parse_moment("90m", now=NOW) == "2026-11-25T10:30:00.000000+00:00"
+    with pytest.raises(ValueError, match="ISO 8601"):
+        parse_moment("yesterday")
+
+
+def test_filter_problems_name_the_parameter() -> None:
+    problems = TrafficFilter(decision=("maybe",), status="99", risk="spicy",
+                             source="elsewhere").problems()
+    assert [p.split()[0] for p in problems] == ["decision", "status", "risk", "source"]
+
+
+def test_bodies_are_masked_by_field_name() -> None:
+    nested = json.dumps({"user": {"password": "p1", "name": "Ann"}, "items": [{"api_key": "k"}]})
+    assert json.loads(masked_body(nested.encode(), "application/json", 1000) or "") == {
+        "user": {"password": "***", "name": "Ann"}, "items": [{"api_key": "***"}]}
+    form = masked_body(b"amount=5&client_secret=s3&metadata[api_token]=t",
+                       "application/x-www-form-urlencoded", 1000)
+    assert form == "amount=5&client_secret=***&metadata[api_token]=***"
+    assert masked_body(b"\x89PNG\x00\xff", "image/png", 1000) == "(6 bytes of image/png, not kept)"
+    assert masked_body(b"plain words", "text/plain", 5) == "plain... (6 more characters not kept)"
+    assert masked_body(b"", "application/json", 1000) is None
+    assert masked_body(b"{}", "application/json", 0) is None
+
+
+def test_har_entry_of_a_failed_request_has_status_zero_and_the_error() -> None:
+    entry = {"id": 1, **{name: None for name in (
+        "agent", "task", "http_version", "system", "object_type", "record_id", "operation",
+        "approval_id", "approval", "upstream_status", "error", "request_type", "response_type",
+        "request_body", "response_body", "risk_level", "duration_ms", "status")},
+        "at": NOW.isoformat(), "method": "GET", "scheme": "https", "host": "h", "port": 443,
+        "path": "/x?a=1", "url": "https://h/x?a=1", "decision": "passed", "source": "agent",
+        "request_bytes": 0, "response_bytes": 0, "risk_flags": [],
+        "error": "connection refused"}
+    har = har_entry(entry)
+    assert har["response"]["status"] == 0 and har["response"]["_error"] == "connection refused"
+    assert har["request"]["queryString"] == [{"name": "a", "value": "1"}]
+    assert har["time"] == 0.0 and "postData" not in har["request"]
+
+
+def test_traffic_config_errors_name_the_key(tmp_path: Path) -> None:
+    for text, message in (
+            ("traffic: {max_file_size: 1KB, retention: {max_size: null}}", "at least 64KiB"),
+            ("traffic: {max_file_size: 1MB}", "retention.max_size must be below"),
+            ("traffic: {retention: {max_size: lots}}", "traffic.retention.max_size"),
+            ("traffic: {bodies: some}", "traffic.bodies"),
+            ("traffic: {keep: true}", "traffic.keep: unknown key")):
+        path = tmp_path / "hitl.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+            load_config(path)
+
+
+# -- the recorder's hooks, on made-up flows ------------------------------------------------
+
+
+@pytest.fixture
+async def recorder(tmp_path: Path):
+    store = TrafficStore(tmp_path / "traffic.sqlite3")
+    await store.open()
+    addon = TrafficRecorder(store, Matcher(load_connectors()),
+                            TrafficSettings(bodies="writes"), Metrics())
+    with taddons.context(addon):
+        yield addon
+    await store.close()
+
+
+def flow_for(method: bytes, path: bytes, body: bytes = b"", status: int = 200):  # type: ignore[no-untyped-def]
+    request = tutils.treq(method=method, scheme=b"https", host="acme.zendesk.com", port=443,
+                          path=path, content=body,
+                          headers=((b"content-type", b"application/json"),
+                                   (b"authorization", b"Bearer SECRET-IN-HEADER")))
+    response = tutils.tresp(status_code=status, content=b'{"ticket": {"id": 7}}')
+    return tflow.tflow(req=request, resp=response)
+
+
+async def test_a_read_is_recorded_with_the_record_it_names(recorder: TrafficRecorder) -> None:
+    flow = flow_for(b"GET", b"/api/v2/tickets/7.json?api_key=SECRET-IN-QUERY&page=2")
+    flow.metadata[AGENT_KEY] = "triage-bot"
+    recorder.response(flow)
+    await recorder.flush()
+    [entry] = await recorder.store.query(TrafficFilter())
+    assert (entry["decision"], entry["system"], entry["object_type"], entry["record_id"],
+            entry["operation"], entry["agent"]) == (
+        "passed", "Zendesk", "ticket", "7", "read", "triage-bot")
+    assert entry["path"] == "/api/v2/tickets/7.json?api_key=***&page=2"
+    assert entry["request_body"] is None and entry["response_body"] is None  # a read
+    assert "SECRET" not in json.dumps(entry)
+
+
+async def test_a_held_write_carries_its_proposal_and_masked_body(
+        recorder: TrafficRecorder) -> None:
+    flow = flow_for(b"PUT", b"/api/v2/tickets/7.json",
+                    b'{"ticket": {"status": "solved"}, "token": "SECRET-IN-BODY"}', status=403)
+    flow.metadata.update({
+        DECISION_KEY: "held", HELD_KEY: "approval-1",
+        PROPOSAL_KEY: Proposal(system="Zendesk", object_type="ticket", record_id="7",
+                               operation="update", method="PUT", url="https://x",
+                               risk=Risk(level="medium", customer_facing=True),
+                               fingerprint="f" * 64)})
+    recorder.response(flow)
+    await recorder.flush()
+    [entry] = await recorder.store.query(TrafficFilter())
+    assert (entry["decision"], entry["approval_id"], entry["status"], entry["upstream_status"],
+            entry["risk_level"], entry["risk_flags"]) == (
+        "held", "approval-1", 403, None, "medium", ["customer_facing"])
+    assert '"token": "***"' in entry["request_body"]
+
+
+async def test_a_broken_request_is_recorded_with_its_error(recorder: TrafficRecorder) -> None:
+    flow = tflow.tflow(req=tutils.treq(host="api.unknown-vendor.test"), err=True)
+    recorder.error(flow)
+    await recorder.flush()
+    [entry] = await recorder.store.query(TrafficFilter())
+    assert entry["status"] is None and entry["error"] and entry["system"] is None
+
+
+async def test_when_the_record_fails_reads_are_dropped_and_writes_kept(
+        recorder: TrafficRecorder) -> None:
+    await recorder.store.close()  # a record that cannot be written at all
+    read = flow_for(b"GET", b"/api/v2/tickets/7.json")
+    write = flow_for(b"PUT", b"/api/v2/tickets/7.json", b"{}")
+    write.metadata[DECISION_KEY] = "allowed"
+    recorder.response(read)
+    recorder.response(write)
+    await recorder.flush()
+    assert recorder.failure is not None and "not open" in recorder.failure
+    assert [row.decision for row in recorder._retry] == ["allowed"]
+    await recorder.store.open()
+    await recorder.flush()
+    assert recorder.failure is None
+    assert [e["decision"] for e in await recorder.store.query(TrafficFilter())] == ["allowed"]
