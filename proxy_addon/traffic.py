@@ -116,6 +116,11 @@ class TrafficRecorder:
         self._remember_requested(flow)
         self._add(flow)
 
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """A tunnel the proxy refused (407: an unknown agent) is on the record too."""
+        if flow.response is not None:
+            self._add(flow)
+
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:  # a flow answered and then broken is already recorded
             self._remember_requested(flow)

@@ -289,18 +289,18 @@ def traffic_query(request: Request) -> tuple[TrafficFilter, int, int | None, boo
     moments: dict[str, str | None] = {"since": None, "until": None}
     for name in ("since", "until"):
         try:
-            moments[name] = parse_moment(single[name]) if single[name] else None
+            raw_moment = single[name]
+            moments[name] = parse_moment(raw_moment) if raw_moment is not None else None
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
     numbers: dict[str, int | None] = {}
     for name, low, high, default in (("limit", 1, 1000, 100), ("cursor", 0, 2**62, None),
                                      ("approvers", 0, 100, None)):
         raw = single[name]
-        if raw is None:
-            numbers[name] = default
-        elif raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
+        numbers[name] = default
+        if raw is not None and raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
             numbers[name] = int(raw)
-        else:
+        elif raw is not None:
             problems.append(f"{name} must be a whole number from {low} to {high}")
     if single["order"] not in (None, "asc", "desc"):
         problems.append("order must be asc or desc")

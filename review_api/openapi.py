@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from review_api.models import Approval, AuditEntry, Status
+from review_api.traffic import DECISIONS, RISK_FLAGS, RISK_LEVELS, TrafficEntry
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
@@ -14,7 +15,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "bad request body", 401: "no reviewer token", 403: "routed to other groups",
+    text = {400: "bad request body or query", 401: "no reviewer token",
+            403: "routed to other groups (traffic: not in the auditor group)",
             404: "no such approval (or not routed to you)", 409: "no longer pending",
             422: "the edits cannot be expressed in the vendor's request"}
     return {str(code): _json(_ERROR, text[code]) for code in codes}
@@ -41,8 +43,10 @@ def _decision(summary: str, approve: bool) -> dict[str, Any]:
 def openapi() -> dict[str, Any]:
     approval = Approval.model_json_schema(ref_template="#/components/schemas/{model}")
     entry = AuditEntry.model_json_schema(ref_template="#/components/schemas/{model}")
+    traffic = TrafficEntry.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas = {**approval.pop("$defs", {}), **entry.pop("$defs", {}),
-               "Approval": approval, "AuditEntry": entry}
+               **traffic.pop("$defs", {}), "Approval": approval, "AuditEntry": entry,
+               "TrafficEntry": traffic}
     statuses = [status.value for status in Status]
     return {
         "openapi": "3.0.3",
@@ -100,5 +104,41 @@ def openapi() -> dict[str, Any]:
                                            "entries in order"), **_errors(400, 401)}}},
             "/api/stats": {"get": {"responses": {"200": _json({"type": "object"}, "stats"),
                                                  **_errors(401)}}},
+            "/api/traffic": {"get": {
+                "summary": "every request through the proxy, newest first (auditors only)",
+                "parameters": _traffic_parameters(),
+                "responses": {"200": _json({"type": "object", "required": ["entries", "next"],
+                                            "properties": {
+                                                "entries": {"type": "array", "items": {
+                                                    "$ref": "#/components/schemas/TrafficEntry"}},
+                                                "next": {"type": "string", "nullable": True}}},
+                                           "a page; pass `next` as `cursor` for the next one"),
+                              **_errors(400, 401, 403)}}},
         },
     }
+
+
+def _traffic_parameters() -> list[dict[str, Any]]:
+    def query(name: str, schema: dict[str, Any], many: bool = False) -> dict[str, Any]:
+        found = {"name": name, "in": "query", "required": False,
+                 "schema": {"type": "array", "items": schema} if many else schema}
+        return {**found, "style": "form", "explode": True} if many else found
+
+    text = {"type": "string"}
+    return [
+        *(query(name, text, many=True) for name in ("agent", "host", "system", "object_type",
+                                                     "method")),
+        query("decision", {"type": "string", "enum": list(DECISIONS)}, many=True),
+        *(query(name, text) for name in ("record_id", "approval_id", "approved_by")),
+        query("status", {"type": "string", "pattern": "^([1-5]xx|[1-5][0-9][0-9])$"}),
+        *(query(name, {"anyOf": [{"type": "string", "format": "date"},
+                                 {"type": "string", "format": "date-time"},
+                                 {"type": "string", "pattern": "^[0-9]{1,5}[mhd]$"}]})
+          for name in ("since", "until")),
+        query("risk", {"type": "string", "enum": [*RISK_FLAGS, *RISK_LEVELS]}),
+        query("approvers", {"type": "integer", "minimum": 0, "maximum": 100}),
+        query("source", {"type": "string", "enum": ["agent", "proxy"]}),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        query("cursor", {"type": "integer", "minimum": 0}),
+        query("order", {"type": "string", "enum": ["asc", "desc"]}),
+    ]

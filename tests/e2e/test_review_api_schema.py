@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from review_api.openapi import openapi
-from tests.e2e.conftest import ALICE, UpstreamTLS, Vendor, start_proxy
+from tests.e2e.conftest import ALICE, CONFIG, UpstreamTLS, Vendor, start_proxy
 from tests.e2e.harness import ProxyProcess
 
 schema = schemathesis.openapi.from_dict(openapi())
@@ -18,7 +18,10 @@ schema = schemathesis.openapi.from_dict(openapi())
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
            vendors: dict[str, Vendor]) -> Iterator[ProxyProcess]:
-    process = start_proxy(tmp_path_factory.mktemp("schema"), upstream_tls, vendors)
+    # alice also audits here, so GET /api/traffic answers 200 as well as its errors
+    config = CONFIG.replace("groups: [support]", "groups: [support, auditor]")
+    process = start_proxy(tmp_path_factory.mktemp("schema"), upstream_tls, vendors,
+                          config=config)
     yield process
     assert process.stop() == 0, process.log()
 

@@ -237,6 +237,17 @@ def test_only_auditors_read_the_traffic_record(gate: ProxyProcess) -> None:
         assert response.json()["error"]
 
 
+def test_an_unknown_agent_refused_at_connect_is_on_the_record(gate: ProxyProcess) -> None:
+    intruder = session(gate, "triage-bot", "not-the-secret-at-all")
+    with pytest.raises(requests.exceptions.ProxyError, match="407"):
+        intruder.get(ticket_url(801), timeout=10)
+    [refused] = wait_for(gate, lambda found: len(found) == 1, decision="refused",
+                         method="CONNECT")
+    assert (refused["host"], refused["port"], refused["status"], refused["agent"]) == (
+        "acme.zendesk.com", 443, 407, None)
+    assert refused["upstream_status"] is None
+
+
 def test_paging_follows_the_cursor_without_gaps(gate: ProxyProcess,
                                                zendesk: FakeZendesk) -> None:
     zendesk.seed(810)
@@ -271,7 +282,8 @@ def test_secrets_never_reach_the_record_or_its_exports(
     assert "api_key=***" in recorded[0]["path"]
     assert recorded[0]["response_body"] and '"id": 820' in recorded[0]["response_body"]
     assert '"password": "***"' in recorded[1]["request_body"]
-    stripe_write = entries(gate, agent="billing-bot", record_id=customer, decision="held")[0]
+    [stripe_write] = wait_for(gate, lambda found: len(found) == 1, agent="billing-bot",
+                              record_id=customer, decision="held")
     assert "metadata[api_token]=***" in stripe_write["request_body"]
     assert "description=vip" in stripe_write["request_body"]
 
