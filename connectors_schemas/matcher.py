@@ -21,6 +21,7 @@ from connectors_schemas.models import (
     Route,
 )
 
+HOSTS_REMEMBERED = 4096
 MAX_FETCHES = 50  # a bulk write whose vendor has no collection read: at most this many GETs
 
 
@@ -203,6 +204,7 @@ def _graphql_operation(name: str) -> Operation:
 class Matcher:
     def __init__(self, connectors: dict[str, Connector]) -> None:
         self._connectors = list(connectors.values())
+        self._by_host: dict[str, Connector | None] = {}  # every read asks; globs are slow
         self._routes: dict[str, list[_CompiledRoute]] = {}
         for connector in self._connectors:
             self._routes[connector.system] = [
@@ -214,11 +216,15 @@ class Matcher:
             ]
 
     def connector_for(self, host: str) -> Connector | None:
-        host = host.lower().rstrip(".")
-        for connector in self._connectors:
-            if any(fnmatchcase(host, pattern) for pattern in connector.hosts):
-                return connector
-        return None
+        if host in self._by_host:
+            return self._by_host[host]
+        name = host.lower().rstrip(".")
+        found = next((connector for connector in self._connectors
+                      if any(fnmatchcase(name, pattern) for pattern in connector.hosts)), None)
+        if len(self._by_host) >= HOSTS_REMEMBERED:
+            self._by_host.clear()  # agents reach few hosts; a flood of names starts afresh
+        self._by_host[host] = found
+        return found
 
     def classify(self, method: str, host: str, path: str, query: list[tuple[str, str]],
                  content: bytes = b"", content_type: str | None = None) -> Classification | None:

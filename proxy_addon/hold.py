@@ -37,7 +37,7 @@ from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
 from proxy_addon.resolve import Resolve
 from proxy_addon.revert import RevertError, inverse
 from proxy_addon.sealing import HeldRequest, Sealer
-from proxy_addon.traffic import TrafficRecorder
+from proxy_addon.traffic import TrafficRecorder, summarize
 from proxy_addon.upstream import UpstreamClient
 from review_api.metrics import Metrics
 from review_api.models import Approval, Context, Status, utcnow
@@ -152,7 +152,8 @@ class HoldWrites:
         """Synchronous for reads (no task, no await); a write gets a coroutine that holds it."""
         if flow.response or flow.error or not flow.live:
             return None
-        context = flow.metadata[CONTEXT_KEY] = self._context(flow)
+        context = self._context(flow)
+        flow.metadata[CONTEXT_KEY] = {"agent": context.agent, "task": context.task}
         flow.request.headers.pop("Proxy-Authorization", None)
         if flow.request.pretty_host == STATUS_HOST:
             flow.metadata[DECISION_KEY] = "proxy"
@@ -272,7 +273,7 @@ class HoldWrites:
             self._decided(flow, "passed")
             return  # a read sent as POST (a search, a batch read, a GraphQL query)
         proposal, verdict = built.proposal, built.verdict
-        flow.metadata[PROPOSAL_KEY] = proposal
+        flow.metadata[PROPOSAL_KEY] = summarize(proposal)
         if self.recorder is not None and self.recorder.failure is not None:
             # Every write is on the record, or it does not happen.
             self._decided(flow, "refused")

@@ -29,6 +29,10 @@ class Resolve:
     def server_disconnected(self, data: proxy.server_hooks.ServerConnectionHookData) -> None:
         self._requested.pop(data.server.id, None)
 
+    def __bool__(self) -> bool:
+        """False when nothing is redirected, so callers can skip asking."""
+        return bool(self._resolve)
+
     def requested_address(self, flow: http.HTTPFlow) -> tuple[str, int] | None:
         """What the agent asked for, if we connected elsewhere; asked while connected."""
         return self._requested.get(flow.server_conn.id)

@@ -11,12 +11,15 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 from mitmproxy import http
+from mitmproxy.net import encoding
 
 from connectors_schemas import Matcher
 from connectors_schemas.models import WRITE_METHODS
@@ -34,13 +37,14 @@ from proxy_addon.redact import MASK, is_secret_name, mask_body, mask_url
 from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import HeldRequest
 from review_api.metrics import Metrics
-from review_api.models import Approval, Context, Proposal
-from review_api.traffic import TrafficError, TrafficRow, TrafficStore, iso
+from review_api.models import Approval, Proposal
+from review_api.traffic import TrafficRow, TrafficStore, iso
 
 logger = logging.getLogger("hitl_proxy")
 
 FLUSH_EVERY = 0.25  # seconds between batches
 FLUSH_AT = 2000  # entries that start a batch early
+DESCRIBE_AT_ONCE = 200  # flows turned into rows between two turns of the event loop
 MAX_WAITING = 100_000  # flows waiting for a batch; past this, reads are dropped (and counted)
 MAX_RETRY = 10_000  # write rows kept to retry while the record cannot be written
 WARN_EVERY = 30.0  # seconds between repeated warnings about the same failure
@@ -86,12 +90,52 @@ def _masked_path(path: str) -> str:
     return mask_url(path)
 
 
-def _risk_flags(proposal: Proposal | None) -> str | None:
-    if proposal is None:
-        return None
+def _risk_flags(proposal: Proposal) -> str:
     risk = proposal.risk
     flags = [name for name in ("money", "customer_facing", "destructive") if getattr(risk, name)]
     return "," + ",".join(flags) + "," if flags else ","
+
+
+def summarize(proposal: Proposal) -> dict[str, str | None]:
+    """What the record keeps of a write's proposal, as plain values for flow.metadata."""
+    return {"system": proposal.system, "object_type": proposal.object_type,
+            "record_id": proposal.record_id, "operation": proposal.operation,
+            "risk_level": proposal.risk.level.value, "risk_flags": _risk_flags(proposal)}
+
+
+@dataclass(slots=True)
+class _Seen:
+    meta: dict[str, Any]
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    http_version: str
+    started: float
+    ended: float
+    status: int | None
+    request_bytes: int
+    response_bytes: int
+    error: str | None
+    request_type: str | None
+    response_type: str | None
+    request_body: tuple[bytes, str] | None  # (raw content, content-encoding), when kept
+    response_body: tuple[bytes, str] | None
+
+
+def _encoded(message: http.Message) -> tuple[bytes, str] | None:
+    raw = message.raw_content
+    return (raw, message.headers.get("content-encoding", "identity")) if raw else None
+
+
+def _decoded(body: tuple[bytes, str] | None) -> bytes | None:
+    if body is None:
+        return None
+    try:
+        return encoding.decode(body[0], body[1])
+    except ValueError:
+        return body[0]
 
 
 class TrafficRecorder:
@@ -102,7 +146,7 @@ class TrafficRecorder:
         self.matcher = matcher
         self.settings = settings
         self.metrics = metrics
-        self._waiting: list[http.HTTPFlow | TrafficRow] = []
+        self._waiting: list[_Seen | TrafficRow] = []
         self._retry: list[TrafficRow] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,27 +158,27 @@ class TrafficRecorder:
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._remember_requested(flow)
-        self._add(flow)
+        self._add(self._seen(flow))
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """A tunnel the proxy refused (407: an unknown agent) is on the record too."""
         if flow.response is not None:
-            self._add(flow)
+            self._add(self._seen(flow))
 
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:  # a flow answered and then broken is already recorded
             self._remember_requested(flow)
-            self._add(flow)
+            self._add(self._seen(flow))
 
     def _remember_requested(self, flow: http.HTTPFlow) -> None:
         # --resolve rewrites where we connect; the record keeps what the agent asked for.
-        if self.resolve is not None and (found := self.resolve.requested_address(flow)):
+        if self.resolve and (found := self.resolve.requested_address(flow)):
             flow.metadata[REQUESTED_KEY] = found
 
-    def _add(self, item: http.HTTPFlow | TrafficRow) -> None:
+    def _add(self, item: _Seen | TrafficRow) -> None:
         waiting = self._waiting
-        if len(waiting) >= MAX_WAITING and isinstance(item, http.HTTPFlow) and (
-                item.metadata.get(DECISION_KEY, "passed") == "passed"):
+        if len(waiting) >= MAX_WAITING and isinstance(item, _Seen) and (
+                item.meta.get(DECISION_KEY, "passed") == "passed"):
             self._count_dropped(1)
             return
         waiting.append(item)
@@ -165,7 +209,9 @@ class TrafficRecorder:
             at=_moment(started), method=held.method, scheme=parts.scheme,
             host=(parts.hostname or "").lower(), port=parts.port or default_port,
             path=_masked_path(path), decision="held", agent=approval.context.agent,
-            task=approval.context.task, http_version="HTTP/1.1", system=approval.system,
+            task=approval.context.task,
+            http_version=response.http_version if response is not None else None,
+            system=approval.system,
             object_type=approval.object_type, record_id=approval.record_id,
             operation=approval.operation, approval_id=approval.id, source="proxy",
             status=response.status_code if response is not None else None,
@@ -191,22 +237,27 @@ class TrafficRecorder:
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the loop must outlive any one batch
+                logger.exception("traffic record: a batch failed")
 
     async def flush(self) -> None:
         items, self._waiting = self._waiting, []
         rows = self._retry
-        for item in items:
+        for index, item in enumerate(items, 1):
             try:
                 rows.append(item if isinstance(item, TrafficRow) else self._row(item))
             except Exception:
                 logger.exception("traffic record: could not describe a request")
+            if index % DESCRIBE_AT_ONCE == 0:
+                await asyncio.sleep(0)  # proxied requests never wait on a long batch
         self._retry = []
         if not rows:
             return
         try:
             await self.store.append(rows)
-        except TrafficError as exc:
+        except Exception as exc:  # whatever it is, writes are refused until a batch lands
             self._failed(rows, exc)
             if "full" in str(exc) and self.settings.retention.max_size is not None:
                 await self._prune()  # room for the next batch, if pruning can make it
@@ -218,7 +269,7 @@ class TrafficRecorder:
         if self.metrics is not None:
             self.metrics.traffic_recorded.inc(len(rows))
 
-    def _failed(self, rows: list[TrafficRow], exc: TrafficError) -> None:
+    def _failed(self, rows: list[TrafficRow], exc: Exception) -> None:
         """Reads go on unrecorded; write rows wait for the next batch; writes are refused."""
         kept = [row for row in rows if row.decision not in ("passed", "proxy")][-MAX_RETRY:]
         self._retry = kept
@@ -254,7 +305,7 @@ class TrafficRecorder:
             if deleted:
                 logger.info("traffic record: pruned %d entries past the retention bounds",
                             deleted)
-        except TrafficError as exc:
+        except Exception as exc:
             logger.warning("traffic record: %s", exc)
         finally:
             self._pruning = False
@@ -267,45 +318,53 @@ class TrafficRecorder:
             return True
         return any(fnmatchcase(host, glob.lower()) for glob in self.settings.body_hosts)
 
-    def _row(self, flow: http.HTTPFlow) -> TrafficRow:
+    def _seen(self, flow: http.HTTPFlow) -> _Seen:
+        """What the row needs, read off the flow at once so the flow is not kept alive."""
         request, response, meta = flow.request, flow.response, flow.metadata
-        decision: str = meta.get(DECISION_KEY, "passed")
-        context: Context | None = meta.get(CONTEXT_KEY)
-        proposal: Proposal | None = meta.get(PROPOSAL_KEY)
+        decision = meta.get(DECISION_KEY, "passed")
         host, port = meta.get(REQUESTED_KEY) or (request.pretty_host, request.port)
-        host, path = host.lower(), request.path
-        system = object_type = record_id = operation = None
-        if proposal is not None:
-            system, object_type = proposal.system, proposal.object_type
-            record_id, operation = proposal.record_id, proposal.operation
-        elif decision == "passed" and (found := self.matcher.identify(host, path.split("?")[0])):
-            system, object_type, record_id = found.system, found.object_type, found.record_id
-            operation = "read"
-        went_up = response is not None and (decision in UPSTREAM_DECISIONS
-                                             or APPROVAL_KEY in meta)
         write = decision not in ("passed", "proxy") or request.method in WRITE_METHODS
-        want = self._wants_body(write, host)
-        request_type, response_type = (_content_type(request.headers),
-                                       _content_type(response.headers if response else None))
-        ended = (response.timestamp_end if response else None) or time.time()
-        return TrafficRow(
-            at=_moment(request.timestamp_start), method=request.method, scheme=request.scheme,
-            host=host, port=port, path=_masked_path(path), decision=decision,
-            agent=meta.get(AGENT_KEY) or (context.agent if context else None),
-            task=context.task if context else None, http_version=request.http_version,
-            system=system, object_type=object_type, record_id=record_id, operation=operation,
-            approval_id=meta.get(HELD_KEY), source="agent",
+        want = self._wants_body(write, host.lower())
+        return _Seen(
+            meta=meta, method=request.method, scheme=request.scheme, host=host, port=port,
+            path=request.path, http_version=request.http_version,
+            started=request.timestamp_start,
+            ended=(response.timestamp_end if response else None) or time.time(),
             status=response.status_code if response is not None else None,
-            upstream_status=response.status_code if went_up and response is not None else None,
             request_bytes=len(request.raw_content or b""),
             response_bytes=len(response.raw_content or b"") if response is not None else 0,
-            duration_ms=round((ended - request.timestamp_start) * 1000, 3),
             error=flow.error.msg[:500] if flow.error else None,
-            request_type=request_type, response_type=response_type,
-            request_body=masked_body(request.get_content(strict=False), request_type,
-                                     self.settings.max_body) if want else None,
-            response_body=masked_body(response.get_content(strict=False), response_type,
-                                      self.settings.max_body)
-            if want and response is not None else None,
-            risk_level=proposal.risk.level.value if proposal is not None else None,
-            risk_flags=_risk_flags(proposal))
+            request_type=_content_type(request.headers),
+            response_type=_content_type(response.headers) if response is not None else None,
+            request_body=_encoded(request) if want else None,
+            response_body=_encoded(response) if want and response is not None else None)
+
+    def _row(self, seen: _Seen) -> TrafficRow:
+        meta = seen.meta
+        decision: str = meta.get(DECISION_KEY, "passed")
+        context: dict[str, str | None] = meta.get(CONTEXT_KEY) or {}
+        proposal: dict[str, str | None] = meta.get(PROPOSAL_KEY) or {}
+        host, path = seen.host.lower(), seen.path
+        system, object_type = proposal.get("system"), proposal.get("object_type")
+        record_id, operation = proposal.get("record_id"), proposal.get("operation")
+        if not proposal and decision == "passed" and (
+                found := self.matcher.identify(host, path.split("?")[0])):
+            system, object_type, record_id = found.system, found.object_type, found.record_id
+            operation = "read"
+        went_up = seen.status is not None and (decision in UPSTREAM_DECISIONS
+                                               or APPROVAL_KEY in meta)
+        limit = self.settings.max_body
+        return TrafficRow(
+            at=_moment(seen.started), method=seen.method, scheme=seen.scheme, host=host,
+            port=seen.port, path=_masked_path(path), decision=decision,
+            agent=meta.get(AGENT_KEY) or context.get("agent"), task=context.get("task"),
+            http_version=seen.http_version, system=system, object_type=object_type,
+            record_id=record_id, operation=operation, approval_id=meta.get(HELD_KEY),
+            source="agent", status=seen.status,
+            upstream_status=seen.status if went_up else None,
+            request_bytes=seen.request_bytes, response_bytes=seen.response_bytes,
+            duration_ms=round((seen.ended - seen.started) * 1000, 3), error=seen.error,
+            request_type=seen.request_type, response_type=seen.response_type,
+            request_body=masked_body(_decoded(seen.request_body), seen.request_type, limit),
+            response_body=masked_body(_decoded(seen.response_body), seen.response_type, limit),
+            risk_level=proposal.get("risk_level"), risk_flags=proposal.get("risk_flags"))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from review_api.auth import Reviewer, Reviewers
@@ -20,13 +21,18 @@ from review_api.openapi import openapi
 from review_api.stats import LooseningCriteria, compute_stats
 from review_api.store import Conflict, NotFound, Store, StoreError
 from review_api.traffic import TrafficError, TrafficFilter, TrafficStore, parse_moment
+from review_api.traffic_export import export
 from review_api.web import Broadcaster, ReviewPages
 
 MAX_NOTE_CHARS = 4000
 AUDITOR_GROUP = "auditor"
 _REPEATABLE = ("agent", "host", "system", "object_type", "method", "decision")
-_SINGLE = ("record_id", "approval_id", "status", "since", "until", "risk", "approved_by",
-           "approvers", "source", "limit", "cursor", "order")
+_FILTERS = ("record_id", "approval_id", "status", "since", "until", "risk", "approved_by",
+            "approvers", "source")
+_SINGLE = (*_FILTERS, "limit", "cursor", "order")
+EXPORT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+                "har": "application/json"}
+TrafficQuery = tuple[TrafficFilter, int, int | None, bool]
 Reverter = Callable[[str, str], Awaitable[Approval]]  # (approval id, reviewer) -> new approval
 
 
@@ -91,6 +97,7 @@ class ReviewApp:
                 Route("/api/audit", self.audit, methods=["GET"]),
                 Route("/api/stats", self.stats, methods=["GET"]),
                 Route("/api/traffic", self.list_traffic, methods=["GET"]),
+                Route("/api/traffic/export", self.export_traffic, methods=["GET"]),
             ],
             exception_handlers={StoreError: self._store_error, TrafficError: self._store_error,
                                 404: self._not_found,
@@ -258,29 +265,49 @@ class ReviewApp:
                      if reviewer.may_decide(a.reviewer_groups)]
         return JSONResponse(compute_stats(approvals, self.criteria))
 
-    async def list_traffic(self, request: Request) -> Response:
-        """Every request through the proxy, newest first; for reviewers in `auditor` only."""
+    def _auditor_query(self, request: Request, *allowed: str
+                       ) -> tuple[TrafficStore, TrafficQuery] | Response:
+        """The traffic record and the query, for a reviewer in `auditor`; else the error."""
         reviewer = self._reviewer(request)
         if reviewer is None:
             return self._unauthorized()
         if AUDITOR_GROUP not in reviewer.groups:
             return _error(403, f"the traffic record is for reviewers in the "
                                f"{AUDITOR_GROUP!r} group; {reviewer.name} is not")
-        if (bad := _unknown_query(request, *_REPEATABLE, *_SINGLE)) is not None:
+        if (bad := _unknown_query(request, *_REPEATABLE, *allowed)) is not None:
             return bad
         if self.traffic is None:
             return _error(503, "the traffic record is not open")
         parsed = traffic_query(request)
-        if isinstance(parsed, Response):
-            return parsed
-        where, limit, cursor, newest_first = parsed
-        entries = await self.traffic.query(where, limit=limit, after=cursor,
-                                           newest_first=newest_first)
+        return parsed if isinstance(parsed, Response) else (self.traffic, parsed)
+
+    async def list_traffic(self, request: Request) -> Response:
+        """Every request through the proxy, newest first; for reviewers in `auditor` only."""
+        found = self._auditor_query(request, *_SINGLE)
+        if isinstance(found, Response):
+            return found
+        traffic, (where, limit, cursor, newest_first) = found
+        entries = await traffic.query(where, limit=limit, after=cursor,
+                                      newest_first=newest_first)
         more = str(entries[-1]["id"]) if len(entries) == limit else None
         return JSONResponse({"entries": entries, "next": more})
 
+    async def export_traffic(self, request: Request) -> Response:
+        """The same filters, every match oldest first, streamed as JSONL, CSV or HAR."""
+        found = self._auditor_query(request, *_FILTERS, "format")
+        if isinstance(found, Response):
+            return found
+        traffic, (where, *_) = found
+        fmt = request.query_params.get("format", "jsonl")
+        if fmt not in EXPORT_TYPES:
+            return _error(400, f"format must be one of {list(EXPORT_TYPES)}")
+        return StreamingResponse(
+            export(fmt, traffic.iterate(where), version("hitl-proxy")),
+            media_type=EXPORT_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="traffic.{fmt}"'})
 
-def traffic_query(request: Request) -> tuple[TrafficFilter, int, int | None, bool] | Response:
+
+def traffic_query(request: Request) -> TrafficQuery | Response:
     """The filter, page size, cursor and order from the query string, or a 400 saying why."""
     params = request.query_params
     single = {name: params.get(name) for name in _SINGLE}

@@ -114,11 +114,21 @@ def openapi() -> dict[str, Any]:
                                                 "next": {"type": "string", "nullable": True}}},
                                            "a page; pass `next` as `cursor` for the next one"),
                               **_errors(400, 401, 403)}}},
+            "/api/traffic/export": {"get": {
+                "summary": "every match, oldest first, streamed as JSON lines, CSV or HAR 1.2",
+                "parameters": [*_traffic_parameters(paged=False),
+                               {"name": "format", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["jsonl", "csv", "har"]}}],
+                "responses": {"200": {"description": "the export, as a download", "content": {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}}}},
+                    **_errors(400, 401, 403)}}},
         },
     }
 
 
-def _traffic_parameters() -> list[dict[str, Any]]:
+def _traffic_parameters(paged: bool = True) -> list[dict[str, Any]]:
     def query(name: str, schema: dict[str, Any], many: bool = False) -> dict[str, Any]:
         found = {"name": name, "in": "query", "required": False,
                  "schema": {"type": "array", "items": schema} if many else schema}
@@ -138,7 +148,7 @@ def _traffic_parameters() -> list[dict[str, Any]]:
         query("risk", {"type": "string", "enum": [*RISK_FLAGS, *RISK_LEVELS]}),
         query("approvers", {"type": "integer", "minimum": 0, "maximum": 100}),
         query("source", {"type": "string", "enum": ["agent", "proxy"]}),
-        query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-        query("cursor", {"type": "integer", "minimum": 0}),
-        query("order", {"type": "string", "enum": ["asc", "desc"]}),
+        *([query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+           query("cursor", {"type": "integer", "minimum": 0}),
+           query("order", {"type": "string", "enum": ["asc", "desc"]})] if paged else []),
     ]

@@ -12,10 +12,10 @@ import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
@@ -25,8 +25,7 @@ RISK_FLAGS = ("money", "customer_facing", "destructive")
 RISK_LEVELS = ("low", "medium", "high")
 
 
-@dataclass(frozen=True, slots=True)
-class TrafficRow:
+class TrafficRow(NamedTuple):
     """What the recorder writes; secrets are already masked by the time a row exists."""
 
     at: str  # ISO 8601 UTC with microseconds: compares as text
@@ -59,7 +58,7 @@ class TrafficRow:
     risk_flags: str | None = None  # ",money,destructive," so a flag is found with LIKE
 
 
-COLUMNS = tuple(f.name for f in fields(TrafficRow))
+COLUMNS = TrafficRow._fields
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS traffic (
@@ -307,7 +306,7 @@ class TrafficStore:
             try:
                 await db.execute("BEGIN")
                 try:
-                    await db.executemany(_INSERT, [astuple(row) for row in rows])
+                    await db.executemany(_INSERT, rows)  # a NamedTuple is its own row
                     await db.execute("COMMIT")
                 except BaseException:
                     if db.in_transaction:  # SQLITE_FULL has already rolled it back

@@ -2,10 +2,12 @@
 
 import asyncio
 import json
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from mitmproxy import io as mitmproxy_io
 from mitmproxy.test import taddons, tflow, tutils
 
 from connectors_schemas import Matcher, load_connectors
@@ -76,6 +78,8 @@ async def test_method_override_makes_a_post_a_held_delete(hold: HoldWrites) -> N
     await hold.store.decide(approval.id, Decision.reject, "alice", "no")
     await task
     assert flow.response is not None and flow.response.status_code == 403
+    # What we leave in flow.metadata must not break mitmproxy's own flow files.
+    mitmproxy_io.FlowWriter(BytesIO()).add(flow)
 
 
 async def test_approved_write_is_released_once_and_its_result_recorded(hold: HoldWrites) -> None:

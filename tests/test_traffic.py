@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from connectors_schemas import Matcher, load_connectors
 from proxy_addon.config import ConfigError, TrafficSettings, load_config
 from proxy_addon.flow_keys import AGENT_KEY, DECISION_KEY, HELD_KEY, PROPOSAL_KEY
-from proxy_addon.traffic import TrafficRecorder, masked_body
+from proxy_addon.traffic import TrafficRecorder, masked_body, summarize
 from review_api import Decision, Proposal, Risk, Store
 from review_api.metrics import Metrics
 from review_api.traffic import TrafficError, TrafficFilter, TrafficRow, TrafficStore, parse_moment
@@ -27,7 +26,7 @@ def row(minutes_ago: float = 0, **fields: object) -> TrafficRow:
                       method="GET", scheme="https", host="acme.zendesk.com", port=443,
                       path="/api/v2/tickets/1.json", decision="passed", agent="triage-bot",
                       status=200, upstream_status=200)
-    return replace(base, **fields)  # type: ignore[arg-type]
+    return base._replace(**fields)
 
 
 @pytest.fixture
@@ -231,10 +230,10 @@ async def test_a_held_write_carries_its_proposal_and_masked_body(
                     b'{"ticket": {"status": "solved"}, "token": "SECRET-IN-BODY"}', status=403)
     flow.metadata.update({
         DECISION_KEY: "held", HELD_KEY: "approval-1",
-        PROPOSAL_KEY: Proposal(system="Zendesk", object_type="ticket", record_id="7",
-                               operation="update", method="PUT", url="https://x",
-                               risk=Risk(level="medium", customer_facing=True),
-                               fingerprint="f" * 64)})
+        PROPOSAL_KEY: summarize(Proposal(
+            system="Zendesk", object_type="ticket", record_id="7", operation="update",
+            method="PUT", url="https://x", risk=Risk(level="medium", customer_facing=True),
+            fingerprint="f" * 64))})
     recorder.response(flow)
     await recorder.flush()
     [entry] = await recorder.store.query(TrafficFilter())

@@ -399,6 +399,25 @@ def test_jsonl_round_trips_and_csv_lists_the_same_requests(gate: ProxyProcess) -
     assert only and {entry["agent"] for entry in only} == {"billing-bot"}
 
 
+def test_the_api_streams_the_same_exports(gate: ProxyProcess) -> None:
+    time.sleep(0.5)
+    response = gate.api("GET", "/api/traffic/export", token=ADA,
+                        params={"format": "jsonl", "agent": "triage-bot"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-ndjson"
+    assert 'filename="traffic.jsonl"' in response.headers["content-disposition"]
+    streamed = [json.loads(line) for line in response.text.splitlines()]
+    assert streamed == [json.loads(line) for line in export(
+        gate, "--format", "jsonl", "--agent", "triage-bot").splitlines()]
+    har = gate.api("GET", "/api/traffic/export", token=ADA, params={"format": "har"}).json()
+    jsonschema_rs.validator_for(HAR_SCHEMA, validate_formats=True).validate(har)
+    assert gate.api("GET", "/api/traffic/export", token=SAM).status_code == 403
+    assert gate.api("GET", "/api/traffic/export", token=ADA,
+                    params={"format": "xml"}).status_code == 400
+    assert gate.api("GET", "/api/traffic/export", token=ADA,
+                    params={"limit": "5"}).status_code == 400  # exports are whole
+
+
 def test_export_refuses_bad_arguments_with_one_line(gate: ProxyProcess, tmp_path: Path) -> None:
     for args, message in ((["--since", "last tuesday"], "ISO 8601"),
                           (["--decision", "maybe"], "decision"),
