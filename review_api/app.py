@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from importlib.metadata import version
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from review_api.auth import Reviewer, Reviewers
@@ -20,19 +19,19 @@ from review_api.models import Approval, Decision, Status
 from review_api.openapi import openapi
 from review_api.stats import LooseningCriteria, compute_stats
 from review_api.store import Conflict, NotFound, Store, StoreError
-from review_api.traffic import TrafficError, TrafficFilter, TrafficStore, parse_moment
-from review_api.traffic_export import export
-from review_api.web import Broadcaster, ReviewPages
+from review_api.traffic import (
+    FILTERS,
+    PAGING,
+    REPEATABLE,
+    TrafficError,
+    TrafficQuery,
+    TrafficStore,
+    parse_query,
+)
+from review_api.traffic_export import EXPORT_TYPES, download
+from review_api.web import AUDITOR_GROUP, Broadcaster, ReviewPages
 
 MAX_NOTE_CHARS = 4000
-AUDITOR_GROUP = "auditor"
-_REPEATABLE = ("agent", "host", "system", "object_type", "method", "decision")
-_FILTERS = ("record_id", "approval_id", "status", "since", "until", "risk", "approved_by",
-            "approvers", "source")
-_SINGLE = (*_FILTERS, "limit", "cursor", "order")
-EXPORT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
-                "har": "application/json"}
-TrafficQuery = tuple[TrafficFilter, int, int | None, bool]
 Reverter = Callable[[str, str], Awaitable[Approval]]  # (approval id, reviewer) -> new approval
 
 
@@ -68,7 +67,7 @@ class ReviewApp:
         self.criteria = criteria or LooseningCriteria()
         self.broadcaster = Broadcaster()
         store.subscribe(self.broadcaster.publish)
-        pages = ReviewPages(store, reviewers, self.broadcaster, reverter)
+        pages = ReviewPages(store, reviewers, self.broadcaster, reverter, traffic)
         self.app = Starlette(
             routes=[
                 # The reviewer's web page (session cookie, CSRF-protected forms).
@@ -84,6 +83,9 @@ class ReviewApp:
                 Route("/history.jsonl", pages.export, methods=["GET"]),
                 Route("/fragments/queue", pages.queue_fragment, methods=["GET"]),
                 Route("/events", pages.events, methods=["GET"]),
+                Route("/traffic", pages.traffic_page, methods=["GET"]),
+                *(Route(f"/traffic.{fmt}", pages.traffic_export, methods=["GET"])
+                  for fmt in EXPORT_TYPES),
                 # The JSON API (bearer tokens).
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
@@ -274,16 +276,18 @@ class ReviewApp:
         if AUDITOR_GROUP not in reviewer.groups:
             return _error(403, f"the traffic record is for reviewers in the "
                                f"{AUDITOR_GROUP!r} group; {reviewer.name} is not")
-        if (bad := _unknown_query(request, *_REPEATABLE, *allowed)) is not None:
+        if (bad := _unknown_query(request, *REPEATABLE, *allowed)) is not None:
             return bad
         if self.traffic is None:
             return _error(503, "the traffic record is not open")
-        parsed = traffic_query(request)
-        return parsed if isinstance(parsed, Response) else (self.traffic, parsed)
+        try:
+            return self.traffic, parse_query(request.query_params)
+        except ValueError as exc:
+            return _error(400, str(exc))
 
     async def list_traffic(self, request: Request) -> Response:
         """Every request through the proxy, newest first; for reviewers in `auditor` only."""
-        found = self._auditor_query(request, *_SINGLE)
+        found = self._auditor_query(request, *FILTERS, *PAGING)
         if isinstance(found, Response):
             return found
         traffic, (where, limit, cursor, newest_first) = found
@@ -294,54 +298,14 @@ class ReviewApp:
 
     async def export_traffic(self, request: Request) -> Response:
         """The same filters, every match oldest first, streamed as JSONL, CSV or HAR."""
-        found = self._auditor_query(request, *_FILTERS, "format")
+        found = self._auditor_query(request, *FILTERS, "format")
         if isinstance(found, Response):
             return found
         traffic, (where, *_) = found
         fmt = request.query_params.get("format", "jsonl")
         if fmt not in EXPORT_TYPES:
             return _error(400, f"format must be one of {list(EXPORT_TYPES)}")
-        return StreamingResponse(
-            export(fmt, traffic.iterate(where), version("hitl-proxy")),
-            media_type=EXPORT_TYPES[fmt],
-            headers={"Content-Disposition": f'attachment; filename="traffic.{fmt}"'})
-
-
-def traffic_query(request: Request) -> TrafficQuery | Response:
-    """The filter, page size, cursor and order from the query string, or a 400 saying why."""
-    params = request.query_params
-    single = {name: params.get(name) for name in _SINGLE}
-    problems = [f"{name} is given more than once" for name in _SINGLE
-                if len(params.getlist(name)) > 1]
-    moments: dict[str, str | None] = {"since": None, "until": None}
-    for name in ("since", "until"):
-        try:
-            raw_moment = single[name]
-            moments[name] = parse_moment(raw_moment) if raw_moment is not None else None
-        except ValueError as exc:
-            problems.append(f"{name}: {exc}")
-    numbers: dict[str, int | None] = {}
-    for name, low, high, default in (("limit", 1, 1000, 100), ("cursor", 0, 2**62, None),
-                                     ("approvers", 0, 100, None)):
-        raw = single[name]
-        numbers[name] = default
-        if raw is not None and raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
-            numbers[name] = int(raw)
-        elif raw is not None:
-            problems.append(f"{name} must be a whole number from {low} to {high}")
-    if single["order"] not in (None, "asc", "desc"):
-        problems.append("order must be asc or desc")
-    where = TrafficFilter(
-        **{name: tuple(params.getlist(name)) for name in _REPEATABLE},
-        record_id=single["record_id"], approval_id=single["approval_id"],
-        status=single["status"], since=moments["since"], until=moments["until"],
-        risk=single["risk"], approved_by=single["approved_by"],
-        approvers=numbers["approvers"], source=single["source"])
-    problems += where.problems()
-    if problems:
-        return _error(400, "; ".join(problems))
-    assert numbers["limit"] is not None
-    return where, numbers["limit"], numbers["cursor"], single["order"] != "asc"
+        return download(fmt, traffic.iterate(where))
 
 
 Decided = tuple[str | None, list[dict[str, Any]] | None, list[str] | None]

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
@@ -221,6 +221,53 @@ class TrafficFilter:
                            "json_extract(value, '$.decision') = 'approve') = ?")
             params.append(self.approvers)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+REPEATABLE = ("agent", "host", "system", "object_type", "method", "decision")
+FILTERS = ("record_id", "approval_id", "status", "since", "until", "risk", "approved_by",
+           "approvers", "source")
+PAGING = ("limit", "cursor", "order")
+TrafficQuery = tuple[TrafficFilter, int, int | None, bool]  # filter, limit, cursor, newest first
+
+
+class QueryParams(Protocol):
+    def get(self, key: str) -> str | None: ...
+    def getlist(self, key: str) -> list[str]: ...
+
+
+def parse_query(params: QueryParams) -> TrafficQuery:
+    """Filter, page size, cursor and order from a query string; ValueError names each problem."""
+    single = {name: params.get(name) for name in (*FILTERS, *PAGING)}
+    problems = [f"{name} is given more than once" for name in single
+                if len(params.getlist(name)) > 1]
+    moments: dict[str, str | None] = {"since": None, "until": None}
+    for name in moments:
+        try:
+            raw_moment = single[name]
+            moments[name] = parse_moment(raw_moment) if raw_moment is not None else None
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    numbers: dict[str, int | None] = {}
+    for name, low, high, default in (("limit", 1, 1000, 100), ("cursor", 0, 2**62, None),
+                                     ("approvers", 0, 100, None)):
+        raw = single[name]
+        numbers[name] = default
+        if raw is not None and raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
+            numbers[name] = int(raw)
+        elif raw is not None:
+            problems.append(f"{name} must be a whole number from {low} to {high}")
+    if single["order"] not in (None, "asc", "desc"):
+        problems.append("order must be asc or desc")
+    where = TrafficFilter(
+        **{name: tuple(params.getlist(name)) for name in REPEATABLE},
+        record_id=single["record_id"], approval_id=single["approval_id"],
+        status=single["status"], since=moments["since"], until=moments["until"],
+        risk=single["risk"], approved_by=single["approved_by"],
+        approvers=numbers["approvers"], source=single["source"])
+    problems += where.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    return where, numbers["limit"] or 100, numbers["cursor"], single["order"] != "asc"
 
 
 def _entry(row: sqlite3.Row) -> dict[str, Any]:

@@ -10,12 +10,17 @@ import io
 import json
 from collections.abc import AsyncIterator
 from http import HTTPStatus
+from importlib.metadata import version
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from starlette.responses import StreamingResponse
+
 from review_api.traffic import COLUMNS
 
-FORMATS = ("jsonl", "csv", "har")
+EXPORT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+                "har": "application/json"}
+FORMATS = tuple(EXPORT_TYPES)
 CSV_COLUMNS = ("id", *(c for c in COLUMNS if c not in ("request_body", "response_body")),
                "url", "approval_status", "approval_decided_by", "approval_approvers")
 
@@ -118,3 +123,10 @@ def export(fmt: str, entries: AsyncIterator[dict[str, Any]],
     if fmt == "har":
         return har(entries, version)
     raise ValueError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}")
+
+
+def download(fmt: str, entries: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    """An export as an HTTP download, streamed (the API and the page both serve these)."""
+    return StreamingResponse(
+        export(fmt, entries, version("hitl-proxy")), media_type=EXPORT_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="traffic.{fmt}"'})

@@ -16,11 +16,12 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.templating import Jinja2Templates
@@ -29,10 +30,21 @@ from review_api.auth import Reviewer, Reviewers
 from review_api.edits import edit_problem
 from review_api.models import Approval, Decision, Status, utcnow
 from review_api.store import Conflict, NotFound, Store
+from review_api.traffic import (
+    DECISIONS,
+    FILTERS,
+    REPEATABLE,
+    TrafficQuery,
+    TrafficStore,
+    parse_query,
+)
+from review_api.traffic_export import download
 
 COOKIE = "hitl_session"
 SESSION_SECONDS = 12 * 3600
 MAX_SHOWN = 2000  # characters of one value before it is cut for the page
+AUDITOR_GROUP = "auditor"  # reviewers who may read the traffic record
+TRAFFIC_PAGE = 200
 
 
 @dataclass
@@ -158,6 +170,21 @@ def _edits_from(form: dict[str, str]) -> tuple[list[dict[str, Any]], list[str] |
 Posted = tuple[Session, dict[str, str], Approval]
 
 
+def _form_filters(request: Request) -> QueryParams:
+    """The filter form's fields as the API takes them: blanks mean any, a To date counts."""
+    kept = []
+    for name, value in request.query_params.multi_items():
+        if not value or name not in (*REPEATABLE, *FILTERS, "cursor"):
+            continue
+        if name == "until" and len(value) == 10:
+            try:
+                value = (date.fromisoformat(value) + timedelta(days=1)).isoformat()
+            except ValueError:
+                pass  # parse_query says what is wrong with it
+        kept.append((name, value))
+    return QueryParams(kept)
+
+
 def _back(where: str, flash: str, error: bool = False) -> RedirectResponse:
     """Post/redirect/get with a message for the next page."""
     params = {"flash": flash, **({"kind": "error"} if error else {})}
@@ -166,7 +193,8 @@ def _back(where: str, flash: str, error: bool = False) -> RedirectResponse:
 
 class ReviewPages:
     def __init__(self, store: Store, reviewers: Reviewers, broadcaster: Broadcaster,
-                 reverter: Any = None) -> None:
+                 reverter: Any = None, traffic: TrafficStore | None = None) -> None:
+        self.traffic = traffic
         self.reverter = reverter
         self.store = store
         self.reviewers = reviewers
@@ -380,6 +408,46 @@ class ReviewPages:
                              json.dumps([c.model_dump() for c in a.changes])])
         return Response(buffer.getvalue(), media_type="text/csv", headers={
             "Content-Disposition": 'attachment; filename="approvals.csv"'})
+
+    # -- the traffic record, for auditors -------------------------------------------------------
+
+    def _traffic_query(self, request: Request, session: Session) -> TrafficQuery | Response:
+        if AUDITOR_GROUP not in session.reviewer.groups or self.traffic is None:
+            return self._render(request, "traffic.html", session, status_code=403,
+                                page="traffic", refused=True, f={}, entries=[])
+        try:
+            return parse_query(_form_filters(request))
+        except ValueError as exc:
+            return self._render(request, "traffic.html", session, status_code=400,
+                                page="traffic", f=dict(request.query_params), entries=[],
+                                flash=f"Cannot filter: {exc}", flash_kind="error")
+
+    async def traffic_page(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        parsed = self._traffic_query(request, session)
+        if isinstance(parsed, Response):
+            return parsed
+        assert self.traffic is not None
+        where, _, cursor, _ = parsed
+        entries = await self.traffic.query(where, limit=TRAFFIC_PAGE, after=cursor)
+        params = {k: v for k, v in request.query_params.items() if v and k != "cursor"}
+        older = (urlencode({**params, "cursor": entries[-1]["id"]})
+                 if len(entries) == TRAFFIC_PAGE else None)
+        return self._render(request, "traffic.html", session, page="traffic", f=params,
+                            entries=entries, decisions=DECISIONS, older=older,
+                            query=urlencode(params))
+
+    async def traffic_export(self, request: Request) -> Response:
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        parsed = self._traffic_query(request, session)
+        if isinstance(parsed, Response):
+            return parsed
+        assert self.traffic is not None
+        return download(request.url.path.rsplit(".", 1)[1], self.traffic.iterate(parsed[0]))
 
     # -- live events ----------------------------------------------------------------------------
 

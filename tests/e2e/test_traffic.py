@@ -383,6 +383,51 @@ def test_har_export_is_har_1_2_lists_every_request_and_replays_in_a_browser(
             browser.close()
 
 
+def test_auditors_browse_filter_and_download_the_record_on_the_page(
+        gate: ProxyProcess, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    time.sleep(0.5)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                             args=["--no-sandbox"])
+        try:
+            def sign_in(token: str):  # type: ignore[no-untyped-def]
+                page = browser.new_context(accept_downloads=True).new_page()
+                page.goto(gate.review_url + "/login")
+                page.get_by_label("Reviewer token").fill(token)
+                page.get_by_role("button", name="Sign in").click()
+                expect(page.get_by_role("heading", name="Waiting for your review")).to_be_visible()
+                return page
+
+            page = sign_in(ADA)
+            page.get_by_role("link", name="Traffic").click()
+            expect(page.get_by_role("heading", name="Traffic")).to_be_visible()
+            expect(page.locator("table.traffic tbody tr").first).to_contain_text("acme.zendesk.com")
+            page.get_by_label("Agent").fill("billing-bot")
+            page.get_by_label("Decision").select_option("held")
+            page.get_by_role("button", name="Filter").click()
+            rows = page.locator("table.traffic tbody tr")
+            expect(rows.first).to_contain_text("billing-bot")
+            assert rows.count() == len(entries(gate, agent="billing-bot", decision="held"))
+            for text in rows.all_inner_texts():
+                assert "billing-bot" in text and "held" in text
+            with page.expect_download() as download:
+                page.get_by_role("link", name="HAR").click()
+            path = tmp_path / "page.har"
+            download.value.save_as(path)
+            har = json.loads(path.read_text())
+            jsonschema_rs.validator_for(HAR_SCHEMA, validate_formats=True).validate(har)
+            assert {e["_hitl"]["agent"] for e in har["log"]["entries"]} == {"billing-bot"}
+
+            other = sign_in(SAM)
+            expect(other.get_by_role("link", name="Traffic")).to_have_count(0)
+            assert other.goto(gate.review_url + "/traffic").status == 403
+            expect(other.get_by_text("for reviewers in the auditor group")).to_be_visible()
+        finally:
+            browser.close()
+
+
 def test_jsonl_round_trips_and_csv_lists_the_same_requests(gate: ProxyProcess) -> None:
     triage(gate).get("https://acme.zendesk.com/api/v2/users.json", timeout=30)
     time.sleep(0.5)
