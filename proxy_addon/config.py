@@ -28,44 +28,41 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file, key and problem."""
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_UNIT_BYTES = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+               "gb": 1000**3, "gib": 1024**3}
+
+
+def _amount(value: object, pattern: re.Pattern[str], units: dict[str, int], example: str
+            ) -> float:
+    """A number, or a number with one of the units, as a positive float."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {example}")
+    if isinstance(value, int | float):
+        amount = float(value)
+    else:
+        found = pattern.match(str(value))
+        if not found:
+            raise ValueError(f"expected {example}, got {value!r}")
+        amount = float(found.group(1)) * units[(found.group(2) or "").lower()]
+    if amount <= 0:
+        raise ValueError(f"expected {example}, more than zero")
+    return amount
+
+
 def parse_duration(value: object) -> float:
     """Seconds from 90, "90s", "15m", "72h" or "7d"."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 90, '15m', '72h' or '7d'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        found = _DURATION.match(str(value))
-        if not found:
-            raise ValueError(f"expected a duration such as 90, '15m', '72h' or '7d', got {value!r}")
-        seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
+    return _amount(value, _DURATION, _UNIT_SECONDS,
+                   "a duration such as 90, '15m', '72h' or '7d'")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
-_UNIT_BYTES = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
-               "gb": 1000**3, "gib": 1024**3}
-
 
 def parse_size(value: object) -> int:
     """Bytes from 65536, "64KiB", "500MB" or "1GB"."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 65536, '64KiB', '500MB' or '1GB'")
-    if isinstance(value, int | float):
-        size = float(value)
-    else:
-        found = _SIZE.match(str(value))
-        if not found:
-            raise ValueError(f"expected a size such as 65536, '64KiB', '500MB' or '1GB', "
-                             f"got {value!r}")
-        size = float(found.group(1)) * _UNIT_BYTES[(found.group(2) or "b").lower()]
-    if size < 1:
-        raise ValueError("a size must be at least one byte")
-    return int(size)
+    return int(_amount(value, _SIZE, _UNIT_BYTES,
+                       "a size such as 65536, '64KiB', '500MB' or '1GB'"))
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]

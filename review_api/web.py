@@ -411,27 +411,28 @@ class ReviewPages:
 
     # -- the traffic record, for auditors -------------------------------------------------------
 
-    def _traffic_query(self, request: Request, session: Session) -> TrafficQuery | Response:
+    def _traffic_query(self, request: Request
+                       ) -> tuple[Session, TrafficStore, TrafficQuery] | Response:
+        """The signed-in auditor, the record and the filters; or the page saying why not."""
+        session = self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
         if AUDITOR_GROUP not in session.reviewer.groups or self.traffic is None:
             return self._render(request, "traffic.html", session, status_code=403,
                                 page="traffic", refused=True, f={}, entries=[])
         try:
-            return parse_query(_form_filters(request))
+            return session, self.traffic, parse_query(_form_filters(request))
         except ValueError as exc:
             return self._render(request, "traffic.html", session, status_code=400,
                                 page="traffic", f=dict(request.query_params), entries=[],
                                 flash=f"Cannot filter: {exc}", flash_kind="error")
 
     async def traffic_page(self, request: Request) -> Response:
-        session = self._session(request)
-        if session is None:
-            return RedirectResponse("/login", 303)
-        parsed = self._traffic_query(request, session)
-        if isinstance(parsed, Response):
-            return parsed
-        assert self.traffic is not None
-        where, _, cursor, _ = parsed
-        entries = await self.traffic.query(where, limit=TRAFFIC_PAGE, after=cursor)
+        found = self._traffic_query(request)
+        if isinstance(found, Response):
+            return found
+        session, traffic, (where, _, cursor, _) = found
+        entries = await traffic.query(where, limit=TRAFFIC_PAGE, after=cursor)
         params = {k: v for k, v in request.query_params.items() if v and k != "cursor"}
         older = (urlencode({**params, "cursor": entries[-1]["id"]})
                  if len(entries) == TRAFFIC_PAGE else None)
@@ -440,14 +441,11 @@ class ReviewPages:
                             query=urlencode(params))
 
     async def traffic_export(self, request: Request) -> Response:
-        session = self._session(request)
-        if session is None:
-            return RedirectResponse("/login", 303)
-        parsed = self._traffic_query(request, session)
-        if isinstance(parsed, Response):
-            return parsed
-        assert self.traffic is not None
-        return download(request.url.path.rsplit(".", 1)[1], self.traffic.iterate(parsed[0]))
+        found = self._traffic_query(request)
+        if isinstance(found, Response):
+            return found
+        _, traffic, (where, *_) = found
+        return download(request.url.path.rsplit(".", 1)[1], traffic.iterate(where))
 
     # -- live events ----------------------------------------------------------------------------
 
