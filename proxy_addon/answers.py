@@ -37,6 +37,17 @@ def pending(approval: Approval, review_url: str) -> http.Response:
     }, approval.id)
 
 
+def approved_later(approval: Approval, review_url: str) -> http.Response:
+    """202: approved, but the proxy cannot send it now; it sends it itself once it can."""
+    return _json(202, {
+        "status": "approved",
+        "approval_id": approval.id,
+        "message": "this write was approved but cannot be sent while the proxy's traffic record "
+                   "cannot be written; the proxy sends it itself once it can",
+        "review_url": f"{review_url}/api/approvals/{approval.id}",
+    }, approval.id)
+
+
 def _closed(approval: Approval, status: str, message: str, **extra: Any) -> http.Response:
     """403: the write was decided against (or expired, or denied) and nothing went upstream."""
     return _json(403, {"status": status, "approval_id": approval.id, **extra,

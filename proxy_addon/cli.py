@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import errno
 import fnmatch
+import io
 import ipaddress
+import os
 import secrets
 import socket
 import ssl
@@ -234,15 +236,16 @@ def audit_command(args: argparse.Namespace) -> int:
 
 def traffic_command(args: argparse.Namespace) -> int:
     """Reads the traffic file directly, so it works on a stopped proxy's data too."""
-    from importlib.metadata import version
-
     from proxy_addon.runner import DB_FILE, TRAFFIC_FILE
     from review_api.traffic import TrafficError, TrafficFilter, TrafficStore, parse_moment
     from review_api.traffic_export import export
 
     database = args.data_dir / TRAFFIC_FILE
-    if not database.exists():
-        raise UsageError(f"--data-dir {args.data_dir}: no {TRAFFIC_FILE} there")
+    try:
+        if not database.is_file():
+            raise UsageError(f"--data-dir {args.data_dir}: no {TRAFFIC_FILE} there")
+    except OSError as exc:
+        raise UsageError(f"--data-dir {args.data_dir}: {exc.strerror}") from None
     try:
         load_config(args.config)
         where = TrafficFilter(
@@ -257,21 +260,36 @@ def traffic_command(args: argparse.Namespace) -> int:
 
     async def write() -> None:
         store = TrafficStore(database, approvals=args.data_dir / DB_FILE)
-        await store.open()
+        await store.open(read_only=True)
         try:
-            async for chunk in export(args.format, store.iterate(where), version("hitl-proxy")):
+            async for chunk in export(args.format, store.iterate(where), _version()):
                 sys.stdout.write(chunk)
         finally:
             await store.close()
 
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")  # JSON, CSV and HAR are UTF-8 by their specs
     try:
         asyncio.run(write())
+        sys.stdout.flush()
     except TrafficError as exc:
         raise UsageError(str(exc)) from None
     except BrokenPipeError:
-        return 0  # `| head` closed the pipe: the reader has what it wanted
-    sys.stdout.flush()
+        # `| head` closed the pipe: the reader has what it wanted. Point stdout at nothing so
+        # the interpreter's last flush has nowhere to fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except KeyboardInterrupt:
+        return 130
     return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hitl-proxy")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def stats_command(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -33,9 +34,9 @@ _UNIT_BYTES = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 102
                "gb": 1000**3, "gib": 1024**3}
 
 
-def _amount(value: object, pattern: re.Pattern[str], units: dict[str, int], example: str
-            ) -> float:
-    """A number, or a number with one of the units, as a positive float."""
+def _amount(value: object, pattern: re.Pattern[str], units: dict[str, int], example: str,
+            zero: bool = False) -> float:
+    """A number, or a number with one of the units, as a finite float above zero (or zero)."""
     if isinstance(value, bool):
         raise ValueError(f"expected {example}")
     if isinstance(value, int | float):
@@ -45,8 +46,8 @@ def _amount(value: object, pattern: re.Pattern[str], units: dict[str, int], exam
         if not found:
             raise ValueError(f"expected {example}, got {value!r}")
         amount = float(found.group(1)) * units[(found.group(2) or "").lower()]
-    if amount <= 0:
-        raise ValueError(f"expected {example}, more than zero")
+    if not math.isfinite(amount) or amount < 0 or (amount == 0 and not zero):
+        raise ValueError(f"expected {example}, {'zero or more' if zero else 'more than zero'}")
     return amount
 
 
@@ -59,10 +60,14 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-def parse_size(value: object) -> int:
+def parse_size(value: object, zero: bool = False) -> int:
     """Bytes from 65536, "64KiB", "500MB" or "1GB"."""
     return int(_amount(value, _SIZE, _UNIT_BYTES,
-                       "a size such as 65536, '64KiB', '500MB' or '1GB'"))
+                       "a size such as 65536, '64KiB', '500MB' or '1GB'", zero))
+
+
+def _size_or_zero(value: object) -> int:
+    return parse_size(value, zero=True)
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -193,7 +198,7 @@ class TrafficSettings(_Strict):
     # and from these hosts (globs).
     bodies: Literal["none", "writes", "all"] = "none"
     body_hosts: list[str] = []
-    max_body: Annotated[int, BeforeValidator(parse_size), Field(ge=0)] = 64 * 1024
+    max_body: Annotated[int, BeforeValidator(_size_or_zero)] = 64 * 1024  # 0: no bodies
     retention: Retention = Retention()
     prune_every: Duration = 600.0
     # A hard bound on the file: past it, reads pass unrecorded and writes are refused.

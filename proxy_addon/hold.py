@@ -46,6 +46,7 @@ from review_api.store import Conflict, Full, NotFound, Store, StoreError
 logger = logging.getLogger("hitl_proxy")
 
 STATUS_HOST = "hitl-proxy.status"  # answered by the proxy itself, never resolved or forwarded
+RECORD_RETRY_SECONDS = 1.0  # how often a held-back approved write checks the traffic record
 CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
 METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 
@@ -237,10 +238,14 @@ class HoldWrites:
 
     def error(self, flow: http.HTTPFlow) -> None:
         approval_id = flow.metadata.get(APPROVAL_KEY)
-        if approval_id is None or flow.response is not None:
-            return
+        response = flow.response
+        if approval_id is None or (response is not None and response.timestamp_end):
+            return  # the response hook recorded a whole answer
         message = flow.error.msg if flow.error else "unknown error"
-        self._spawn(self._record(approval_id, status_code=None, error=message))
+        if response is not None:  # upstream answered, then the answer broke off: it landed
+            message = f"upstream answered {response.status_code}, then: {message}"
+        self._spawn(self._record(approval_id, status_code=response.status_code if response
+                                 else None, error=message))
 
     def client_disconnected(self, client: connection.Client) -> None:
         for waiter in self._waiters.values():
@@ -274,11 +279,11 @@ class HoldWrites:
             return  # a read sent as POST (a search, a batch read, a GraphQL query)
         proposal, verdict = built.proposal, built.verdict
         flow.metadata[PROPOSAL_KEY] = summarize(proposal)
-        if self.recorder is not None and self.recorder.failure is not None:
+        if reason := self._unrecordable():
             # Every write is on the record, or it does not happen.
             self._decided(flow, "refused")
             logger.error("refused %s %s: the traffic record cannot be written: %s", method,
-                         proposal.url, self.recorder.failure)
+                         proposal.url, reason)
             flow.response = answers.refused(
                 503, "the traffic record cannot be written (is the disk full?), so this write "
                      "was refused")
@@ -363,6 +368,11 @@ class HoldWrites:
 
     async def _release(self, flow: http.HTTPFlow, approval: Approval) -> None:
         """Let the agent's own request go upstream, once, if it is what was reviewed."""
+        if self._unrecordable():
+            # A write is on the record or it does not happen (yet): the proxy sends it later.
+            flow.response = answers.approved_later(approval, self.settings.review_url)
+            self._spawn(self._send_later(approval.id))
+            return
         _, url = self.resolve.requested_url(flow)
         if fingerprint(effective_method(flow.request), url,
                        flow.request.raw_content or b"") != approval.fingerprint:
@@ -413,8 +423,15 @@ class HoldWrites:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _unrecordable(self) -> str | None:
+        return self.recorder.failure if self.recorder is not None else None
+
     async def _send_later(self, approval_id: str) -> None:
         try:
+            while reason := self._unrecordable():
+                logger.warning("approved write %s waits: the traffic record cannot be written "
+                               "(%s)", approval_id, reason)
+                await asyncio.sleep(RECORD_RETRY_SECONDS)
             approval = await self.store.get(approval_id)
             sealed = await self.store.sealed_request(approval_id)
             if sealed is None or not await self.store.claim_for_sending(approval_id):
@@ -443,17 +460,24 @@ class HoldWrites:
                 response = await self.upstream.send(held)
             except httpx.HTTPError as exc:
                 error = f"sending upstream failed: {exc!r}"
-                if self.recorder is not None:
-                    self.recorder.record_sent(approval, held, started, None, error)
+                self._record_sent(approval, held, started, None, error)
                 await self._record(approval_id, status_code=None, error=error)
                 return
-            if self.recorder is not None:
-                self.recorder.record_sent(approval, held, started, response, None)
+            self._record_sent(approval, held, started, response, None)
             logger.info("sent approved write %s: upstream answered %s", approval_id,
                         response.status_code)
             await self._record(approval_id, status_code=response.status_code)
         except Exception:
             logger.exception("sending approved write %s failed", approval_id)
+
+    def _record_sent(self, approval: Approval, held: HeldRequest, started: float,
+                     response: httpx.Response | None, error: str | None) -> None:
+        if self.recorder is None:
+            return
+        try:
+            self.recorder.record_sent(approval, held, started, response, error)
+        except Exception:  # the write is sent; its result must still reach the store
+            logger.exception("traffic record: could not record approved write %s", approval.id)
 
     async def _changed_since_review(self, approval: Approval, held: HeldRequest) -> str | None:
         """Why the record no longer looks as it did when the reviewer saw it, if it doesn't."""

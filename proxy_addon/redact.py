@@ -17,7 +17,7 @@ _SECRET_HEADERS = frozenset({
 })
 _SECRET_NAME = re.compile(
     r"(pass(word|wd)?|secret|token|api[-_]?key|apikey|auth|credential|private[-_]?key|signature"
-    r"|^sig$|^key$|session)",
+    r"|^sig$|^key$|session|jwt)",
     re.IGNORECASE,
 )
 # Names that look secret-ish but are not, and that reviewers need to see.
@@ -55,9 +55,10 @@ def mask_url(url: str) -> str:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
     if not parts.query:
         return urlunsplit(parts._replace(netloc=netloc))
+    # Some servers split on ";" as well as "&": a name hidden after one is masked too.
     query = [
         (name, MASK if is_secret_name(name) else value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        for name, value in parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True)
     ]
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*[]")))
 

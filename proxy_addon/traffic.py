@@ -46,6 +46,7 @@ FLUSH_EVERY = 0.25  # seconds between batches
 FLUSH_AT = 2000  # entries that start a batch early
 DESCRIBE_AT_ONCE = 200  # flows turned into rows between two turns of the event loop
 MAX_WAITING = 100_000  # flows waiting for a batch; past this, reads are dropped (and counted)
+MAX_MASKED = 4 * 1024 * 1024  # bodies larger than this are not parsed, so not kept
 MAX_RETRY = 10_000  # write rows kept to retry while the record cannot be written
 WARN_EVERY = 30.0  # seconds between repeated warnings about the same failure
 UPSTREAM_DECISIONS = frozenset({"passed", "allowed"})
@@ -61,24 +62,31 @@ def _content_type(headers: http.Headers | None) -> str | None:
 
 
 def masked_body(content: bytes | None, content_type: str | None, limit: int) -> str | None:
-    """A body as text with secret-named fields masked; binary bodies are not kept."""
+    """A JSON or form body with secret-named fields masked, as text; None when not asked for.
+
+    Only what can be masked is kept: a body that is not JSON or a form (text, XML, invalid
+    JSON, binary), or too large to parse, is recorded as its size and type alone.
+    """
     if not content or limit <= 0:
         return None
     kind = (content_type or "").split(";")[0].strip().lower()
+    not_kept = f"({len(content)} bytes of {kind or 'unknown type'}, not kept: "
+    if len(content) > MAX_MASKED:
+        return not_kept + "too large to mask)"
     try:
         text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"({len(content)} bytes of {kind or 'binary'}, not kept)"
-    if "json" in kind or (not kind and text.lstrip()[:1] in ("{", "[")):
-        try:
-            text = json.dumps(mask_body(json.loads(text)), ensure_ascii=False)
-        except ValueError:
-            pass  # not JSON after all: kept as text, as a text body would be
-    elif kind == "application/x-www-form-urlencoded":
-        pairs = parse_qsl(text, keep_blank_values=True)
-        text = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*[]")
-    elif not (kind.startswith("text/") or "xml" in kind or "graphql" in kind):
-        return f"({len(content)} bytes of {kind or 'unknown type'}, not kept)"
+        if "form-urlencoded" in kind:
+            pairs = parse_qsl(text, keep_blank_values=True)
+            text = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs],
+                             safe="*[]")
+        elif "json" in kind or (not kind and text.lstrip()[:1] in ("{", "[")):
+            lines = text.splitlines() if "ndjson" in kind or "jsonl" in kind else [text]
+            text = "\n".join(json.dumps(mask_body(json.loads(line)), ensure_ascii=False)
+                             for line in lines if line.strip())
+        else:
+            return not_kept + "only JSON and form bodies can be masked)"
+    except (ValueError, RecursionError):  # bad UTF-8, invalid or absurdly nested JSON
+        return not_kept + "it could not be parsed to mask it)"
     if len(text) > limit:
         return text[:limit] + f"... ({len(text) - limit} more characters not kept)"
     return text
@@ -153,6 +161,7 @@ class TrafficRecorder:
         self.failure: str | None = None  # why the last batch could not be written
         self._warned_at = 0.0
         self._pruning = False
+        self._stopping = False
 
     # -- mitmproxy hooks: as cheap as an append --------------------------------------------
 
@@ -166,7 +175,8 @@ class TrafficRecorder:
             self._add(self._seen(flow))
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None:  # a flow answered and then broken is already recorded
+        # A response hook ran only if the whole response arrived (timestamp_end is set then).
+        if flow.response is None or flow.response.timestamp_end is None:
             self._remember_requested(flow)
             self._add(self._seen(flow))
 
@@ -190,8 +200,11 @@ class TrafficRecorder:
                        asyncio.ensure_future(self._prune_forever())]
 
     async def done(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        """The batch being written finishes, and what waits is written, before we stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            self._tasks[1].cancel()  # pruning can stop anywhere: each delete is whole
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.flush()
 
@@ -231,7 +244,7 @@ class TrafficRecorder:
     # -- batches ---------------------------------------------------------------------------
 
     async def _flush_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), FLUSH_EVERY)
             except TimeoutError:
@@ -248,32 +261,42 @@ class TrafficRecorder:
         for index, item in enumerate(items, 1):
             try:
                 rows.append(item if isinstance(item, TrafficRow) else self._row(item))
-            except Exception:
+            except Exception as exc:  # still on the record, with what is sure
                 logger.exception("traffic record: could not describe a request")
+                assert isinstance(item, _Seen)
+                rows.append(self._bare_row(item, f"not fully described: {exc!r}"[:500]))
             if index % DESCRIBE_AT_ONCE == 0:
                 await asyncio.sleep(0)  # proxied requests never wait on a long batch
         self._retry = []
-        if not rows:
+        if not rows and self.failure is None:
             return
         try:
-            await self.store.append(rows)
+            await self.store.append(rows) if rows else await self.store.probe()
         except Exception as exc:  # whatever it is, writes are refused until a batch lands
             self._failed(rows, exc)
             if "full" in str(exc) and self.settings.retention.max_size is not None:
                 await self._prune()  # room for the next batch, if pruning can make it
             return
         if self.failure is not None:
-            logger.warning("traffic record: writing again (%d entries); writes are accepted",
-                           len(rows))
+            logger.warning("traffic record: writable again (%d entries written); writes are "
+                           "accepted", len(rows))
             self.failure = None
         if self.metrics is not None:
             self.metrics.traffic_recorded.inc(len(rows))
 
     def _failed(self, rows: list[TrafficRow], exc: Exception) -> None:
         """Reads go on unrecorded; write rows wait for the next batch; writes are refused."""
-        kept = [row for row in rows if row.decision not in ("passed", "proxy")][-MAX_RETRY:]
+        # Writes that reached upstream matter most; then other writes; reads are let go.
+        sent = [row for row in rows if row.decision not in ("passed", "proxy")
+                and row.upstream_status is not None]
+        unsent = [row for row in rows if row.decision not in ("passed", "proxy")
+                  and row.upstream_status is None]
+        kept = sent[-MAX_RETRY:] + unsent[-max(0, MAX_RETRY - len(sent)):]
+        if len(kept) < len(sent) + len(unsent):
+            logger.error("traffic record: %d write entries dropped: more than %d wait for room",
+                         len(sent) + len(unsent) - len(kept), MAX_RETRY)
         self._retry = kept
-        self._count_dropped(len(rows) - len(kept))
+        self._count_dropped(len(rows) - len(sent) - len(unsent))
         if self.metrics is not None:
             self.metrics.traffic_failures.inc()
         first = self.failure is None
@@ -339,6 +362,13 @@ class TrafficRecorder:
             request_body=_encoded(request) if want else None,
             response_body=_encoded(response) if want and response is not None else None)
 
+    def _bare_row(self, seen: _Seen, error: str) -> TrafficRow:
+        return TrafficRow(at=_moment(seen.started), method=seen.method, scheme=seen.scheme,
+                          host=seen.host.lower(), port=seen.port, path="(not recorded)",
+                          decision=str(seen.meta.get(DECISION_KEY, "passed")),
+                          approval_id=seen.meta.get(HELD_KEY), status=seen.status,
+                          error=error)
+
     def _row(self, seen: _Seen) -> TrafficRow:
         meta = seen.meta
         decision: str = meta.get(DECISION_KEY, "passed")
@@ -354,8 +384,9 @@ class TrafficRecorder:
         went_up = seen.status is not None and (decision in UPSTREAM_DECISIONS
                                                or APPROVAL_KEY in meta)
         limit = self.settings.max_body
+        scheme = seen.scheme or ("https" if seen.port == 443 else "http")  # CONNECT has none
         return TrafficRow(
-            at=_moment(seen.started), method=seen.method, scheme=seen.scheme, host=host,
+            at=_moment(seen.started), method=seen.method, scheme=scheme, host=host,
             port=seen.port, path=_masked_path(path), decision=decision,
             agent=meta.get(AGENT_KEY) or context.get("agent"), task=context.get("task"),
             http_version=seen.http_version, system=system, object_type=object_type,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
+from urllib.parse import quote
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
@@ -217,8 +218,8 @@ class TrafficFilter:
                            "json_extract(value, '$.decision') = 'approve')")
             params.append(self.approved_by)
         if self.approvers is not None:
-            clauses.append("(SELECT count(*) FROM json_each(a.votes) WHERE "
-                           "json_extract(value, '$.decision') = 'approve') = ?")
+            clauses.append("a.id IS NOT NULL AND (SELECT count(*) FROM json_each(a.votes) "
+                           "WHERE json_extract(value, '$.decision') = 'approve') = ?")
             params.append(self.approvers)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -273,7 +274,8 @@ def parse_query(params: QueryParams) -> TrafficQuery:
 def _entry(row: sqlite3.Row) -> dict[str, Any]:
     entry = {name: row[name] for name in ("id", *COLUMNS)}
     default_port = 443 if entry["scheme"] == "https" else 80
-    netloc = entry["host"] if entry["port"] == default_port else f"{entry['host']}:{entry['port']}"
+    host = f"[{entry['host']}]" if ":" in entry["host"] else entry["host"]  # IPv6
+    netloc = host if entry["port"] == default_port else f"{host}:{entry['port']}"
     entry["url"] = f"{entry['scheme']}://{netloc}{entry['path']}"
     entry["risk_flags"] = [flag for flag in (entry["risk_flags"] or "").split(",") if flag]
     entry["approval"] = None
@@ -283,6 +285,10 @@ def _entry(row: sqlite3.Row) -> dict[str, Any]:
             "status": row["approval_status"], "decided_by": row["approval_decided_by"],
             "approvers": [vote["reviewer"] for vote in votes if vote.get("decision") == "approve"]}
     return entry
+
+
+def _read_only_uri(path: Path) -> str:
+    return f"file:{quote(str(path.resolve()))}?mode=ro"
 
 
 _NO_APPROVALS = "CREATE TABLE IF NOT EXISTS ap.approvals (id TEXT, status TEXT, decided_by TEXT," \
@@ -300,30 +306,20 @@ class TrafficStore:
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
 
-    async def open(self) -> None:
+    async def open(self, read_only: bool = False) -> None:
+        """Read-only serves exports of a stopped proxy's data without writing to it."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            writer = await aiosqlite.connect(self.path, timeout=self._busy_timeout,
-                                             isolation_level=None)
-            self._writer = writer
-            # Set before the first table exists; lets pruning hand space back to the disk.
-            await writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            await writer.execute("PRAGMA journal_mode=WAL")
-            await writer.execute("PRAGMA synchronous=NORMAL")
-            await writer.executescript(_SCHEMA)
-            if self._max_file_bytes is not None:
-                async with writer.execute("PRAGMA page_size") as cursor:
-                    page_size = int((await cursor.fetchone() or [4096])[0])
-                pages = max(self._max_file_bytes // page_size, 8)
-                await writer.execute(f"PRAGMA max_page_count={pages}")
-            reader = await aiosqlite.connect(self.path, timeout=self._busy_timeout,
-                                             isolation_level=None, uri=True)
+            if not read_only:
+                await self._open_writer()
+            reader = await aiosqlite.connect(_read_only_uri(self.path) if read_only else self.path,
+                                             timeout=self._busy_timeout, isolation_level=None,
+                                             uri=True)
             self._reader = reader
             reader.row_factory = sqlite3.Row
             await reader.execute("PRAGMA query_only=1")
             if self._approvals is not None and self._approvals.exists():
                 await reader.execute("ATTACH DATABASE ? AS ap",
-                                     (f"file:{self._approvals}?mode=ro",))
+                                     (_read_only_uri(self._approvals),))
             else:
                 await reader.execute("ATTACH DATABASE ':memory:' AS ap")
                 await reader.execute("PRAGMA query_only=0")
@@ -332,6 +328,22 @@ class TrafficStore:
         except (OSError, sqlite3.Error) as exc:
             await self.close()
             raise TrafficError(f"cannot open the traffic record at {self.path}: {exc}") from exc
+
+    async def _open_writer(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await aiosqlite.connect(self.path, timeout=self._busy_timeout,
+                                         isolation_level=None)
+        self._writer = writer
+        # Set before the first table exists; lets pruning hand space back to the disk.
+        await writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        await writer.execute("PRAGMA journal_mode=WAL")
+        await writer.execute("PRAGMA synchronous=NORMAL")
+        await writer.executescript(_SCHEMA)
+        if self._max_file_bytes is not None:
+            async with writer.execute("PRAGMA page_size") as cursor:
+                page_size = int((await cursor.fetchone() or [4096])[0])
+            pages = max(self._max_file_bytes // page_size, 8)
+            await writer.execute(f"PRAGMA max_page_count={pages}")
 
     async def close(self) -> None:
         for connection in (self._writer, self._reader):
@@ -359,6 +371,21 @@ class TrafficStore:
                     if db.in_transaction:  # SQLITE_FULL has already rolled it back
                         await db.execute("ROLLBACK")
                     raise
+            except sqlite3.Error as exc:
+                raise TrafficError(f"cannot write the traffic record: {exc}") from exc
+
+    async def probe(self) -> None:
+        """Writes a row and takes it back: whether a batch could land now (after a failure)."""
+        db = self._connection(self._writer)
+        async with self._write_lock:
+            try:
+                await db.execute("BEGIN")
+                try:
+                    await db.execute(_INSERT, TrafficRow(at="", method="", scheme="", host="",
+                                                         port=0, path="", decision="probe"))
+                finally:
+                    if db.in_transaction:
+                        await db.execute("ROLLBACK")
             except sqlite3.Error as exc:
                 raise TrafficError(f"cannot write the traffic record: {exc}") from exc
 

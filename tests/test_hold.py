@@ -11,13 +11,16 @@ from mitmproxy import io as mitmproxy_io
 from mitmproxy.test import taddons, tflow, tutils
 
 from connectors_schemas import Matcher, load_connectors
+from proxy_addon.config import TrafficSettings
 from proxy_addon.hold import APPROVAL_KEY, HoldSettings, HoldWrites
 from proxy_addon.policy import Policy
 from proxy_addon.proposals import ProposalBuilder
 from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import Sealer
+from proxy_addon.traffic import TrafficRecorder
 from proxy_addon.upstream import UpstreamClient
 from review_api import Approval, Decision, Status, Store
+from review_api.traffic import TrafficStore
 
 
 @pytest.fixture
@@ -141,3 +144,32 @@ async def test_a_request_changed_after_review_is_not_released(hold: HoldWrites) 
     assert flow.response is not None and flow.response.status_code == 409
     assert "changed after review" in json.loads(flow.response.content or b"")["message"]
     assert APPROVAL_KEY not in flow.metadata
+
+
+async def test_an_approval_waits_while_the_traffic_record_cannot_be_written(
+        hold: HoldWrites, tmp_path: Path) -> None:
+    """A write is on the record or it does not happen: approved, it waits for the record."""
+    record = TrafficStore(tmp_path / "traffic.sqlite3")
+    hold.recorder = TrafficRecorder(record, Matcher(load_connectors()), TrafficSettings())
+    flow = write_flow()
+    task = asyncio.ensure_future(run_hook(hold, flow))
+    approval = await first_pending(hold.store)
+    hold.recorder.response(write_flow(method=b"GET", body=b""))
+    await hold.recorder.flush()  # the record is not open: this batch fails
+    assert hold.recorder.failure is not None
+    await hold.store.decide(approval.id, Decision.approve, "alice", None)
+    await task
+    assert flow.response is not None and flow.response.status_code == 202
+    assert json.loads(flow.response.content or b"")["status"] == "approved"
+    assert APPROVAL_KEY not in flow.metadata  # the agent's request does not go upstream
+    await asyncio.sleep(1.5)
+    assert (await hold.store.get(approval.id)).status is Status.approved  # still waiting
+    await record.open()
+    await hold.recorder.flush()  # the record is back: the proxy sends it itself
+    for _ in range(300):
+        if (await hold.store.get(approval.id)).status is not Status.approved:
+            break
+        await asyncio.sleep(0.02)
+    # Nothing listens upstream in these tests: sent, and failed, once the record was back.
+    assert (await hold.store.get(approval.id)).status is Status.failed
+    await record.close()

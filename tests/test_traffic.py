@@ -146,15 +146,26 @@ def test_filter_problems_name_the_parameter() -> None:
     assert [p.split()[0] for p in problems] == ["decision", "status", "risk", "source"]
 
 
-def test_bodies_are_masked_by_field_name() -> None:
+def test_bodies_are_kept_only_when_they_can_be_masked() -> None:
     nested = json.dumps({"user": {"password": "p1", "name": "Ann"}, "items": [{"api_key": "k"}]})
     assert json.loads(masked_body(nested.encode(), "application/json", 1000) or "") == {
         "user": {"password": "***", "name": "Ann"}, "items": [{"api_key": "***"}]}
     form = masked_body(b"amount=5&client_secret=s3&metadata[api_token]=t",
-                       "application/x-www-form-urlencoded", 1000)
+                       "application/x-www-form-urlencoded; charset=utf-8", 1000)
     assert form == "amount=5&client_secret=***&metadata[api_token]=***"
-    assert masked_body(b"\x89PNG\x00\xff", "image/png", 1000) == "(6 bytes of image/png, not kept)"
-    assert masked_body(b"plain words", "text/plain", 5) == "plain... (6 more characters not kept)"
+    lines = masked_body(b'{"token": "a"}\n{"ok": 1}\n', "application/x-ndjson", 1000)
+    assert lines == '{"token": "***"}\n{"ok": 1}'
+    for content, kind in ((b'{"password": "p1",}', "application/json"),  # invalid JSON
+                          (b"<Password>p1</Password>", "text/xml"),
+                          (b"password is p1", "text/plain"),
+                          (b"\x89PNG\x00\xff", "image/png"),
+                          (b'{"a": ' * 100_000, "application/json")):  # absurd nesting
+        kept = masked_body(content, kind, 1000) or ""
+        assert "p1" not in kept and "not kept" in kept, kept
+    huge = masked_body(b'{"a": "' + b"x" * (5 * 1024 * 1024) + b'"}', "application/json", 10)
+    assert huge is not None and "too large to mask" in huge
+    assert masked_body(b'{"a": "' + b"x" * 50 + b'"}', "application/json", 10) == (
+        '{"a": "xxx... (49 more characters not kept)')
     assert masked_body(b"", "application/json", 1000) is None
     assert masked_body(b"{}", "application/json", 0) is None
 
@@ -180,6 +191,7 @@ def test_traffic_config_errors_name_the_key(tmp_path: Path) -> None:
             ("traffic: {max_file_size: 1MB}", "retention.max_size must be below"),
             ("traffic: {retention: {max_size: lots}}", "traffic.retention.max_size"),
             ("traffic: {bodies: some}", "traffic.bodies"),
+            ("traffic: {max_body: .inf}", "traffic.max_body"),
             ("traffic: {keep: true}", "traffic.keep: unknown key")):
         path = tmp_path / "hitl.yaml"
         path.write_text(text)
@@ -266,3 +278,33 @@ async def test_when_the_record_fails_reads_are_dropped_and_writes_kept(
     await recorder.flush()
     assert recorder.failure is None
     assert [e["decision"] for e in await recorder.store.query(TrafficFilter())] == ["allowed"]
+
+
+async def test_approvers_zero_means_held_writes_nobody_approved(store: TrafficStore) -> None:
+    approvals: Store = store.approvals_store  # type: ignore[attr-defined]
+    proposal = Proposal(method="PUT", url="https://x", fingerprint="f" * 64)
+    waiting = await approvals.create(proposal)
+    await store.append([row(), row(decision="held", approval_id=waiting.id)])
+    assert [e["approval_id"] for e in await store.query(TrafficFilter(approvers=0))] == [
+        waiting.id]
+
+
+async def test_an_answer_broken_off_after_its_headers_is_recorded(
+        recorder: TrafficRecorder) -> None:
+    flow = flow_for(b"GET", b"/api/v2/tickets/7.json")
+    assert flow.response is not None
+    flow.response.timestamp_end = None  # headers arrived, the body never finished
+    flow.error = tflow.terr("connection reset")
+    recorder.error(flow)
+    await recorder.flush()
+    [entry] = await recorder.store.query(TrafficFilter())
+    assert entry["status"] == 200 and entry["error"] == "connection reset"
+
+
+async def test_a_refused_connect_is_a_url_and_ipv6_hosts_are_bracketed(
+        store: TrafficStore) -> None:
+    await store.append([row(method="CONNECT", path="", scheme="https", status=407,
+                            decision="refused"),
+                        row(host="2001:db8::1", port=8443, path="/x")])
+    urls = [e["url"] for e in await store.query(TrafficFilter(), newest_first=False)]
+    assert urls == ["https://acme.zendesk.com", "https://[2001:db8::1]:8443/x"]
