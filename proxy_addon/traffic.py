@@ -48,6 +48,7 @@ DESCRIBE_AT_ONCE = 200  # flows turned into rows between two turns of the event 
 MAX_WAITING = 100_000  # flows waiting for a batch; past this, reads are dropped (and counted)
 MAX_MASKED = 4 * 1024 * 1024  # bodies larger than this are not parsed, so not kept
 MAX_RETRY = 10_000  # write rows kept to retry while the record cannot be written
+PROBE_EVERY = 1.0  # seconds between checks that a failed record can be written again
 WARN_EVERY = 30.0  # seconds between repeated warnings about the same failure
 UPSTREAM_DECISIONS = frozenset({"passed", "allowed"})
 
@@ -162,6 +163,7 @@ class TrafficRecorder:
         self._warned_at = 0.0
         self._pruning = False
         self._stopping = False
+        self._probed_at = 0.0
 
     # -- mitmproxy hooks: as cheap as an append --------------------------------------------
 
@@ -268,8 +270,10 @@ class TrafficRecorder:
             if index % DESCRIBE_AT_ONCE == 0:
                 await asyncio.sleep(0)  # proxied requests never wait on a long batch
         self._retry = []
-        if not rows and self.failure is None:
+        if not rows and (self.failure is None
+                         or time.monotonic() - self._probed_at < PROBE_EVERY):
             return
+        self._probed_at = time.monotonic()
         try:
             await self.store.append(rows) if rows else await self.store.probe()
         except Exception as exc:  # whatever it is, writes are refused until a batch lands

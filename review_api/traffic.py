@@ -375,14 +375,18 @@ class TrafficStore:
                 raise TrafficError(f"cannot write the traffic record: {exc}") from exc
 
     async def probe(self) -> None:
-        """Writes a row and takes it back: whether a batch could land now (after a failure)."""
+        """Writes a row and takes it back: whether a batch could land now (after a failure).
+
+        The row carries 64 KiB, so a file with room for a few small rows still counts as full.
+        """
         db = self._connection(self._writer)
         async with self._write_lock:
             try:
                 await db.execute("BEGIN")
                 try:
                     await db.execute(_INSERT, TrafficRow(at="", method="", scheme="", host="",
-                                                         port=0, path="", decision="probe"))
+                                                         port=0, path="", decision="probe",
+                                                         response_body="x" * 65536))
                 finally:
                     if db.in_transaction:
                         await db.execute("ROLLBACK")

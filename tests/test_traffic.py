@@ -308,3 +308,20 @@ async def test_a_refused_connect_is_a_url_and_ipv6_hosts_are_bracketed(
                         row(host="2001:db8::1", port=8443, path="/x")])
     urls = [e["url"] for e in await store.query(TrafficFilter(), newest_first=False)]
     assert urls == ["https://acme.zendesk.com", "https://[2001:db8::1]:8443/x"]
+
+
+async def test_the_probe_says_whether_a_sizeable_batch_could_land(tmp_path: Path) -> None:
+    store = TrafficStore(tmp_path / "traffic.sqlite3", max_file_bytes=256 * 1024)
+    await store.open()
+    try:
+        await store.probe()  # room to spare, and the probe leaves no row behind
+        assert await store.count() == 0
+        for _ in range(100):
+            try:
+                await store.append([row(response_body="z" * 3000)])
+            except TrafficError:
+                break
+        with pytest.raises(TrafficError, match="full"):
+            await store.probe()
+    finally:
+        await store.close()
