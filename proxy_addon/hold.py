@@ -46,7 +46,6 @@ from review_api.store import Conflict, Full, NotFound, Store, StoreError
 logger = logging.getLogger("hitl_proxy")
 
 STATUS_HOST = "hitl-proxy.status"  # answered by the proxy itself, never resolved or forwarded
-RECORD_RETRY_SECONDS = 1.0  # how often a held-back approved write checks the traffic record
 CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
 METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 
@@ -428,10 +427,10 @@ class HoldWrites:
 
     async def _send_later(self, approval_id: str) -> None:
         try:
-            while reason := self._unrecordable():
-                logger.warning("approved write %s waits: the traffic record cannot be written "
-                               "(%s)", approval_id, reason)
-                await asyncio.sleep(RECORD_RETRY_SECONDS)
+            if self.recorder is not None and (reason := self._unrecordable()):
+                logger.warning("approved write %s waits until the traffic record can be "
+                               "written (%s)", approval_id, reason)
+                await self.recorder.writable.wait()
             approval = await self.store.get(approval_id)
             sealed = await self.store.sealed_request(approval_id)
             if sealed is None or not await self.store.claim_for_sending(approval_id):

@@ -160,6 +160,8 @@ class TrafficRecorder:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.failure: str | None = None  # why the last batch could not be written
+        self.writable = asyncio.Event()  # set while batches land; approved writes wait on it
+        self.writable.set()
         self._warned_at = 0.0
         self._pruning = False
         self._stopping = False
@@ -285,6 +287,7 @@ class TrafficRecorder:
             logger.warning("traffic record: writable again (%d entries written); writes are "
                            "accepted", len(rows))
             self.failure = None
+            self.writable.set()
         if self.metrics is not None:
             self.metrics.traffic_recorded.inc(len(rows))
 
@@ -305,6 +308,7 @@ class TrafficRecorder:
             self.metrics.traffic_failures.inc()
         first = self.failure is None
         self.failure = str(exc)
+        self.writable.clear()
         now = time.monotonic()
         if first or now - self._warned_at >= WARN_EVERY:
             self._warned_at = now
