@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 import httpx
 from mitmproxy import http
@@ -94,8 +94,13 @@ def masked_body(content: bytes | None, content_type: str | None, limit: int) -> 
 
 
 def _masked_path(path: str) -> str:
-    if "?" not in path:
+    """The path as sent, unless a query parameter's name says it carries a secret."""
+    _, mark, query = path.partition("?")
+    if not mark:
         return path
+    names = (pair.partition("=")[0] for pair in query.replace(";", "&").split("&"))
+    if not any(is_secret_name(unquote_plus(name)) for name in names if name):
+        return path  # most reads: nothing to mask, so nothing re-encoded
     return mask_url(path)
 
 
@@ -114,37 +119,27 @@ def summarize(proposal: Proposal) -> dict[str, str | None]:
 
 @dataclass(slots=True)
 class _Seen:
+    """A flow's parts, kept by reference until the batch: decoding them waits till then."""
+
     meta: dict[str, Any]
-    method: str
-    scheme: str
-    host: str
-    port: int
-    path: str
-    http_version: str
-    started: float
-    ended: float
-    status: int | None
-    request_bytes: int
-    response_bytes: int
+    request: http.RequestData
+    response: http.ResponseData | None
     error: str | None
-    request_type: str | None
-    response_type: str | None
-    request_body: tuple[bytes, str] | None  # (raw content, content-encoding), when kept
-    response_body: tuple[bytes, str] | None
+    seen_at: float
+
+    def text(self, raw: bytes) -> str:
+        return raw.decode("utf-8", "surrogateescape")
 
 
-def _encoded(message: http.Message) -> tuple[bytes, str] | None:
-    raw = message.raw_content
-    return (raw, message.headers.get("content-encoding", "identity")) if raw else None
-
-
-def _decoded(body: tuple[bytes, str] | None) -> bytes | None:
-    if body is None:
+def _decoded(data: http.MessageData | None) -> bytes | None:
+    """The body without its content-encoding (gzip, br, ...), or as sent if that fails."""
+    if data is None or not data.content:
         return None
     try:
-        return encoding.decode(body[0], body[1])
+        decoded = encoding.decode(data.content, data.headers.get("content-encoding", "identity"))
     except ValueError:
-        return body[0]
+        return data.content
+    return decoded if isinstance(decoded, bytes) else data.content
 
 
 class TrafficRecorder:
@@ -350,60 +345,57 @@ class TrafficRecorder:
         return any(fnmatchcase(host, glob.lower()) for glob in self.settings.body_hosts)
 
     def _seen(self, flow: http.HTTPFlow) -> _Seen:
-        """What the row needs, read off the flow at once so the flow is not kept alive."""
-        request, response, meta = flow.request, flow.response, flow.metadata
-        decision = meta.get(DECISION_KEY, "passed")
-        host, port = meta.get(REQUESTED_KEY) or (request.pretty_host, request.port)
-        write = decision not in ("passed", "proxy") or request.method in WRITE_METHODS
-        want = self._wants_body(write, host.lower())
-        return _Seen(
-            meta=meta, method=request.method, scheme=request.scheme, host=host, port=port,
-            path=request.path, http_version=request.http_version,
-            started=request.timestamp_start,
-            ended=(response.timestamp_end if response else None) or time.time(),
-            status=response.status_code if response is not None else None,
-            request_bytes=len(request.raw_content or b""),
-            response_bytes=len(response.raw_content or b"") if response is not None else 0,
-            error=flow.error.msg[:500] if flow.error else None,
-            request_type=_content_type(request.headers),
-            response_type=_content_type(response.headers) if response is not None else None,
-            request_body=_encoded(request) if want else None,
-            response_body=_encoded(response) if want and response is not None else None)
+        """The flow's parts by reference: the hook copies nothing and keeps no flow alive."""
+        return _Seen(meta=flow.metadata, request=flow.request.data,
+                     response=flow.response.data if flow.response is not None else None,
+                     error=flow.error.msg[:500] if flow.error else None, seen_at=time.time())
 
     def _bare_row(self, seen: _Seen, error: str) -> TrafficRow:
-        return TrafficRow(at=_moment(seen.started), method=seen.method, scheme=seen.scheme,
-                          host=seen.host.lower(), port=seen.port, path="(not recorded)",
+        request = seen.request
+        return TrafficRow(at=_moment(request.timestamp_start), method=seen.text(request.method),
+                          scheme=seen.text(request.scheme), host=request.host.lower(),
+                          port=request.port, path="(not recorded)",
                           decision=str(seen.meta.get(DECISION_KEY, "passed")),
-                          approval_id=seen.meta.get(HELD_KEY), status=seen.status,
+                          approval_id=seen.meta.get(HELD_KEY),
+                          status=seen.response.status_code if seen.response else None,
                           error=error)
 
     def _row(self, seen: _Seen) -> TrafficRow:
-        meta = seen.meta
+        meta, request, response = seen.meta, seen.request, seen.response
         decision: str = meta.get(DECISION_KEY, "passed")
         context: dict[str, str | None] = meta.get(CONTEXT_KEY) or {}
         proposal: dict[str, str | None] = meta.get(PROPOSAL_KEY) or {}
-        host, path = seen.host.lower(), seen.path
+        host, port = meta.get(REQUESTED_KEY) or (request.host, request.port)
+        host, path, method = host.lower(), seen.text(request.path), seen.text(request.method)
         system, object_type = proposal.get("system"), proposal.get("object_type")
         record_id, operation = proposal.get("record_id"), proposal.get("operation")
         if not proposal and decision == "passed" and (
                 found := self.matcher.identify(host, path.split("?")[0])):
             system, object_type, record_id = found.system, found.object_type, found.record_id
             operation = "read"
-        went_up = seen.status is not None and (decision in UPSTREAM_DECISIONS
-                                               or APPROVAL_KEY in meta)
+        status = response.status_code if response is not None else None
+        went_up = status is not None and (decision in UPSTREAM_DECISIONS or APPROVAL_KEY in meta)
+        write = decision not in ("passed", "proxy") or method in WRITE_METHODS
+        want = self._wants_body(write, host)
+        request_type = _content_type(request.headers)
+        response_type = _content_type(response.headers) if response is not None else None
+        ended = (response.timestamp_end if response is not None else None) or seen.seen_at
         limit = self.settings.max_body
-        scheme = seen.scheme or ("https" if seen.port == 443 else "http")  # CONNECT has none
+        # CONNECT has no scheme of its own: the port says what the tunnel is for.
+        scheme = seen.text(request.scheme) or ("https" if port == 443 else "http")
         return TrafficRow(
-            at=_moment(seen.started), method=seen.method, scheme=scheme, host=host,
-            port=seen.port, path=_masked_path(path), decision=decision,
+            at=_moment(request.timestamp_start), method=method, scheme=scheme, host=host,
+            port=port, path=_masked_path(path), decision=decision,
             agent=meta.get(AGENT_KEY) or context.get("agent"), task=context.get("task"),
-            http_version=seen.http_version, system=system, object_type=object_type,
-            record_id=record_id, operation=operation, approval_id=meta.get(HELD_KEY),
-            source="agent", status=seen.status,
-            upstream_status=seen.status if went_up else None,
-            request_bytes=seen.request_bytes, response_bytes=seen.response_bytes,
-            duration_ms=round((seen.ended - seen.started) * 1000, 3), error=seen.error,
-            request_type=seen.request_type, response_type=seen.response_type,
-            request_body=masked_body(_decoded(seen.request_body), seen.request_type, limit),
-            response_body=masked_body(_decoded(seen.response_body), seen.response_type, limit),
+            http_version=seen.text(request.http_version), system=system,
+            object_type=object_type, record_id=record_id, operation=operation,
+            approval_id=meta.get(HELD_KEY), source="agent", status=status,
+            upstream_status=status if went_up else None,
+            request_bytes=len(request.content or b""),
+            response_bytes=len(response.content or b"") if response is not None else 0,
+            duration_ms=round((ended - request.timestamp_start) * 1000, 3), error=seen.error,
+            request_type=request_type, response_type=response_type,
+            request_body=masked_body(_decoded(request), request_type, limit) if want else None,
+            response_body=masked_body(_decoded(response), response_type, limit)
+            if want else None,
             risk_level=proposal.get("risk_level"), risk_flags=proposal.get("risk_flags"))
