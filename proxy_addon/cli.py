@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--data-dir", type=Path, default=Path("./data"))
         if name == "export":
             sub.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-            sub.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-01 or 2026-11-01T09:00")
+            sub.add_argument("--since", help="ISO 8601 time (2026-11-01, 2026-11-01T09:00Z) or "
+                                             "an age such as 24h or 7d")
     traffic = commands.add_parser("traffic", help="the record of every request (security teams)")
     traffic_commands = traffic.add_subparsers(dest="traffic_command", required=True,
                                               parser_class=_Parser)
@@ -200,25 +201,20 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def audit_command(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
     from proxy_addon.runner import DB_FILE
     from proxy_addon.sealing import SealError, audit_key, load_key
     from review_api import audit
+    from review_api.models import parse_moment
 
     database = args.data_dir / DB_FILE
     if not database.exists():
         raise UsageError(f"--data-dir {args.data_dir}: no {DB_FILE} there")
     rows = audit.read_rows(database)
     if args.audit_command == "export":
-        since = None
-        if args.since:
-            try:
-                moment = datetime.fromisoformat(args.since)
-            except ValueError:
-                raise UsageError(f"--since {args.since!r}: not an ISO 8601 time") from None
-            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-            since = moment.astimezone(UTC).isoformat(timespec="microseconds")
+        try:
+            since = parse_moment(args.since) if args.since else None
+        except ValueError as exc:
+            raise UsageError(f"--since {exc}") from None
         for chunk in audit.export(rows, args.format, since):
             sys.stdout.write(chunk)
         return 0
@@ -237,7 +233,8 @@ def audit_command(args: argparse.Namespace) -> int:
 def traffic_command(args: argparse.Namespace) -> int:
     """Reads the traffic file directly, so it works on a stopped proxy's data too."""
     from proxy_addon.runner import DB_FILE, TRAFFIC_FILE
-    from review_api.traffic import TrafficError, TrafficFilter, TrafficStore, parse_moment
+    from review_api.models import parse_moment
+    from review_api.traffic import TrafficError, TrafficFilter, TrafficStore
     from review_api.traffic_export import export
 
     database = args.data_dir / TRAFFIC_FILE

@@ -37,8 +37,8 @@ from proxy_addon.redact import MASK, is_secret_name, mask_body, mask_url
 from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import HeldRequest
 from review_api.metrics import Metrics
-from review_api.models import Approval, Proposal
-from review_api.traffic import TrafficRow, TrafficStore, iso
+from review_api.models import Approval, Proposal, iso
+from review_api.traffic import TrafficRow, TrafficStore
 
 logger = logging.getLogger("hitl_proxy")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -179,3 +180,26 @@ class AuditEntry(_Model):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """UTC with microseconds, one fixed width: stored times compare correctly as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+_RELATIVE = re.compile(r"^(\d{1,7})([mhd])$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_moment(text: str, now: datetime | None = None) -> str:
+    """An ISO 8601 date or time (UTC unless it says otherwise), or "24h"/"7d" ago."""
+    text = text.strip()
+    try:
+        if found := _RELATIVE.match(text):
+            ago = timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+            return iso((now or datetime.now(UTC)) - ago)
+        moment = datetime.fromisoformat(text)
+        return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):
+        raise ValueError(f"{text!r} is neither an ISO 8601 time (2026-11-24, "
+                         "2026-11-24T09:00Z) nor a duration ago (90m, 24h, 7d)") from None

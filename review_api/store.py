@@ -15,7 +15,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from review_api.models import (
     Proposal,
     Result,
     Status,
+    iso,
     utcnow,
 )
 
@@ -94,7 +95,7 @@ class Conflict(RuntimeError):
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
+    return iso(moment) if moment else None
 
 
 DEFAULT_AUDIT_KEY = b"hitl-proxy-audit"

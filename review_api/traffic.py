@@ -21,6 +21,8 @@ from urllib.parse import quote
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
+from review_api.models import iso, parse_moment
+
 DECISIONS = ("passed", "held", "allowed", "denied", "refused", "proxy")
 RISK_FLAGS = ("money", "customer_facing", "destructive")
 RISK_LEVELS = ("low", "medium", "high")
@@ -125,28 +127,6 @@ class TrafficEntry(BaseModel):
 
 
 _STATUS = re.compile(r"^([1-5])xx$|^([1-5]\d\d)$")
-_RELATIVE = re.compile(r"^(\d{1,7})([mhd])$")
-_UNIT = {"m": 60, "h": 3600, "d": 86400}
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def parse_moment(text: str, now: datetime | None = None) -> str:
-    """An ISO 8601 date or time (UTC unless it says otherwise), or "24h"/"7d" ago."""
-    text = text.strip()
-    try:
-        if found := _RELATIVE.match(text):
-            ago = timedelta(seconds=int(found.group(1)) * _UNIT[found.group(2)])
-            return iso((now or datetime.now(UTC)) - ago)
-        moment = datetime.fromisoformat(text)
-        return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-    except (ValueError, OverflowError):
-        raise ValueError(f"{text!r} is neither an ISO 8601 time (2026-11-24, "
-                         "2026-11-24T09:00Z) nor a duration ago (90m, 24h, 7d)") from None
-
-
 @dataclass(frozen=True)
 class TrafficFilter:
     """Every field given must match; a tuple matches any of its values."""

@@ -15,7 +15,8 @@ from proxy_addon.flow_keys import AGENT_KEY, DECISION_KEY, HELD_KEY, PROPOSAL_KE
 from proxy_addon.traffic import TrafficRecorder, masked_body, summarize
 from review_api import Decision, Proposal, Risk, Store
 from review_api.metrics import Metrics
-from review_api.traffic import TrafficError, TrafficFilter, TrafficRow, TrafficStore, parse_moment
+from review_api.models import parse_moment
+from review_api.traffic import TrafficError, TrafficFilter, TrafficRow, TrafficStore
 from review_api.traffic_export import har_entry
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
