@@ -153,7 +153,8 @@ class HoldWrites:
         if flow.response or flow.error or not flow.live:
             return None
         context = self._context(flow)
-        flow.metadata[CONTEXT_KEY] = {"agent": context.agent, "task": context.task}
+        if self.recorder is not None:  # only the traffic record reads it
+            flow.metadata[CONTEXT_KEY] = {"agent": context.agent, "task": context.task}
         flow.request.headers.pop("Proxy-Authorization", None)
         if flow.request.pretty_host == STATUS_HOST:
             flow.metadata[DECISION_KEY] = "proxy"

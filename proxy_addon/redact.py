@@ -49,18 +49,20 @@ def mask_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def mask_url(url: str) -> str:
+    """The URL (or path) as sent, unless it carries credentials or a secret-named parameter."""
     parts = urlsplit(url)
+    # Some servers split on ";" as well as "&": a name hidden after one is masked too.
+    pairs = parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True)
+    secret = [is_secret_name(name) for name, _ in pairs]
+    if "@" not in parts.netloc and not any(secret):
+        return url  # nothing to mask: not re-encoded either (every read's path comes here)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
-    if not parts.query:
-        return urlunsplit(parts._replace(netloc=netloc))
-    # Some servers split on ";" as well as "&": a name hidden after one is masked too.
-    query = [
-        (name, MASK if is_secret_name(name) else value)
-        for name, value in parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*[]")))
+    query = urlencode([(name, MASK if hidden else value)
+                       for (name, value), hidden in zip(pairs, secret, strict=True)],
+                      safe="*[]") if pairs else parts.query
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def mask_body(value: Any) -> Any:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 from mitmproxy import http
@@ -94,14 +94,7 @@ def masked_body(content: bytes | None, content_type: str | None, limit: int) -> 
 
 
 def _masked_path(path: str) -> str:
-    """The path as sent, unless a query parameter's name says it carries a secret."""
-    _, mark, query = path.partition("?")
-    if not mark:
-        return path
-    names = (pair.partition("=")[0] for pair in query.replace(";", "&").split("&"))
-    if not any(is_secret_name(unquote_plus(name)) for name in names if name):
-        return path  # most reads: nothing to mask, so nothing re-encoded
-    return mask_url(path)
+    return mask_url(path) if "?" in path else path
 
 
 def _risk_flags(proposal: Proposal) -> str:
@@ -154,13 +147,19 @@ class TrafficRecorder:
         self._retry: list[TrafficRow] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.failure: str | None = None  # why the last batch could not be written
-        self.writable = asyncio.Event()  # set while batches land; approved writes wait on it
+        # Set while batches land; approved writes wait on it. `failure` says why it is not.
+        self.writable = asyncio.Event()
         self.writable.set()
+        self._failure = ""
         self._warned_at = 0.0
         self._pruning = False
         self._stopping = False
         self._probed_at = 0.0
+
+    @property
+    def failure(self) -> str | None:
+        """Why the last batch could not be written; None while the record is writable."""
+        return None if self.writable.is_set() else self._failure
 
     # -- mitmproxy hooks: as cheap as an append --------------------------------------------
 
@@ -281,7 +280,6 @@ class TrafficRecorder:
         if self.failure is not None:
             logger.warning("traffic record: writable again (%d entries written); writes are "
                            "accepted", len(rows))
-            self.failure = None
             self.writable.set()
         if self.metrics is not None:
             self.metrics.traffic_recorded.inc(len(rows))
@@ -302,7 +300,7 @@ class TrafficRecorder:
         if self.metrics is not None:
             self.metrics.traffic_failures.inc()
         first = self.failure is None
-        self.failure = str(exc)
+        self._failure = str(exc)
         self.writable.clear()
         now = time.monotonic()
         if first or now - self._warned_at >= WARN_EVERY:
