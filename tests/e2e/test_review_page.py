@@ -174,6 +174,8 @@ def test_the_page_offers_revert_on_executed_changes(
     agent = agent_put(gate, 905, {"status": "pending"})
     page.locator("#queue a.item", has_text="ticket 905").click(timeout=15_000)
     page.get_by_role("button", name="Approve").click()
+    # The decision's own navigation must land before the reload, or the two race.
+    expect(page.get_by_role("status")).to_contain_text("Approved")
     assert agent.join().result.status_code == 200
     page.reload()
     page.get_by_role("button", name="Revert").click()
