@@ -1,6 +1,7 @@
 """Connectors as data: one YAML file per SaaS system, the models that validate them, one matcher."""
 
-from connectors_schemas.bodies import BodyError, at_path, parse_body
+from connectors_schemas.bodies import AmbiguousBodyError, BodyError, at_path, parse_body
+from connectors_schemas.graphql_request import GraphQLRequest, graphql_in_query, parse_graphql
 from connectors_schemas.loader import ConnectorFileError, load_connectors
 from connectors_schemas.matcher import (
     BodyShapeError,
@@ -8,8 +9,11 @@ from connectors_schemas.matcher import (
     FetchRequest,
     Matcher,
     RecordWrite,
+    non_canonical,
 )
 from connectors_schemas.models import (
+    READ_METHODS,
+    WRITE_METHODS,
     Connector,
     ObjectSpec,
     Operation,
@@ -20,12 +24,16 @@ from connectors_schemas.models import (
 )
 
 __all__ = [
+    "READ_METHODS",
+    "WRITE_METHODS",
+    "AmbiguousBodyError",
     "BodyError",
     "BodyShapeError",
     "Classification",
     "Connector",
     "ConnectorFileError",
     "FetchRequest",
+    "GraphQLRequest",
     "Matcher",
     "ObjectSpec",
     "Operation",
@@ -35,6 +43,9 @@ __all__ = [
     "Route",
     "UpdateSemantics",
     "at_path",
+    "graphql_in_query",
     "load_connectors",
+    "non_canonical",
     "parse_body",
+    "parse_graphql",
 ]

@@ -3,18 +3,55 @@
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
-
-import graphql
 
 from connectors_schemas.models import BodyFormat
 
 
 class BodyError(ValueError):
     """The body cannot be read the way the vendor would read it."""
+
+
+class AmbiguousBodyError(BodyError):
+    """Servers read this JSON differently (a repeated key, a non-finite number): never a read."""
+
+
+def strict_json(text: str, what: str = "the JSON body") -> Any:
+    """JSON as every server reads it alike, or AmbiguousBodyError.
+
+    Parsers disagree on a repeated key (first wins, last wins, error) and on NaN or Infinity,
+    so a proxy that read the last key could pass what the vendor reads as a write.
+    """
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise AmbiguousBodyError(f"{what} repeats the key {key!r}")
+            found[key] = value
+        return found
+
+    def constant(name: str) -> Any:
+        raise AmbiguousBodyError(f"{what} holds {name}, which servers read differently")
+
+    def number(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise AmbiguousBodyError(f"{what} holds the number {literal[:40]}, too large for "
+                                     "servers to agree on")
+        return value
+
+    try:
+        return json.loads(text, object_pairs_hook=unique, parse_constant=constant,
+                          parse_float=number)
+    except AmbiguousBodyError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        subject = "the body" if what == "the JSON body" else what
+        raise BodyError(f"{subject} is not valid JSON: {exc}") from exc
 
 
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
@@ -68,59 +105,6 @@ def parse_form(text: str) -> dict[str, Any]:
     return _lists_from_indexes(root)
 
 
-@dataclass(frozen=True, slots=True)
-class GraphQLField:
-    """One top-level field of a mutation, with its arguments resolved from the variables."""
-
-    name: str
-    arguments: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class GraphQLOperation:
-    kind: str  # query | mutation | subscription
-    name: str | None
-    fields: list[GraphQLField]
-
-
-def parse_graphql(body: Any, raw_text: str | None = None) -> GraphQLOperation:
-    if isinstance(body, dict):
-        query, variables, operation_name = (body.get("query"), body.get("variables") or {},
-                                            body.get("operationName"))
-    elif raw_text is not None:
-        query, variables, operation_name = raw_text, {}, None
-    else:
-        raise BodyError("a GraphQL request body must be a JSON object with a 'query'")
-    if not isinstance(query, str):
-        raise BodyError("a GraphQL request body must carry the operation in 'query'")
-    if not isinstance(variables, dict):
-        raise BodyError("GraphQL 'variables' must be a JSON object")
-    try:
-        document = graphql.parse(query)
-    except graphql.GraphQLError as exc:
-        raise BodyError(f"the GraphQL document does not parse: {exc.message}") from exc
-    operations = [d for d in document.definitions if isinstance(d, graphql.OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [op for op in operations if op.name and op.name.value == operation_name]
-    if len(operations) != 1:
-        raise BodyError("the GraphQL document must name exactly one operation to run")
-    operation = operations[0]
-    fields = [
-        GraphQLField(
-            selection.name.value,
-            {arg.name.value: graphql.value_from_ast_untyped(arg.value, variables)
-             for arg in selection.arguments or ()},
-        )
-        for selection in operation.selection_set.selections
-        if isinstance(selection, graphql.FieldNode)
-    ]
-    if not fields and operation.operation is graphql.OperationType.MUTATION:
-        raise BodyError("the GraphQL operation selects no field (fragments at the top level "
-                        "are not read)")
-    return GraphQLOperation(operation.operation.value,
-                            operation.name.value if operation.name else None, fields)
-
-
 def parse_body(content: bytes, content_type: str | None, expected: BodyFormat) -> Any:
     """The parsed body, or None when there is none; BodyError says what is wrong."""
     if not content.strip():
@@ -135,10 +119,7 @@ def parse_body(content: bytes, content_type: str | None, expected: BodyFormat) -
     if kind == "application/graphql":
         return {"query": text}
     if "json" in kind or text.lstrip()[:1] in ("{", "["):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise BodyError(f"the body is not valid JSON: {exc}") from exc
+        return strict_json(text)
     raise BodyError(f"the body is not JSON ({kind or 'no content type'})")
 
 

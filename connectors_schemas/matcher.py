@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, unquote_to_bytes
 
-from connectors_schemas.bodies import BodyError, at_path, parse_body, parse_graphql
+from connectors_schemas.bodies import AmbiguousBodyError, BodyError, at_path, parse_body
+from connectors_schemas.graphql_request import parse_graphql
 from connectors_schemas.models import (
     PLACEHOLDER,
+    READ_METHODS,
     WRITE_METHODS,
     BodyFormat,
     Connector,
@@ -19,10 +22,19 @@ from connectors_schemas.models import (
     ObjectSpec,
     Operation,
     Route,
+    SubrequestsSpec,
 )
 
 HOSTS_REMEMBERED = 4096
 MAX_FETCHES = 50  # a bulk write whose vendor has no collection read: at most this many GETs
+# Query parameters (and subrequest headers) some vendors read as the method, e.g. Salesforce's
+# `?_HttpMethod=PATCH` on a POST; compared case-insensitively.
+METHOD_OVERRIDES = frozenset({"_httpmethod", "_method", "x-http-method-override",
+                              "x-http-method", "x-method-override"})
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_SUSPECT = re.compile(r"[%\\;#]|//|/\.\.?(?:/|$)|[^\x21-\x7e]")  # the cheap test first
+_PERCENT = re.compile(r"%(?P<hex>[0-9A-Fa-f]{2})?")
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 
 
 class BodyShapeError(ValueError):
@@ -191,6 +203,94 @@ def _compile(base: str, route: Route, suffixes: list[str]) -> re.Pattern[str]:
     return re.compile(f"^{pattern}(?:{alternatives})/?$")
 
 
+def non_canonical(path: str) -> str | None:
+    """Why servers could read this path as another one, or None when it has one reading.
+
+    Dot segments, encoded slashes and dots, matrix parameters, empty segments and backslashes
+    are normalised by some servers and not by others, so such a path could reach a write route
+    while the matcher saw a read, or name another record than the one shown.
+    """
+    if not path.startswith("/"):
+        return "it does not start with '/'"
+    if _SUSPECT.search(path) is None:
+        return None
+    for char in path:
+        if not 0x21 <= ord(char) <= 0x7E:
+            return f"it holds the character U+{ord(char):04X} unencoded"
+    for char, why in (("\\", "a backslash"), (";", "a matrix parameter (';')"),
+                      ("#", "a '#'")):
+        if char in path:
+            return f"it holds {why}"
+    segments = path[1:].split("/")
+    for index, segment in enumerate(segments):
+        if segment == "" and index < len(segments) - 1:
+            return "it has an empty segment ('//')"
+        if segment in (".", ".."):
+            return f"it has a dot segment ('/{segment}')"
+        if "%" in segment and (why := _encoding_problem(segment)):
+            return why
+    return None
+
+
+def _encoding_problem(segment: str) -> str | None:
+    """Percent-encodings that decode to something a server may read as structure."""
+    for found in _PERCENT.finditer(segment):
+        if found["hex"] is None:
+            return f"it has a malformed percent-encoding near {segment[found.start():][:6]!r}"
+        byte = int(found["hex"], 16)
+        if byte in b"/\\.":
+            return f"it encodes {chr(byte)!r} as {found[0]!r}"
+        if byte in _UNRESERVED:
+            return f"it encodes the unreserved {chr(byte)!r} as {found[0]!r}"
+        if byte < 0x20 or byte == 0x7F:
+            return f"it encodes a control character as {found[0]!r}"
+        if byte == 0x25 and _HEX2.fullmatch(segment[found.end():found.end() + 2]):
+            return "it is percent-encoded twice ('%25' before two hex digits)"
+    try:
+        decoded = unquote_to_bytes(segment).decode("utf-8")
+    except UnicodeDecodeError:
+        return "it percent-encodes bytes that are not UTF-8 (an overlong '.' or '/'?)"
+    folded = unicodedata.normalize("NFKC", decoded)
+    if folded != decoded and (folded in (".", "..") or any(
+            char in folded and char not in decoded for char in "/\\;%")):
+        return f"its segment {decoded!r} reads as {folded!r} once Unicode is normalised"
+    return None
+
+
+def _normalised(path: str) -> str:
+    """A best guess at what a lenient server makes of a non-canonical path (never trusted for
+    a read: only to fail closed, e.g. a GraphQL endpoint reached through `/graphql/.`)."""
+    text = unquote(unquote(path)).replace("\\", "/")
+    kept: list[str] = []
+    for segment in text.split("/"):
+        segment = segment.split(";")[0]
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment not in ("", "."):
+            kept.append(segment)
+    return "/" + "/".join(kept)
+
+
+_UNMATCHED_ROUTE = Route(method="POST", path="/", operation=Operation.action,
+                         action="unrecognised", no_fetch=True)
+_UNMATCHED_SPEC = ObjectSpec(routes=[_UNMATCHED_ROUTE])
+
+
+def _unmatched(system: str, problem: str) -> Classification:
+    """A write of the system no route may claim: held as unrecognised, with the problem shown."""
+    return Classification(system, _UNMATCHED_ROUTE, _UNMATCHED_SPEC, "", {}, False, [], None,
+                          problem)
+
+
+def _overridden(query: list[tuple[str, str]], method: str) -> str | None:
+    """A method-override parameter naming another method than the request's."""
+    for name, value in query:
+        if name.casefold() in METHOD_OVERRIDES and value.strip().upper() != method:
+            return f"{name}={value[:20]}"
+    return None
+
+
 def _graphql_operation(name: str) -> Operation:
     lowered = name.lower()
     for words, operation in ((("delete", "remove", "archive", "destroy"), Operation.delete),
@@ -206,6 +306,7 @@ class Matcher:
         self._connectors = list(connectors.values())
         self._by_host: dict[str, Connector | None] = {}  # every read asks; globs are slow
         self._routes: dict[str, list[_CompiledRoute]] = {}
+        self._graphql: dict[str, list[_CompiledRoute]] = {}  # asked on reads with a `query`
         for connector in self._connectors:
             self._routes[connector.system] = [
                 _CompiledRoute(_compile(base, route, connector.path_suffixes), base, route, key,
@@ -214,6 +315,9 @@ class Matcher:
                 for key, spec in connector.objects.items()
                 for route in spec.routes
             ]
+            self._graphql[connector.system] = [
+                candidate for candidate in self._routes[connector.system]
+                if (candidate.route.body or candidate.spec.body) is BodyFormat.graphql]
 
     def connector_for(self, host: str) -> Connector | None:
         if host in self._by_host:
@@ -226,26 +330,52 @@ class Matcher:
         self._by_host[host] = found
         return found
 
+    def is_graphql_endpoint(self, host: str, path: str) -> bool:
+        """A connector knows this path as a GraphQL route (any method): for the read path's
+        `graphql_in_query`. A non-canonical path counts when a lenient server could read it
+        as one."""
+        connector = self.connector_for(host)
+        if connector is None or not (routes := self._graphql[connector.system]):
+            return False
+        paths = [path] if non_canonical(path) is None else [path, _normalised(path)]
+        return any(candidate.pattern.match(each) for candidate in routes for each in paths)
+
     def classify(self, method: str, host: str, path: str, query: list[tuple[str, str]],
                  content: bytes = b"", content_type: str | None = None) -> Classification | None:
-        """What a write-method request does, or None when no connector route knows it."""
+        """What a write-method request does, or None when no connector route knows it.
+
+        A GET, HEAD or OPTIONS is looked up on GraphQL routes only: the read path holds one
+        whose URL carries a mutation (`graphql_in_query`), and this names what it writes.
+        A path with more than one reading (`non_canonical`) matches no route: it is held as
+        an unrecognised write of the system, with the reason as its problem.
+        """
         connector = self.connector_for(host)
         if connector is None:
             return None
         method = method.upper()
+        if (why := non_canonical(path)) is not None:
+            return _unmatched(connector.system, f"the path {path[:200]!r} is not canonical: "
+                              f"{why}; servers differ on which route and record it names, so "
+                              "no connector route is matched")
+        reading = method in READ_METHODS
+        candidates = self._graphql[connector.system] if reading else self._routes[
+            connector.system]
         query_map = dict(query)
-        for candidate in self._routes[connector.system]:
+        for candidate in candidates:
             route = candidate.route
-            if route.method != method:
+            if route.method != method and not reading:
                 continue
             found = candidate.pattern.match(path)
             if found is None:
                 continue
             if not _query_matches(route.query, query_map):
                 continue
+            if (override := _overridden(query, method)) is not None:
+                return _unmatched(connector.system, f"the URL overrides the method ({override}),"
+                                  " so the route cannot be told from the path")
             params = {k: unquote(v) for k, v in found.groupdict().items()}
             base = PLACEHOLDER.sub(lambda m, f=found: f.group(m[1]) or "", candidate.base)
-            classified = _classify_route(connector, candidate, base, params, query_map, content,
+            classified = _classify_route(connector, candidate, base, params, query, content,
                                          content_type)
             if route.subrequests is not None and classified.body_problem is None:
                 return self._with_parts(classified, host)
@@ -253,32 +383,63 @@ class Matcher:
         return None
 
     def _with_parts(self, outer: Classification, host: str) -> Classification:
-        """Each subrequest classified as if sent alone; GETs among them are reads."""
+        """Each subrequest classified as if sent alone; only an exact read method is a read."""
         spec = outer.route.subrequests
         assert spec is not None
+        if (twice := _folded_twice(outer.body, spec.path)) is not None:
+            return replace(outer, body_problem=twice)
         items = at_path(outer.body, spec.path)
         if not isinstance(items, list) or not items:
             return replace(outer, body_problem=f"expected a non-empty list under {spec.path!r}")
-        parts = []
+        parts: list[Classification] = []
+        problems: list[str] = []
         for index, item in enumerate(items):
-            method = str(at_path(item, spec.method_field) or "").upper()
-            url = at_path(item, spec.url_field)
-            if not isinstance(url, str) or not method:
-                return replace(outer, body_problem=f"{spec.path}[{index}] has no method or url")
-            if method not in WRITE_METHODS:
+            where = f"{spec.path}[{index}]"
+            found = self._part(spec, item, host)
+            if isinstance(found, str):
+                problems.append(f"{where}: {found}")
                 continue
-            path, _, query = url.partition("?")
-            body = at_path(item, spec.body_field)
-            content = b"" if body is None else json.dumps(body).encode()
-            part = self.classify(method, host, path, parse_qsl(query), content,
-                                 "application/json")
-            if part is None:
-                return replace(outer, body_problem=(
-                    f"{spec.path}[{index}]: no route for {method} {path}"))
-            if not part.read:
-                parts.append(part)
+            if found is None or found.read:
+                continue
+            if found.body_problem is not None:
+                problems.append(f"{where}: {found.body_problem}")
+            parts.append(found)
         records = [record for part in parts for record in part.records]
-        return replace(outer, read=not parts, records=records, parts=parts)
+        problem = None
+        if problems:
+            more = len(problems) - 1
+            problem = problems[0] + (f" (and {more} more subrequest problem"
+                                     f"{'s' if more > 1 else ''})" if more else "")
+        return replace(outer, read=not parts and not problems, records=records, parts=parts,
+                       body_problem=problem)
+
+    def _part(self, spec: SubrequestsSpec, item: Any,
+              host: str) -> Classification | str | None:
+        """One subrequest: None for a read, its classification, or why it cannot be read."""
+        if not isinstance(item, dict):
+            return "is not a JSON object"
+        for name in (spec.method_field, spec.url_field, spec.body_field):
+            if (twice := _folded_twice(item, name)) is not None:
+                return twice
+        method, url = at_path(item, spec.method_field), at_path(item, spec.url_field)
+        if not isinstance(method, str) or not method or not isinstance(url, str):
+            return "has no method or url (both strings)"
+        path, _, query_text = url.partition("?")
+        query = parse_qsl(query_text, keep_blank_values=True)
+        if (override := _override_in(item, query)) is not None:
+            return f"overrides its method ({override})"
+        if method in READ_METHODS:
+            why = non_canonical(path)
+            return None if why is None else f"its url {path[:200]!r} is not canonical: {why}"
+        verb = "".join(char for char in method if char.isascii() and char.isalpha()).upper()
+        if verb not in WRITE_METHODS:
+            return (f"its method {method!r} is neither exactly one of "
+                    f"{', '.join(sorted(READ_METHODS))} nor a write method; the vendor may "
+                    "read it either way")
+        body = at_path(item, spec.body_field)
+        content = b"" if body is None else json.dumps(body).encode()
+        part = self.classify(verb, host, path, query, content, "application/json")
+        return f"no route for {verb} {path[:200]}" if part is None else part
 
     def identify(self, host: str, path: str) -> Identified | None:
         """Which system, object and record a request names, from host and path alone.
@@ -307,6 +468,34 @@ class Matcher:
         return self.classify(method, host, path, [])
 
 
+def _folded_twice(body: Any, path: str) -> str | None:
+    """Two keys on the path that differ only in case: `at_path` would pick one, the vendor
+    might pick the other."""
+    node = body
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        same = sorted(key for key in node if key.casefold() == part.casefold())
+        if len(same) > 1:
+            return (f"the body has both {same[0]!r} and {same[1]!r}; servers differ on which "
+                    "one they read")
+        node = node.get(same[0]) if same else None
+    return None
+
+
+def _override_in(item: dict[str, Any], query: list[tuple[str, str]]) -> str | None:
+    """A method override in a subrequest's URL or its own headers."""
+    for name, value in query:
+        if name.casefold() in METHOD_OVERRIDES:
+            return f"{name}={value[:20]}"
+    headers = item.get("httpHeaders")
+    if isinstance(headers, dict):
+        for name in headers:
+            if isinstance(name, str) and "method" in name.lower():
+                return f"header {name}"
+    return None
+
+
 def _query_matches(required: dict[str, str], query: dict[str, str]) -> bool:
     """Each required parameter has the given value; "*" only asks that it is present."""
     return all(query.get(name) if value == "*" else query.get(name, "").lower() == value.lower()
@@ -327,7 +516,7 @@ def _object_type(spec: ObjectSpec, key: str, params: dict[str, str]) -> str:
 
 
 def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
-                    params: dict[str, str], query: dict[str, str], content: bytes,
+                    params: dict[str, str], query: list[tuple[str, str]], content: bytes,
                     content_type: str | None) -> Classification:
     route, spec = candidate.route, candidate.spec
     body_format = route.body or spec.body
@@ -339,6 +528,12 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
                               problem)
 
     if route.operation is Operation.read:
+        try:
+            parse_body(content, content_type, body_format)
+        except AmbiguousBodyError as exc:  # the vendor may read another query than we would
+            return _unmatched(connector.system, str(exc))
+        except BodyError:
+            pass  # a read whatever its body (QuickBooks' query is text)
         return outcome(True, [])
     try:
         body = parse_body(content, content_type, body_format)
@@ -347,9 +542,10 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
         return outcome(False, [fallback], None, str(exc))
     try:
         if body_format is BodyFormat.graphql:
-            return _classify_graphql(outcome, body)
+            return _classify_graphql(outcome, body, query)
         if route.bulk is not None:
-            return outcome(False, _bulk_records(route, spec, object_type, body, query), body)
+            return outcome(False, _bulk_records(route, spec, object_type, body, dict(query)),
+                           body)
         return outcome(False, [_single_record(route, spec, object_type, params, body)], body)
     except (BodyShapeError, BodyError) as exc:
         fallback = RecordWrite(object_type, route.operation, params.get("id"), None, route.action)
@@ -414,18 +610,23 @@ def _bulk_records(route: Route, spec: ObjectSpec, object_type: str, body: Any,
     return records
 
 
-def _classify_graphql(outcome: Any, body: Any) -> Classification:
-    operation = parse_graphql(body)
-    if operation.kind != "mutation":
-        return outcome(operation.kind == "query", [], body)
+def _classify_graphql(outcome: Any, body: Any,
+                     url_query: list[tuple[str, str]]) -> Classification:
+    """A read only if every document in the body, the batch and the URL holds only queries."""
+    request = parse_graphql(body, url_query)
+    if request.read:
+        return outcome(True, [], body)
     records = []
-    for mutation in operation.fields:
-        arguments = dict(mutation.arguments)
-        values = arguments.get("input") if isinstance(arguments.get("input"), dict) else None
-        if values is None:
-            values = {k: v for k, v in arguments.items() if k != "id"}
-        record_id = arguments.get("id") or (values or {}).get("id")
-        records.append(RecordWrite(mutation.name, _graphql_operation(mutation.name),
-                                   None if record_id is None else str(record_id),
-                                   dict(values), action=mutation.name))
-    return outcome(False, records, body)
+    for operation in request.writes():
+        for mutation in operation.fields:
+            arguments = dict(mutation.arguments)
+            values = arguments.get("input") if isinstance(arguments.get("input"), dict) else None
+            if values is None:
+                values = {k: v for k, v in arguments.items() if k != "id"}
+            record_id = arguments.get("id") or (values or {}).get("id")
+            kind = (_graphql_operation(mutation.name) if operation.kind == "mutation"
+                    else Operation.action)  # a subscription: held, though it changes nothing
+            records.append(RecordWrite(mutation.name, kind,
+                                       None if record_id is None else str(record_id),
+                                       dict(values), action=mutation.name))
+    return outcome(False, records, body, request.problem)

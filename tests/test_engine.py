@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from connectors_schemas import Matcher, Operation, load_connectors
-from connectors_schemas.bodies import BodyError, at_path, parse_body, parse_form, parse_graphql
+from connectors_schemas.bodies import BodyError, at_path, parse_body, parse_form
+from connectors_schemas.graphql_request import parse_graphql
 from connectors_schemas.models import BodyFormat
 
 
@@ -21,14 +22,17 @@ def test_form_bodies_become_nested_values_like_stripe_reads_them() -> None:
 
 
 def test_graphql_operations_resolve_variables() -> None:
-    operation = parse_graphql({"query": "mutation M($id: ID!) { a: productDelete(input: "
-                                        "{id: $id}) { deletedProductId } }",
-                               "variables": {"id": "gid://shopify/Product/1"}})
-    assert (operation.kind, operation.name) == ("mutation", "M")
+    request = parse_graphql({"query": "mutation M($id: ID!) { a: productDelete(input: "
+                                      "{id: $id}) { deletedProductId } }",
+                             "variables": {"id": "gid://shopify/Product/1"}})
+    [operation] = request.writes()
+    assert (operation.kind, operation.name, request.read) == ("mutation", "M", False)
     assert operation.fields[0].arguments == {"input": {"id": "gid://shopify/Product/1"}}
-    assert parse_graphql({"query": "{ shop { name } }"}).kind == "query"
-    for bad in ({"query": "mutation {"}, {"variables": {}}, "text",
-                {"query": "query A { a } query B { b }"}):
+    assert parse_graphql({"query": "{ shop { name } }"}).read
+    # Several queries and no operationName: whichever a server picks, it only reads.
+    assert parse_graphql({"query": "query A { a } query B { b }"}).read
+    for bad in ({"query": "mutation {"}, {"variables": {}}, "text", {"query": "fragment F on Q "
+                                                                               "{ a }"}):
         with pytest.raises(BodyError):
             parse_graphql(bad)
 
