@@ -169,7 +169,11 @@ class LooseningSettings(_Strict):
 class Limits(_Strict):
     max_pending: Annotated[int, Field(ge=1)] = 10_000  # more pending writes are answered 429
     store_timeout: Duration = 5.0  # a store locked longer than this refuses writes with 503
-    max_body: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024  # larger write bodies get 413
+    max_body: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024  # larger request bodies get 413
+    # One agent's flood must not stop the others: its writes past this many pending get 429.
+    max_pending_per_agent: Annotated[int, Field(ge=1)] = 1_000
+    # An approved write is sent within this long, or it becomes failed (never stuck approved).
+    send_within: Duration = 300.0
 
 
 class WebhookConfig(_Strict):
@@ -216,6 +220,8 @@ class HitlConfig(_Strict):
     traffic: TrafficSettings = TrafficSettings()
     # Hosts tunnelled without TLS interception: nothing to them is seen, held or recorded.
     passthrough_hosts: list[str] = []
+    # Hosts an agent may open WebSocket connections to (globs); their messages are not reviewed.
+    websocket_hosts: list[str] = []
     connectors: dict[str, ConnectorOverride] = {}
     connectors_dir: Path | None = None  # more connector files, next to the built-in ones
     defaults: Defaults = Defaults()

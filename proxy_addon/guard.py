@@ -1,4 +1,10 @@
-"""Keeps the review API out of the proxy's reach: an agent must never decide through us."""
+"""Keeps the review API out of the proxy's reach: an agent must never decide through us.
+
+Any connection to the review port that would land on this machine is refused, whatever the
+spelling: loopback, unspecified, any address assigned to an interface here, and the IPv6 forms
+that embed one of those (`::ffff:127.0.0.1`, `::ffff:7f00:1`, `::127.0.0.1`, which Python's
+`ipaddress` does not call loopback).
+"""
 
 from __future__ import annotations
 
@@ -11,30 +17,49 @@ from mitmproxy import proxy
 
 logger = logging.getLogger("hitl_proxy")
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-def _local_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+
+def normalised(address: str) -> Address | None:
+    """The address an IPv6 spelling embeds (mapped, compatible), or the address itself."""
     try:
-        for info in socket.getaddrinfo(socket.gethostname(), None):
-            addresses.add(ipaddress.ip_address(info[4][0]))
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if int(ip) >> 32 == 0 and int(ip) > 1:  # IPv4-compatible ::a.b.c.d (deprecated)
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if (int(ip) >> 32) == 0xFFFF_0000:  # IPv4-translated ::ffff:0:a.b.c.d (RFC 2765)
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
+def is_this_machine(ip: Address) -> bool:
+    """True when a connection to `ip` would reach this machine: the kernel lets us bind it."""
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(ip), 0))
     except OSError:
-        pass
-    return addresses
+        return False
+    return True
 
 
 class ReviewApiGuard:
     def __init__(self, review_host: str, review_port: int) -> None:
         self.review_port = review_port
         self._review_host = review_host
-        self._local = _local_addresses()
 
-    def _lands_on_review_api(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        return (ip.is_loopback or ip.is_unspecified or ip in self._local
-                or address == self._review_host)
+    def lands_on_review_api(self, address: str) -> bool:
+        ip = normalised(address)
+        if ip is None:
+            return address.lower() == self._review_host.lower()
+        review = normalised(self._review_host)
+        return is_this_machine(ip) or (review is not None and ip == review)
 
     async def server_connect(self, data: proxy.server_hooks.ServerConnectionHookData) -> None:
         server = data.server
@@ -46,8 +71,15 @@ class ReviewApiGuard:
                 host, self.review_port, type=socket.SOCK_STREAM)
             addresses = [str(info[4][0]) for info in infos]
         except OSError:
-            addresses = [host]
-        if any(self._lands_on_review_api(address) for address in addresses):
+            addresses = []
+        if (self.lands_on_review_api(host) or not addresses
+                or any(self.lands_on_review_api(address) for address in addresses)):
             logger.warning("refused a connection through the proxy to the review API (%s:%s)",
                            host, self.review_port)
             server.error = "the review API cannot be reached through the proxy"
+            return
+        if normalised(host) is None:
+            # Connect to the address just checked, so a second lookup cannot land elsewhere.
+            if server.sni is None:
+                server.sni = host
+            server.address = (addresses[0], self.review_port)

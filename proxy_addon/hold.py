@@ -21,7 +21,6 @@ from mitmproxy import connection, http
 from mitmproxy.net import encoding
 
 from connectors_schemas import BodyError
-from connectors_schemas.models import WRITE_METHODS
 from proxy_addon import answers
 from proxy_addon.agent_auth import AgentAuth
 from proxy_addon.edits import EditError, rewrite
@@ -33,6 +32,7 @@ from proxy_addon.flow_keys import (
     HELD_KEY,
     PROPOSAL_KEY,
 )
+from proxy_addon.methods import MethodOverrideError, effective_method, is_read
 from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
 from proxy_addon.resolve import Resolve
 from proxy_addon.revert import RevertError, inverse
@@ -47,7 +47,6 @@ logger = logging.getLogger("hitl_proxy")
 
 STATUS_HOST = "hitl-proxy.status"  # answered by the proxy itself, never resolved or forwarded
 CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
-METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 
 
 class _Detached:
@@ -87,16 +86,6 @@ def take_context(headers: http.Headers) -> Context:
         if key is not None:
             values[key] = value[:2000]
     return Context(**values)
-
-
-def effective_method(request: http.Request) -> str:
-    """The method the vendor will act on, including the override headers some APIs honour."""
-    method = request.method.upper()
-    for name in METHOD_OVERRIDE_HEADERS:
-        override = request.headers.get(name, "").strip().upper()
-        if override in WRITE_METHODS:
-            return override
-    return method
 
 
 def _write_request(flow: http.HTTPFlow, method: str, resolve: Resolve) -> WriteRequest:
@@ -159,8 +148,13 @@ class HoldWrites:
         if flow.request.pretty_host == STATUS_HOST:
             flow.metadata[DECISION_KEY] = "proxy"
             return self._agent_status(flow, context)
-        method = effective_method(flow.request)
-        if method not in WRITE_METHODS:
+        try:
+            method = effective_method(flow.request)
+        except MethodOverrideError as exc:
+            self._decided(flow, "refused")
+            flow.response = answers.refused(400, str(exc))
+            return None
+        if is_read(method):
             if self.metrics is not None:
                 self.metrics.counted["passed"].inc()
             return None  # no DECISION_KEY: "passed" is what the traffic record assumes
@@ -215,13 +209,21 @@ class HoldWrites:
         if name is None:
             return context
         agent = self.auth.agent(name) if self.auth else None
-        return context.model_copy(update={
-            "agent": name, "task": context.task or (agent.task if agent else None)})
+        if agent is None or agent.task is None:
+            return context.model_copy(update={"agent": name})
+        # A header the agent controls never widens what policy allows: its configured task
+        # decides, and a different claim is only shown.
+        claimed = context.task if context.task not in (None, agent.task) else None
+        return context.model_copy(update={"agent": name, "task": agent.task,
+                                          "claimed_task": claimed})
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """A write declaring a body over the limit is refused before the body is read."""
-        if flow.response or effective_method(flow.request) not in WRITE_METHODS:
-            return
+        try:
+            if flow.response or is_read(effective_method(flow.request)):
+                return
+        except MethodOverrideError:
+            pass  # the request hook refuses it once the body has been read
         declared = flow.request.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > self.settings.max_body:
             flow.metadata[DECISION_KEY] = "refused"

@@ -19,14 +19,24 @@ from proxy_addon.cli import RunSettings
 from proxy_addon.config import HitlConfig, loosening_criteria
 from proxy_addon.guard import ReviewApiGuard
 from proxy_addon.hold import HoldSettings, HoldWrites
+from proxy_addon.host_binding import HostBinding
+from proxy_addon.layers import HttpOnly, UnsafeOptionError, check_options
 from proxy_addon.policy import Policy
 from proxy_addon.proposals import ProposalBuilder
 from proxy_addon.resolve import Resolve
 from proxy_addon.review_server import ReviewServer
-from proxy_addon.sealing import Sealer, SealError, audit_key, load_or_create_key
+from proxy_addon.sealing import (
+    Sealer,
+    SealError,
+    audit_key,
+    key_location_warning,
+    load_or_create_key,
+)
 from proxy_addon.traffic import TrafficRecorder
 from proxy_addon.upstream import UpstreamClient, combined_ca_bundle
+from proxy_addon.websocket_gate import WebSocketGate
 from review_api import ReviewApp, Reviewers, Store, StoreError
+from review_api.audit import AuditWitness
 from review_api.metrics import Metrics
 from review_api.notify import Notifier, Webhook
 from review_api.traffic import TrafficError, TrafficStore
@@ -84,6 +94,8 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     opts = Options(listen_host=settings.listen_host, listen_port=settings.listen_port,
                    mode=[settings.mode], confdir=str(settings.certs_dir))
     master = DumpMaster(opts, with_termlog=True, with_dumper=False)
+    if warning := key_location_warning(settings.data_dir):
+        logger.warning(warning)
     upstream = UpstreamClient(settings.resolve, settings.upstream_ca, config.fetch_timeout)
     review_url = f"http://{settings.review_host}:{settings.review_port}"
     resolve = Resolve(settings.resolve)
@@ -113,13 +125,19 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     notifier = Notifier(
         [Webhook(h.url, h.format, dict(h.headers)) for h in config.notifications.webhooks],
         config.notifications.review_url or review_url,
-        on_failure=metrics.webhook_failures.inc)
+        on_failure=metrics.webhook_failures.inc, audit_head=lambda: store.head)
     store.subscribe(notifier.publish)
+    master.addons.add(AuditWitness(store))  # the audit chain's head, logged off the data dir
     guard = ReviewApiGuard(settings.review_host, settings.review_port)
-    master.addons.add(notifier, auth, guard, resolve, hold, *([recorder] if recorder else []),
-                      review)
+    # Order matters: refusals (authentication, host binding, upgrades) come before the hold,
+    # and the review API guard sees the address --resolve chose.
+    master.addons.add(notifier, HttpOnly(config.limits.max_body), auth, HostBinding(),
+                      WebSocketGate(config.websocket_hosts), resolve, guard, hold,
+                      *([recorder] if recorder else []), review)
 
     updates: dict[str, object] = {
+        # Bytes that do not look like HTTP are parsed as HTTP (and refused), never piped.
+        "rawtcp": False,
         "tcp_timeout": max(600, int(max([settings.hold_timeout] + [
             rule.hold_timeout or 0 for rule in config.policy])) + TCP_TIMEOUT_MARGIN),
     }
@@ -132,11 +150,13 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
         opts.update(**updates)
         if settings.sets:
             opts.set(*settings.sets)
-    except exceptions.OptionsError as exc:
+        check_options(opts, updates.get("ignore_hosts", []))  # type: ignore[arg-type]
+    except (exceptions.OptionsError, UnsafeOptionError) as exc:
         review_socket.close()
         await store.close()
         await traffic_store.close()
-        raise StartupError(f"--set: {exc}") from exc
+        raise StartupError(f"--set: {exc}" if isinstance(exc, exceptions.OptionsError)
+                           else str(exc)) from exc
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

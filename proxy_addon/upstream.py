@@ -90,10 +90,11 @@ class UpstreamClient:
     async def fetch_json(self, url: str, headers: list[tuple[str, str]], method: str = "GET",
                          json_body: Any = None) -> Fetched:
         """A read with the agent's own credentials; a POST only for the vendor's read endpoints."""
+        # Any header naming a method (X-HTTP-Method-Override, X-Original-Method...) could turn
+        # this GET into the very write under review.
         request_headers = [(n, v) for n, v in forwardable(headers)
                            if n.lower() not in ("content-type", "content-encoding",
-                                                "idempotency-key", "x-http-method-override",
-                                                "x-http-method", "x-method-override")]
+                                                "idempotency-key") and "method" not in n.lower()]
         try:
             if method == "GET":
                 response = await self._client.get(url, headers=request_headers)

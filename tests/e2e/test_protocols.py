@@ -1,4 +1,4 @@
-"""HTTP/2 agents are held like any other, and WebSocket traffic passes through untouched."""
+"""HTTP/2 agents are held like any other; WebSocket traffic to a `websocket_hosts` host passes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.conftest import UpstreamTLS, Vendor, start_proxy
+from tests.e2e.conftest import CONFIG, UpstreamTLS, Vendor, start_proxy
 from tests.e2e.harness import ProxyProcess, held, triples
 from tests.fakes.h2_server import H2Fake, with_websocket_echo
 from tests.fakes.zendesk import FakeZendesk
@@ -32,7 +32,8 @@ def gate(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
          vendors: dict[str, Vendor],
          upstream: tuple[FakeZendesk, H2Fake]) -> Iterator[ProxyProcess]:
     process = start_proxy(tmp_path_factory.mktemp("protocols"), upstream_tls, vendors,
-                          "--resolve", f"{HOST}=127.0.0.1:{upstream[1].port}")
+                          "--resolve", f"{HOST}=127.0.0.1:{upstream[1].port}",
+                          config=CONFIG + f"websocket_hosts: [{HOST}]\n")
     yield process
     assert process.stop() == 0, process.log()
 
@@ -59,7 +60,7 @@ def test_http2_reads_pass_and_writes_are_held(gate: ProxyProcess,
     assert len(fake.log.of("PUT", "/api/v2/tickets/801")) == 1
 
 
-def test_websocket_traffic_passes_through(gate: ProxyProcess,
+def test_websocket_traffic_passes_through_to_a_listed_host(gate: ProxyProcess,
                                           upstream: tuple[FakeZendesk, H2Fake]) -> None:
     before = len(gate.approvals())
     with connect(f"wss://{HOST}/ws/echo", proxy=gate.proxy_url, ssl=trust(gate),

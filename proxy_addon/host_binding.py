@@ -1,0 +1,85 @@
+"""A request goes to the host the tunnel was opened to, and only there.
+
+`flow.request.host` inside a CONNECT tunnel is the tunnel's target, but the upstream routes on
+the `Host` header (and the TLS SNI): an agent could open a tunnel to a sandbox tenant that a rule
+allows and write to the production tenant. The reviewer sees, and the proxy fetches old values
+from, the tunnel's host; so every other spelling of a destination must agree with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import MutableMapping
+
+from mitmproxy import connection, http
+from mitmproxy.net.http import url
+
+from proxy_addon import answers
+from proxy_addon.flow_keys import DECISION_KEY
+
+logger = logging.getLogger("hitl_proxy")
+
+
+def _normal(host: str) -> str:
+    return host.strip().strip("[]").rstrip(".").lower()
+
+
+def _authority(value: str, scheme: str) -> tuple[str, int] | None:
+    """(host, port) of a Host header or authority, the scheme's port when none is given."""
+    try:
+        host, port = url.parse_authority(value.strip(), check=True)
+    except ValueError:
+        return None
+    return _normal(host), port if port is not None else url.default_port(scheme) or 0
+
+
+class HostBinding:
+    def __init__(self) -> None:
+        # client connection -> (host, port) its CONNECT named
+        self._tunnels: MutableMapping[connection.Client, tuple[str, int]] = (
+            weakref.WeakKeyDictionary())
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            return  # refused already (proxy authentication)
+        if flow.client_conn in self._tunnels:
+            self._refuse(flow, 421, "a CONNECT inside a tunnel is refused")
+            return
+        self._tunnels[flow.client_conn] = (_normal(flow.request.host), flow.request.port)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            return
+        if (problem := self._misdirected(flow)) is not None:
+            logger.warning("refused %s %s: %s", flow.request.method, flow.request.pretty_host,
+                           problem)
+            self._refuse(flow, 421, problem)
+
+    def _misdirected(self, flow: http.HTTPFlow) -> str | None:
+        request = flow.request
+        tunnel = self._tunnels.get(flow.client_conn)
+        target = tunnel or (_normal(request.host), request.port)
+        named = []
+        hosts = request.headers.get_all("host")
+        if len(hosts) > 1:
+            return "the request carries more than one Host header"
+        named += [("Host header", value) for value in hosts]
+        if request.authority:
+            named.append(("request target", request.authority))
+        for where, value in named:
+            found = _authority(value, request.scheme)
+            if found is None:
+                return f"the {where} {value!r} is not a valid host"
+            if found != target:
+                return (f"the {where} names {value!r}, but this connection goes to "
+                        f"{target[0]}:{target[1]}; open a tunnel to that host instead")
+        sni = flow.client_conn.sni
+        if tunnel is not None and sni and _normal(sni) != target[0]:
+            return (f"the TLS server name {sni!r} differs from the tunnel's host {target[0]!r}")
+        return None
+
+    @staticmethod
+    def _refuse(flow: http.HTTPFlow, status_code: int, message: str) -> None:
+        flow.metadata[DECISION_KEY] = "refused"
+        flow.response = answers.refused(status_code, f"misdirected request: {message}")

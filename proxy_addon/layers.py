@@ -1,0 +1,175 @@
+"""Every byte an intercepted connection carries is parsed as HTTP by the proxy, or it is closed.
+
+mitmproxy guesses from a connection's first bytes whether it speaks HTTP and pipes it raw to the
+upstream when it thinks not (a request line split across TLS records, a leading CRLF), and after
+any non-WebSocket `101`. A piped connection is never held, recorded or counted. So the options
+that open a pipe are refused at start-up, and this addon replaces any raw layer that still comes
+up with an error-and-close, except for tunnels to `passthrough_hosts` (mitmproxy's ignored
+connections, which carry no flow).
+
+It also bounds request bodies while they are read: mitmproxy's own `body_size_limit` would cut
+large answers to reads too, and a chunked body declares no size up front.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from mitmproxy import flow as mitmflow
+from mitmproxy.proxy import commands, events, layer, layers, mode_specs
+from mitmproxy.proxy.layers import http as http_layers
+from mitmproxy.proxy.layers.http import ErrorCode, HttpErrorHook, ResponseProtocolError, SendHttp
+from mitmproxy.proxy.layers.http._http1 import Http1Server
+
+logger = logging.getLogger("hitl_proxy")
+
+# Options that make mitmproxy forward bytes it has not parsed as HTTP (or before our hook).
+_PIPE_OPTIONS = {
+    "rawtcp": "pipes connections that do not look like HTTP to the upstream unparsed",
+    "tcp_hosts": "pipes connections to these hosts to the upstream unparsed",
+    "udp_hosts": "pipes UDP to these hosts to the upstream unparsed",
+    "ignore_hosts": "pipes tunnels to these hosts unparsed (use passthrough_hosts in the config)",
+    "allow_hosts": "pipes tunnels to every other host unparsed",
+    "stream_large_bodies": "sends a large request upstream before it can be held",
+    "keep_host_header": "sends the agent's Host header rather than the host reviewed",
+}
+_SAFE_REVERSE_SCHEMES = ("http", "https")
+_SAFE_MODES = (mode_specs.RegularMode, mode_specs.UpstreamMode, mode_specs.Socks5Mode)
+
+
+class UnsafeOptionError(ValueError):
+    """A mitmproxy option or mode that would let bytes reach an upstream unparsed."""
+
+
+def check_options(options: Any, ignored_for_passthrough: Iterable[str] = ()) -> None:
+    """Refuse, at start-up, every setting that re-opens the raw pipe."""
+    allowed_ignore = list(ignored_for_passthrough)
+    for name, why in _PIPE_OPTIONS.items():
+        value = getattr(options, name)
+        if name == "ignore_hosts" and list(value) == allowed_ignore:
+            continue
+        if value:
+            raise UnsafeOptionError(f"--set {name} is refused: it {why}")
+    for spec in options.mode:
+        mode = mode_specs.ProxyMode.parse(spec)
+        if isinstance(mode, mode_specs.ReverseMode):
+            if mode.scheme not in _SAFE_REVERSE_SCHEMES:
+                raise UnsafeOptionError(
+                    f"--mode {spec} is refused: only http and https reverse modes carry HTTP")
+        elif not isinstance(mode, _SAFE_MODES):
+            raise UnsafeOptionError(
+                f"--mode {spec} is refused: only regular, upstream, socks5 and reverse "
+                "http(s) modes are supported")
+
+
+class _Refuse(layer.Layer):
+    """Closes the client's connection, saying why in the log: the connection is not HTTP."""
+
+    def __init__(self, context: Any, reason: str) -> None:
+        super().__init__(context)
+        self.reason = reason
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(event, events.Start):
+            yield commands.Log(f"closed a connection that is not HTTP: {self.reason}",
+                               logging.WARNING)
+            yield commands.CloseConnection(self.context.client)
+            if self.context.server.connected:
+                yield commands.CloseConnection(self.context.server)
+
+
+def _bounded_stream(max_body: int) -> type[http_layers.HttpStream]:
+    class BoundedHttpStream(http_layers.HttpStream):
+        """Refuses a request body (413) the moment it passes `limits.max_body`."""
+
+        def check_body_size(self, request: bool) -> layer.CommandGenerator[bool]:
+            if request and len(self.request_body_buf) > max_body:
+                message = (f"the request body passed {max_body} bytes; bodies over that are "
+                           "refused (limits.max_body)")
+                self.flow.error = mitmflow.Error(message)
+                yield HttpErrorHook(self.flow)
+                yield SendHttp(ResponseProtocolError(self.stream_id, message,
+                                                     ErrorCode.REQUEST_TOO_LARGE),
+                               self.context.client)
+                self.client_state = self.state_errored
+                self.request_body_buf.clear()
+                self.flow.live = False
+                return True
+            return (yield from super().check_body_size(request))
+
+    return BoundedHttpStream
+
+
+class _PaddedHttp1Server(Http1Server):
+    """Ignores empty lines before a request line, as RFC 9112 2.2 asks of servers.
+
+    h11's buffer drops one empty line per call and then waits for more bytes, so the request
+    right behind it (in the same TLS record) would wait forever: read on while bytes are left.
+    """
+
+    def read_headers(self, event: events.ConnectionEvent) -> layer.CommandGenerator[None]:
+        yield from super().read_headers(event)
+        while (isinstance(event, events.DataReceived) and self.state == self.read_headers
+               and 0 < len(self.buf)):
+            before = len(self.buf)
+            yield from super().read_headers(event)
+            if len(self.buf) == before:
+                return  # an incomplete head: wait for its bytes
+
+
+def _bounded_http_layer(max_body: int) -> type[layers.HttpLayer]:
+    stream = _bounded_stream(max_body)
+
+    class BoundedHttpLayer(layers.HttpLayer):
+        def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+            if isinstance(event, events.Start) and self.context.client.alpn in (None, b"",
+                                                                               b"http/1.1"):
+                self.connections.setdefault(self.context.client,
+                                            _PaddedHttp1Server(self.context.fork()))
+            yield from super()._handle_event(event)
+
+        def make_stream(self, stream_id: int) -> layer.CommandGenerator[None]:
+            ctx = self.context.fork()
+            self.streams[stream_id] = stream(ctx, stream_id)
+            yield from self.event_to_child(self.streams[stream_id], events.Start())
+
+    return BoundedHttpLayer
+
+
+class HttpOnly:
+    """The `next_layer` hook that runs after mitmproxy's own and corrects its choice."""
+
+    def __init__(self, max_body: int) -> None:
+        self.max_body = max_body
+        self._http_layer = _bounded_http_layer(max_body)
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        chosen = nextlayer.layer
+        if chosen is None:
+            return  # mitmproxy waits for more bytes before it decides
+        nextlayer.layer = self._corrected(chosen)
+
+    def _corrected(self, chosen: layer.Layer) -> layer.Layer:
+        """The same stack with raw layers refused and HTTP layers bounded."""
+        replaced = self._replace(chosen)
+        parent = replaced
+        while (child := getattr(parent, "child_layer", None)) is not None:
+            fixed = self._replace(child)
+            if fixed is not child:
+                parent.child_layer = fixed
+            parent = fixed
+        return replaced
+
+    def _replace(self, candidate: layer.Layer) -> layer.Layer:
+        if isinstance(candidate, layers.HttpLayer) and not isinstance(candidate,
+                                                                       self._http_layer):
+            return self._http_layer(candidate.context, candidate.mode)
+        if isinstance(candidate, layers.TCPLayer | layers.UDPLayer):
+            if candidate.flow is None:
+                return candidate  # an ignored connection: a passthrough host, TLS unopened
+            return _Refuse(candidate.context, "raw TCP/UDP is never piped")
+        if isinstance(candidate, layers.DNSLayer | layers.RawQuicLayer):
+            return _Refuse(candidate.context, f"{type(candidate).__name__} is not HTTP")
+        return candidate

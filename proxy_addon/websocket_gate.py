@@ -1,0 +1,46 @@
+"""Protocol upgrades: WebSocket only, and only to hosts the config lists.
+
+WebSocket messages are not reviewed (a GraphQL subscription or mutation over a socket would
+write unseen), so an upgrade is allowed only where `websocket_hosts` says its messages may pass;
+any other `Upgrade` (h2c, a custom protocol) would end in bytes the proxy does not parse.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from mitmproxy import http
+
+from proxy_addon import answers
+from proxy_addon.flow_keys import DECISION_KEY
+
+
+class WebSocketGate:
+    def __init__(self, websocket_hosts: list[str]) -> None:
+        self.hosts = [glob.lower() for glob in websocket_hosts]
+
+    def _allowed(self, host: str) -> bool:
+        name = host.lower().rstrip(".")
+        return any(fnmatchcase(name, glob) for glob in self.hosts)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        if flow.response is not None:
+            return
+        extended = request.method == "CONNECT" and request.is_http2  # RFC 8441
+        upgrade = request.headers.get_all("upgrade")
+        if not upgrade and not extended:
+            return
+        protocols = {token.strip().lower() for value in upgrade for token in value.split(",")}
+        host = request.pretty_host
+        if protocols - {"websocket"} or extended:
+            message = (f"protocol upgrades other than WebSocket are refused "
+                       f"(Upgrade: {', '.join(upgrade) or 'extended CONNECT'})")
+        elif not self._allowed(host):
+            message = (f"WebSocket connections are allowed only to hosts in the config's "
+                       f"websocket_hosts, and {host} is not one (their messages are not "
+                       "reviewed)")
+        else:
+            return
+        flow.metadata[DECISION_KEY] = "refused"
+        flow.response = answers.refused(403, message)
