@@ -20,7 +20,7 @@ import httpx
 from mitmproxy import connection, http
 from mitmproxy.net import encoding
 
-from connectors_schemas import BodyError
+from connectors_schemas import BodyError, graphql_in_query
 from proxy_addon import answers
 from proxy_addon.agent_auth import AgentAuth
 from proxy_addon.edits import EditError, rewrite
@@ -154,11 +154,24 @@ class HoldWrites:
             self._decided(flow, "refused")
             flow.response = answers.refused(400, str(exc))
             return None
+        if is_read(method) and (carried := self._write_in_read(flow)) is not None:
+            logger.info("%s %s is held as a write: %s", method, flow.request.pretty_host,
+                        carried)
+            return self._request_write(flow, method, context)
         if is_read(method):
             if self.metrics is not None:
                 self.metrics.counted["passed"].inc()
             return None  # no DECISION_KEY: "passed" is what the traffic record assumes
         return self._request_write(flow, method, context)
+
+    def _write_in_read(self, flow: http.HTTPFlow) -> str | None:
+        """Why a GET/HEAD/OPTIONS carries a write (a GraphQL mutation in its URL), if it does."""
+        if "?" not in flow.request.path:
+            return None  # the cheap test first: every read passes here
+        host, _ = self.resolve.requested_url(flow)
+        path = flow.request.path.split("?", 1)[0]
+        return graphql_in_query(flow.request.query.items(multi=True),
+                                self.builder.matcher.is_graphql_endpoint(host, path))
 
     def _decided(self, flow: http.HTTPFlow, decision: str) -> None:
         """For /metrics and the traffic record."""
@@ -276,6 +289,13 @@ class HoldWrites:
     async def _hold(self, flow: http.HTTPFlow, method: str, context: Context) -> None:
         write = _write_request(flow, method, self.resolve)
         built = await self.builder.build(write, context)
+        if built is None and is_read(method):
+            # The read path found a write in it; a classification that disagrees is not trusted.
+            self._decided(flow, "refused")
+            flow.response = answers.refused(
+                403, "this request reads as a write (a GraphQL mutation in its URL) that the "
+                     "proxy cannot describe, so it was refused")
+            return
         if built is None:
             self._decided(flow, "passed")
             return  # a read sent as POST (a search, a batch read, a GraphQL query)
