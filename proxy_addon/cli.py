@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = audit_commands.add_parser(name, help=text)
         sub.add_argument("--config", type=Path, help="YAML config (same as run)")
         sub.add_argument("--data-dir", type=Path, default=Path("./data"))
+        if name == "verify":
+            sub.add_argument("--head", action="append", default=[], metavar="SEQ:HASH",
+                             help="a head witnessed earlier (the 'audit head seq=SEQ hash=HASH' "
+                                  "log line, /metrics or a webhook): the log must still hold "
+                                  "entry SEQ with exactly this hash (repeatable)")
         if name == "export":
             sub.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
             sub.add_argument("--since", help="ISO 8601 time (2026-11-01, 2026-11-01T09:00Z) or "
@@ -209,6 +214,10 @@ def audit_command(args: argparse.Namespace) -> int:
     database = args.data_dir / DB_FILE
     if not database.exists():
         raise UsageError(f"--data-dir {args.data_dir}: no {DB_FILE} there")
+    try:
+        heads = [audit.parse_head(text) for text in getattr(args, "head", [])]
+    except ValueError as exc:
+        raise UsageError(f"--head: {exc}") from None
     rows = audit.read_rows(database)
     if args.audit_command == "export":
         try:
@@ -223,10 +232,13 @@ def audit_command(args: argparse.Namespace) -> int:
     except SealError as exc:
         raise UsageError(str(exc)) from None
     problem = audit.verify(rows, key, audit.read_anchor(database.with_name("audit.head")))
+    for head in heads:
+        problem = problem or audit.check_head(rows, head)
     if problem is not None:
         print(f"audit log NOT intact: {problem}", file=sys.stderr)
         return 1
-    print(f"audit log intact: {len(rows)} entries")
+    witnessed = f", matching {len(heads)} witnessed head(s)" if heads else ""
+    print(f"audit log intact: {len(rows)} entries{witnessed}")
     return 0
 
 

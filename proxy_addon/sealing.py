@@ -61,6 +61,22 @@ def load_key(data_dir: Path) -> bytes:
     return path.read_bytes().strip()
 
 
+def key_location_warning(data_dir: Path) -> str | None:
+    """Why a key kept in the data dir weakens the audit log, or None when it comes from outside.
+
+    The audit chain's HMAC key derives from this key: whoever can write the data dir can then
+    rewrite history and re-sign it, and only a witnessed head (`audit head` log lines, the
+    hitl_audit_head metric, webhook payloads) still shows it.
+    """
+    if os.environ.get(KEY_ENV):
+        return None
+    return (f"the sealing key is {data_dir / KEY_FILE}, inside the data dir: whoever can write "
+            f"the data dir can decrypt held requests and rewrite and re-sign the audit log. "
+            f"Set {KEY_ENV} from a secret store instead, and keep the 'audit head' log lines "
+            f"(or the hitl_audit_head metric) off this host to check with "
+            f"`hitl-proxy audit verify --head SEQ:HASH`")
+
+
 def load_or_create_key(data_dir: Path) -> bytes:
     if env_key := os.environ.get(KEY_ENV):
         key = env_key.encode()

@@ -51,6 +51,18 @@ def _approval_json(approval: Approval) -> dict[str, Any]:
     return approval.model_dump(mode="json")
 
 
+def audit_visible(reviewer: Reviewer, approval_id: str | None,
+                  routing: dict[str, list[str]]) -> bool:
+    """Who reads an audit entry: the auditor group reads all; others the entries of approvals
+    they may decide (an unrouted approval: anyone). Entries of no approval (writes a rule
+    allowed) belong to no group that decided them: auditors only."""
+    if AUDITOR_GROUP in reviewer.groups:
+        return True
+    if approval_id is None or approval_id not in routing:
+        return False
+    return reviewer.may_decide(routing[approval_id])
+
+
 class ReviewApp:
     """Holds what the endpoints share; `app` is the Starlette application to serve."""
 
@@ -131,7 +143,8 @@ class ReviewApp:
 
     async def prometheus(self, request: Request) -> Response:
         pending = await self.store.count(Status.pending)
-        return Response(self.metrics.render(pending), media_type=CONTENT_TYPE_LATEST)
+        return Response(self.metrics.render(pending, await self.store.audit_head()),
+                        media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi())
@@ -250,14 +263,21 @@ class ReviewApp:
         return JSONResponse(_approval_json(created), status_code=201)
 
     async def audit(self, request: Request) -> Response:
-        if self._reviewer(request) is None:
+        """Entries of the approvals routed to this reviewer (see audit_visible); all of them
+        for the auditor group. An approval not visible is answered 404, like a missing one."""
+        reviewer = self._reviewer(request)
+        if reviewer is None:
             return self._unauthorized()
         if (bad := _unknown_query(request, "approval_id")) is not None:
             return bad
         approval_id = request.query_params.get("approval_id")
-        entries = await self.store.audit_entries(approval_id)
+        routing = await self.store.reviewer_groups()
+        if approval_id is not None and (approval_id not in routing or not audit_visible(
+                reviewer, approval_id, routing)):
+            return _error(404, f"no approval {approval_id}")
+        entries = [entry for entry in await self.store.audit_entries(approval_id)
+                   if audit_visible(reviewer, entry.approval_id, routing)]
         return JSONResponse({"entries": [entry.model_dump(mode="json") for entry in entries]})
-
 
     async def stats(self, request: Request) -> Response:
         reviewer = self._reviewer(request)

@@ -1,16 +1,29 @@
-"""Verifying and exporting the audit log, for security teams; works on a stopped proxy's data."""
+"""Verifying, exporting and witnessing the audit log, for security teams.
+
+Verify and export work on a stopped proxy's data. The chain's HMAC key lives with the data (or in
+HITL_PROXY_KEY), so whoever holds both could rewrite history and re-sign it; the witness publishes
+the chain head (seq and hash) off the data dir, in the log, and `verify --head SEQ:HASH` checks a
+head published earlier: re-signing changes every hash after the first rewritten entry.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
+import asyncio
 import json
+import logging
+import re
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from review_api.store import GENESIS_HASH, entry_hash
+from review_api.store import GENESIS_HASH, AuditHead, Store, entry_hash
+from review_api.traffic_export import csv_line
+
+logger = logging.getLogger("hitl_proxy")
+WITNESS_EVERY = 10.0  # seconds between two published heads while entries are added
+_HEAD = re.compile(r"^(\d{1,18}):([0-9a-fA-F]{64})$")
 
 COLUMNS = ("seq", "at", "event", "approval_id", "actor", "detail", "prev_hash", "hash")
 
@@ -67,6 +80,35 @@ def verify(rows: list[Row], key: bytes, anchor: tuple[int, str] | None) -> str |
     return None
 
 
+def parse_head(text: str) -> AuditHead:
+    """SEQ:HASH as the witness publishes it (`audit head seq=SEQ hash=HASH`)."""
+    found = _HEAD.match(text.strip())
+    if found is None:
+        raise ValueError(f"expected SEQ:HASH (a number, a colon, 64 hex digits) as in the log "
+                         f"line 'audit head seq=SEQ hash=HASH', got {text!r}")
+    return int(found.group(1)), found.group(2).lower()
+
+
+def check_head(rows: list[Row], head: AuditHead) -> str | None:
+    """Whether the log still holds the witnessed entry with exactly that hash; the problem if not.
+
+    A log rewritten and re-signed with a new key verifies on its own, but not against a head
+    witnessed before: every hash from the first rewritten entry on changes.
+    """
+    seq, digest = head
+    if seq == 0:
+        return None if digest == GENESIS_HASH else f"entry 0: is the genesis, {GENESIS_HASH}"
+    found = next((row for row in rows if row.seq == seq), None)
+    if found is None:
+        last = rows[-1].seq if rows else 0
+        return (f"entry {seq}: missing; the log ends at entry {last}, but entry {seq} was "
+                f"witnessed with hash {digest} (the tail was cut off)")
+    if found.hash != digest:
+        return (f"entry {seq}: its hash is {found.hash}, but the witnessed head says {digest} "
+                "(the log was rewritten and re-signed, or its key replaced)")
+    return None
+
+
 def export(rows: list[Row], fmt: str, since: str | None = None) -> Iterator[str]:
     """JSON lines a SIEM ingests as they are, or CSV with a header."""
     chosen = [row for row in rows if since is None or row.at >= since]
@@ -77,10 +119,56 @@ def export(rows: list[Row], fmt: str, since: str | None = None) -> Iterator[str]
                               "detail": json.loads(row.detail), "prev_hash": row.prev_hash,
                               "hash": row.hash}) + "\n"
         return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
+    yield csv_line(COLUMNS)
     for row in chosen:
-        writer.writerow([row.seq, row.at, row.event, row.approval_id or "", row.actor,
-                         row.detail, row.prev_hash, row.hash])
-    yield buffer.getvalue()
+        yield csv_line([row.seq, row.at, row.event, row.approval_id or "", row.actor,
+                        row.detail, row.prev_hash, row.hash])
+
+
+def head_line(head: AuditHead | None) -> str:
+    seq, digest = head or (0, GENESIS_HASH)
+    return f"audit head seq={seq} hash={digest}"
+
+
+class AuditWitness:
+    """Publishes the chain head where the data dir's owner cannot rewrite it: the log, shipped
+    off the host. Once at start, then at most every `every` seconds while entries are added
+    (the latest head of each interval), and once at shutdown. An addon (running/done hooks)."""
+
+    def __init__(self, store: Store, every: float = WITNESS_EVERY,
+                 publish: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.every = every
+        self._publish = publish or logger.info
+        self._latest: AuditHead | None = None
+        self._published: AuditHead | None = None
+        self._last_at = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+        store.subscribe_head(self._on_head)
+
+    async def running(self) -> None:
+        self._latest = await self.store.audit_head()
+        self._flush()
+
+    async def done(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._latest != self._published:
+            self._flush()
+
+    def _on_head(self, seq: int, digest: str) -> None:
+        """Store listener, after each commit: cheap, at most one timer pending."""
+        self._latest = (seq, digest)
+        if self._timer is not None:
+            return
+        delay = self._last_at + self.every - time.monotonic()
+        if delay <= 0:
+            self._flush()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        self._published, self._last_at = self._latest, time.monotonic()
+        self._publish(head_line(self._latest))

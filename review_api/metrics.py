@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from review_api.models import Approval, Status
+from review_api.store import GENESIS_HASH
 
 DECIDED = {Status.approved, Status.rejected, Status.expired}
 
@@ -38,6 +39,12 @@ class Metrics:
         self.traffic_failures = Counter("hitl_traffic_failures",
                                         "Batches the traffic record could not write",
                                         registry=self.registry)
+        # The audit chain's head, for a scraper to keep where the data dir's owner cannot
+        # rewrite it: `audit verify --head SEQ:HASH` checks the log against it later.
+        self.audit_head_seq = Gauge("hitl_audit_head_seq", "Sequence of the newest audit entry",
+                                    registry=self.registry)
+        self.audit_head = Info("hitl_audit_head", "Hash of the newest audit entry",
+                               registry=self.registry)
         # Every series exists from the start; the children are looked up once, off the hot path.
         self.counted = {decision: self.requests.labels(decision)
                         for decision in ("passed", "held", "allowed", "denied", "refused")}
@@ -50,6 +57,9 @@ class Metrics:
         if approval.status is Status.failed:
             self.upstream_errors.inc()
 
-    def render(self, pending: int) -> bytes:
+    def render(self, pending: int, audit_head: tuple[int, str] | None = None) -> bytes:
         self.pending.set(pending)
+        seq, digest = audit_head or (0, GENESIS_HASH)
+        self.audit_head_seq.set(seq)
+        self.audit_head.info({"seq": str(seq), "hash": digest})
         return generate_latest(self.registry)

@@ -1,7 +1,8 @@
 """Webhooks on each new pending approval and each decision, generic JSON or Slack's format.
 
 Sending happens in a background task with retries: a slow or failing webhook is logged and never
-delays or blocks a hold.
+delays or blocks a hold. JSON payloads carry the audit chain's head at the time of the event, so
+the receiver keeps a witness of the log that the data dir's owner cannot rewrite.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import httpx
 from review_api.models import Approval, Status
 
 logger = logging.getLogger("hitl_proxy")
+AuditHead = tuple[int, str]
 NOTIFIED = {Status.pending, Status.approved, Status.rejected, Status.expired, Status.denied}
 RETRY_DELAYS = (0.5, 2.0, 8.0)  # after the first attempt fails
 
@@ -38,7 +40,8 @@ def _summary(approval: Approval) -> str:
     return f"{what} — {approval.operation or approval.method}" + (f": {changes}" if changes else "")
 
 
-def payload(hook: Webhook, approval: Approval, link: str) -> dict[str, Any]:
+def payload(hook: Webhook, approval: Approval, link: str,
+            audit_head: AuditHead | None = None) -> dict[str, Any]:
     event = f"approval.{approval.status.value}"
     if hook.format == "slack":
         verb = {Status.pending: "Held for review", Status.approved: "Approved",
@@ -51,7 +54,7 @@ def payload(hook: Webhook, approval: Approval, link: str) -> dict[str, Any]:
                 f"from {agent}){note} <{link}|Open>")
         return {"text": text, "blocks": [{"type": "section",
                                           "text": {"type": "mrkdwn", "text": text}}]}
-    return {
+    body: dict[str, Any] = {
         "event": event,
         "url": link,
         "approval": approval.model_dump(mode="json", include={
@@ -60,12 +63,18 @@ def payload(hook: Webhook, approval: Approval, link: str) -> dict[str, Any]:
             "note", "quorum", "reviewer_groups"}),
         "changes": [c.model_dump(mode="json") for c in approval.changes[:50]],
     }
+    if audit_head is not None:
+        body["audit_head"] = {"seq": audit_head[0], "hash": audit_head[1]}
+    return body
 
 
 class Notifier:
     def __init__(self, hooks: list[Webhook], review_url: str, queue_size: int = 1000,
-                 on_failure: Callable[[], None] | None = None) -> None:
+                 on_failure: Callable[[], None] | None = None,
+                 audit_head: Callable[[], AuditHead | None] | None = None) -> None:
+        """`audit_head` gives the chain's newest (seq, hash), e.g. `lambda: store.head`."""
         self._on_failure = on_failure
+        self._audit_head = audit_head
         self.hooks = hooks
         self.review_url = review_url.rstrip("/")
         self._queue: asyncio.Queue[tuple[Webhook, dict[str, Any]]] = asyncio.Queue(queue_size)
@@ -80,9 +89,10 @@ class Notifier:
         if approval.status is Status.pending and approval.votes:
             return  # a vote short of the quorum is not a decision
         link = f"{self.review_url}/approvals/{approval.id}"
+        head = self._audit_head() if self._audit_head is not None else None
         for hook in self.hooks:
             try:
-                self._queue.put_nowait((hook, payload(hook, approval, link)))
+                self._queue.put_nowait((hook, payload(hook, approval, link, head)))
             except asyncio.QueueFull:
                 self.failures += 1
                 logger.warning("notification to %s dropped: the queue is full", hook.url)

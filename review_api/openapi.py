@@ -101,7 +101,9 @@ def openapi() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object", "required": ["entries"],
                                             "properties": {"entries": {"type": "array", "items": {
                                                 "$ref": "#/components/schemas/AuditEntry"}}}},
-                                           "entries in order"), **_errors(400, 401)}}},
+                                           "entries in order: those of approvals routed "
+                                           "to you (every entry for the auditor group)"),
+                              **_errors(400, 401, 404)}}},
             "/api/stats": {"get": {"responses": {"200": _json({"type": "object"}, "stats"),
                                                  **_errors(401)}}},
             "/api/traffic": {"get": {

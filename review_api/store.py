@@ -11,11 +11,12 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from review_api.models import (
     utcnow,
 )
 
+logger = logging.getLogger("hitl_proxy")
 GENESIS_HASH = "0" * 64
 Listener = Callable[[Approval], Awaitable[None]]
 
@@ -57,9 +59,6 @@ CREATE TABLE IF NOT EXISTS approvals (
     sealed_request BLOB,
     sealed_before BLOB
 );
-CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at);
-CREATE INDEX IF NOT EXISTS approvals_retry ON approvals (status, fingerprint);
-CREATE INDEX IF NOT EXISTS approvals_expiry ON approvals (status, expires_at);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -71,6 +70,24 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL
 );
 """
+# Columns added after the first release, so an older data dir is brought up to date on open.
+_ADDED_COLUMNS = {
+    "sent_at": "TEXT", "votes": "TEXT NOT NULL DEFAULT '[]'",
+    "edits": "TEXT NOT NULL DEFAULT '[]'", "approve_fields": "TEXT", "agent": "TEXT",
+    "idempotency_key": "TEXT", "sealed_request": "BLOB", "sealed_before": "BLOB",
+}
+# After the columns: an index on a column an old file lacks would fail.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at);
+CREATE INDEX IF NOT EXISTS approvals_retry ON approvals (status, fingerprint);
+CREATE INDEX IF NOT EXISTS approvals_expiry ON approvals (status, expires_at);
+CREATE INDEX IF NOT EXISTS approvals_agent ON approvals (status, agent);
+CREATE INDEX IF NOT EXISTS approvals_key ON approvals (agent, idempotency_key, created_at)
+    WHERE idempotency_key IS NOT NULL;
+"""
+KEY_REUSE_WINDOW = 24 * 3600.0  # an Idempotency-Key binds one request this long, as Stripe's
+AuditHead = tuple[int, str]  # (seq, hash) of the newest audit entry
+HeadListener = Callable[[int, str], None]
 
 
 class StoreError(RuntimeError):
@@ -116,11 +133,13 @@ class Store:
         self._audit_key = audit_key or DEFAULT_AUDIT_KEY
         # The last entry's seq and hash, outside the database: a cut-off tail shows.
         self.anchor = anchor or path.with_name("audit.head")
-        self._head: tuple[int, str] | None = None
+        self._head: AuditHead | None = None  # written by the open transaction
+        self._committed_head: AuditHead | None = None
         self._db: aiosqlite.Connection | None = None
         # aiosqlite shares one connection; the lock keeps each transaction whole.
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
+        self._head_listeners: list[HeadListener] = []
 
     async def open(self) -> None:
         try:
@@ -131,8 +150,19 @@ class Store:
             await self._db.execute("PRAGMA journal_mode=WAL")
             await self._db.execute("PRAGMA synchronous=FULL")
             await self._db.executescript(_SCHEMA)
+            await self._add_missing_columns(self._db)
+            await self._db.executescript(_INDEXES)
+            self._committed_head = await self.audit_head()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+
+    @staticmethod
+    async def _add_missing_columns(db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA table_info(approvals)") as cursor:
+            present = {row["name"] for row in await cursor.fetchall()}
+        for name, definition in _ADDED_COLUMNS.items():
+            if name not in present:
+                await db.execute(f"ALTER TABLE approvals ADD COLUMN {name} {definition}")
 
     async def close(self) -> None:
         if self._db is not None:
@@ -142,6 +172,16 @@ class Store:
     def subscribe(self, listener: Listener) -> None:
         """Called after every committed status change (the addon learns of decisions here)."""
         self._listeners.append(listener)
+
+    def subscribe_head(self, listener: HeadListener) -> None:
+        """Called with (seq, hash) after every commit that added audit entries: for witnesses
+        outside the data dir, which its owner cannot rewrite."""
+        self._head_listeners.append(listener)
+
+    @property
+    def head(self) -> AuditHead | None:
+        """The newest audit entry this process has seen committed, without a query."""
+        return self._committed_head
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -162,11 +202,20 @@ class Store:
                     raise
                 await db.execute("COMMIT")
                 if self._head is not None:
-                    self._write_anchor(*self._head)
-                    self._head = None
+                    head, self._head = self._head, None
+                    self._committed_head = head
+                    self._write_anchor(*head)
+                    self._tell_head(head)
                 return outcome
             except sqlite3.Error as exc:
                 raise StoreError(f"store write failed: {exc}") from exc
+
+    def _tell_head(self, head: AuditHead) -> None:
+        for listener in list(self._head_listeners):
+            try:
+                listener(*head)
+            except Exception:  # the entry is committed; a witness's failure must not undo that
+                logger.exception("audit head listener failed")
 
     async def _audit(self, db: aiosqlite.Connection, event: str, approval_id: str | None,
                      actor: str, detail: dict[str, Any]) -> None:
@@ -200,12 +249,29 @@ class Store:
 
     async def find_pending(self, fingerprint: str, agent: str | None,
                            idempotency_key: str | None) -> Approval | None:
-        """The pending approval a retried write belongs to: same agent, same request or key."""
+        """The pending approval a retried write joins: same agent, same request and same key.
+
+        Both must agree: a key reused for another body is not a retry (see key_in_use), and the
+        same body under another key is a second, deliberate write (Stripe's rule).
+        """
         async with self.db.execute(
-            "SELECT * FROM approvals WHERE status = ? AND agent IS ? AND (fingerprint = ?"
-            " OR (idempotency_key IS NOT NULL AND idempotency_key = ?))"
-            " ORDER BY created_at DESC LIMIT 1",
-            (Status.pending.value, agent, fingerprint, idempotency_key),
+            "SELECT * FROM approvals WHERE status = ? AND fingerprint = ? AND agent IS ?"
+            " AND idempotency_key IS ? ORDER BY created_at DESC LIMIT 1",
+            (Status.pending.value, fingerprint, agent, idempotency_key),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return self._approval(row) if row else None
+
+    async def key_in_use(self, agent: str | None, idempotency_key: str,
+                         within: float = KEY_REUSE_WINDOW) -> Approval | None:
+        """The newest approval, in any status, this agent held under this key in the last
+        `within` seconds. A different fingerprint on it means the key is being reused for
+        another request: the addon answers 409 rather than join or create."""
+        since = _iso(utcnow() - timedelta(seconds=within))
+        async with self.db.execute(
+            "SELECT * FROM approvals WHERE agent IS ? AND idempotency_key = ?"
+            " AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
+            (agent, idempotency_key, since),
         ) as cursor:
             row = await cursor.fetchone()
         return self._approval(row) if row else None
@@ -214,8 +280,14 @@ class Store:
                      actor: str = "proxy", expires_at: datetime | None = None,
                      sealed_request: bytes | None = None, idempotency_key: str | None = None,
                      max_pending: int | None = None,
-                     sealed_before: bytes | None = None) -> Approval:
-        """Commit a held (or denied) write; only after this returns may the agent be held."""
+                     sealed_before: bytes | None = None,
+                     max_pending_per_agent: int | None = None) -> Approval:
+        """Commit a held (or denied) write; only after this returns may the agent be held.
+
+        Raises Full when `max_pending` writes wait in all, or `max_pending_per_agent` from this
+        agent (`context.agent`; writes naming none count as one anonymous agent), so one agent
+        flooding the queue cannot lock the others out.
+        """
         approval = Approval(
             **proposal.model_dump(),
             id=str(uuid.uuid4()),
@@ -233,6 +305,16 @@ class Store:
                 if row is not None and row[0] >= max_pending:
                     raise Full(f"{row[0]} writes are already waiting for review "
                                f"(limits.max_pending is {max_pending})")
+            if max_pending_per_agent is not None and status is Status.pending:
+                agent = proposal.context.agent
+                async with db.execute(
+                        "SELECT COUNT(*) FROM approvals WHERE status = ? AND agent IS ?",
+                        (Status.pending.value, agent)) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None and row[0] >= max_pending_per_agent:
+                    who = f"agent {agent!r}" if agent is not None else "the anonymous agent"
+                    raise Full(f"{who} already has {row[0]} writes waiting for review "
+                               f"(limits.max_pending_per_agent is {max_pending_per_agent})")
             await db.execute(
                 "INSERT INTO approvals (id, status, created_at, expires_at, fingerprint, proposal,"
                 " sealed_request, agent, idempotency_key, sealed_before)"
@@ -371,10 +453,39 @@ class Store:
             ids = [row["id"] for row in await cursor.fetchall()]
         for approval_id in ids:
             with contextlib.suppress(Conflict):
-                await self._move(approval_id, Status.approved, Status.outcome_unknown, "proxy",
-                                 {"reason": "the proxy stopped while sending it; check "
-                                            "upstream, then resolve it"})
+                await self.mark_outcome_unknown(approval_id, "the proxy stopped while sending "
+                                                             "it; check upstream, then resolve it")
         return ids
+
+    async def approved_older_than(self, seconds: float, *, claimed: bool = False) -> list[str]:
+        """Approvals stuck in `approved`, oldest first, for a sweep that bounds how long an
+        approved write can stay unsent.
+
+        claimed=False: approved more than `seconds` ago and never claimed for sending (re-drive
+        them, or fail_unsent). claimed=True: claimed more than `seconds` ago with no answer
+        recorded (they may have landed: mark_outcome_unknown, never resend).
+        """
+        before = _iso(utcnow() - timedelta(seconds=seconds))
+        query = ("SELECT id FROM approvals WHERE status = ? AND sent_at IS NOT NULL"
+                 " AND sent_at <= ? AND result IS NULL ORDER BY sent_at" if claimed else
+                 "SELECT id FROM approvals WHERE status = ? AND sent_at IS NULL"
+                 " AND decided_at <= ? ORDER BY decided_at")
+        async with self.db.execute(query, (Status.approved.value, before)) as cursor:
+            return [row["id"] for row in await cursor.fetchall()]
+
+    async def fail_unsent(self, approval_id: str, reason: str) -> Approval:
+        """approved -> failed for a write that was never sent, e.g. the held request no longer
+        matches what was reviewed. Only an unclaimed approval moves, so it cannot race a sender:
+        after this, claim_for_sending answers False. Raises Conflict otherwise."""
+        return await self._move(approval_id, Status.approved, Status.failed, "proxy",
+                                {"status_code": None, "error": reason, "sent": False},
+                                result=Result(error=reason, at=utcnow()), unclaimed=True)
+
+    async def mark_outcome_unknown(self, approval_id: str, reason: str) -> Approval:
+        """approved -> outcome_unknown for a write claimed for sending whose answer never came;
+        a reviewer checks upstream and resolves it. Raises Conflict if it is not in flight."""
+        return await self._move(approval_id, Status.approved, Status.outcome_unknown, "proxy",
+                                {"reason": reason}, unclaimed=False)
 
     async def mark_stale(self, approval_id: str, reason: str) -> Approval:
         return await self._move(approval_id, Status.approved, Status.stale, "proxy",
@@ -390,8 +501,12 @@ class Store:
 
     async def _move(self, approval_id: str, source: Status, target: Status, actor: str,
                     detail: dict[str, Any], *, decided: bool = False, note: str | None = None,
-                    result: Result | None = None) -> Approval:
+                    result: Result | None = None, unclaimed: bool | None = None) -> Approval:
+        """One transition of TRANSITIONS; `unclaimed` also requires (True) or forbids (False)
+        that nobody claimed the write for sending."""
         now = _iso(utcnow())
+        claim = {None: "", True: " AND sent_at IS NULL",
+                 False: " AND sent_at IS NOT NULL AND result IS NULL"}[unclaimed]
 
         async def move(db: aiosqlite.Connection) -> bool:
             assignments = ["status = ?"]
@@ -407,7 +522,8 @@ class Store:
                 assignments.append("result = ?")
                 values.append(result.model_dump_json())
             cursor = await db.execute(
-                f"UPDATE approvals SET {', '.join(assignments)} WHERE id = ? AND status = ?",
+                f"UPDATE approvals SET {', '.join(assignments)} WHERE id = ? AND status = ?"
+                f"{claim}",
                 (*values, approval_id, source.value),
             )
             if cursor.rowcount != 1:
@@ -486,6 +602,21 @@ class Store:
         if row is None:
             raise NotFound(approval_id)
         return row["sealed_request"]
+
+    async def audit_head(self) -> AuditHead | None:
+        """(seq, hash) of the newest entry in the database, or None for an empty log."""
+        async with self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                                   ) as cursor:
+            row = await cursor.fetchone()
+        return (int(row["seq"]), str(row["hash"])) if row else None
+
+    async def reviewer_groups(self) -> dict[str, list[str]]:
+        """Each approval's routing (empty: any reviewer), without decoding whole approvals."""
+        async with self.db.execute(
+            "SELECT id, json_extract(proposal, '$.reviewer_groups') AS groups FROM approvals"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return {row["id"]: json.loads(row["groups"]) if row["groups"] else [] for row in rows}
 
     async def audit_entries(self, approval_id: str | None = None) -> list[AuditEntry]:
         query, params = "SELECT * FROM audit", ()

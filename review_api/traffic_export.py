@@ -1,6 +1,10 @@
 """The traffic record as JSON lines (for a SIEM), CSV (for a spreadsheet) or HAR 1.2.
 
 Each format streams: an export of millions of entries never sits in memory at once.
+
+Every CSV the project writes (this one, the page's /history.csv, `audit export --format csv`) goes
+through `csv_line`: agent-controlled text such as `=HYPERLINK(...)` must reach a spreadsheet as
+text, never as a live formula.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from http import HTTPStatus
 from importlib.metadata import version
 from typing import Any
@@ -31,22 +35,35 @@ async def jsonl(entries: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
         yield json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _csv_line(values: list[Any]) -> str:
+# OWASP's CSV injection rule: a cell starting with one of these is a formula to a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell that would start a formula gets a leading apostrophe, so it shows as typed.
+    Numbers are left alone: they come from the proxy, and -1 is a number, not a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_line(values: Iterable[Any]) -> str:
+    """One CSV record (RFC 4180 quoting, CRLF) with every cell made safe by csv_cell."""
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(values)
+    csv.writer(buffer).writerow([csv_cell(value) for value in values])
     return buffer.getvalue()
 
 
 async def csv_rows(entries: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
     """Metadata only (bodies stay in JSONL and HAR): a spreadsheet chokes on them."""
-    yield _csv_line(list(CSV_COLUMNS))
+    yield csv_line(CSV_COLUMNS)
     async for entry in entries:
         approval = entry["approval"] or {}
         flat = {**entry, "risk_flags": ",".join(entry["risk_flags"]),
                 "approval_status": approval.get("status"),
                 "approval_decided_by": approval.get("decided_by"),
                 "approval_approvers": ",".join(approval.get("approvers", []))}
-        yield _csv_line(["" if flat[name] is None else flat[name] for name in CSV_COLUMNS])
+        yield csv_line("" if flat[name] is None else flat[name] for name in CSV_COLUMNS)
 
 
 def _reason(status: int | None) -> str:

@@ -7,10 +7,8 @@ SameSite=Strict, and every form carries the session's CSRF token as well.
 from __future__ import annotations
 
 import asyncio
-import csv
 import difflib
 import html
-import io
 import json
 import secrets
 import time
@@ -38,7 +36,7 @@ from review_api.traffic import (
     TrafficStore,
     parse_query,
 )
-from review_api.traffic_export import download
+from review_api.traffic_export import csv_line, download
 
 COOKIE = "hitl_session"
 SESSION_SECONDS = 12 * 3600
@@ -395,18 +393,16 @@ class ReviewPages:
             text = "".join(a.model_dump_json() + "\n" for a in chosen)
             return Response(text, media_type="application/x-ndjson", headers={
                 "Content-Disposition": 'attachment; filename="approvals.jsonl"'})
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["id", "created_at", "status", "system", "object_type", "record_id",
-                         "operation", "risk", "agent", "task", "decided_by", "decided_at",
-                         "note", "changes"])
-        for a in chosen:
-            writer.writerow([a.id, a.created_at.isoformat(), a.status.value, a.system,
-                             a.object_type, a.record_id, a.operation, a.risk.level.value,
-                             a.context.agent, a.context.task, a.decided_by,
-                             a.decided_at.isoformat() if a.decided_at else "", a.note,
-                             json.dumps([c.model_dump() for c in a.changes])])
-        return Response(buffer.getvalue(), media_type="text/csv", headers={
+        lines = [csv_line(["id", "created_at", "status", "system", "object_type", "record_id",
+                           "operation", "risk", "agent", "task", "decided_by", "decided_at",
+                           "note", "changes", "reason"])]
+        lines += [csv_line([a.id, a.created_at.isoformat(), a.status.value, a.system,
+                            a.object_type, a.record_id, a.operation, a.risk.level.value,
+                            a.context.agent, a.context.task, a.decided_by,
+                            a.decided_at.isoformat() if a.decided_at else "", a.note,
+                            json.dumps([c.model_dump() for c in a.changes]), a.context.reason])
+                  for a in chosen]
+        return Response("".join(lines), media_type="text/csv", headers={
             "Content-Disposition": 'attachment; filename="approvals.csv"'})
 
     # -- the traffic record, for auditors -------------------------------------------------------

@@ -1,18 +1,37 @@
 """The audit log is tamper-evident: a flipped byte, a deleted row, a reordering or a cut-off tail
-makes `verify` name the first bad entry (a property test over all four)."""
+makes `verify` name the first bad entry (a property test over all four), and a head witnessed
+off the data dir catches a chain rewritten and re-signed with a new key. Reviewers read only the
+entries of approvals routed to them (the auditor group reads all); no CSV cell starts a formula."""
 
 import asyncio
+import csv
+import io
 import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from review_api import Decision, Proposal, Store
-from review_api.audit import export, read_anchor, read_rows, verify
+from proxy_addon.sealing import KEY_ENV, key_location_warning
+from review_api import Approval, Decision, Proposal, ReviewApp, Reviewer, Reviewers, Status, Store
+from review_api.audit import (
+    AuditWitness,
+    check_head,
+    export,
+    parse_head,
+    read_anchor,
+    read_rows,
+    verify,
+)
+from review_api.metrics import Metrics
+from review_api.models import utcnow
+from review_api.notify import Webhook, payload
+from review_api.store import GENESIS_HASH, entry_hash
+from review_api.traffic_export import csv_cell, csv_line
 from tests.e2e.harness import hitl_proxy_command
 
 KEY = b"k" * 32
@@ -134,3 +153,156 @@ def test_the_cli_verifies_and_exports_a_stopped_proxys_data(tmp_path: Path) -> N
                          text=True, timeout=60)
     assert bad.returncode == 1
     assert "entry 2: its content does not match its hash" in bad.stderr
+
+
+def resign_chain(database: Path, key: bytes) -> None:
+    """What an attacker holding the data dir does: rewrite an entry, re-sign the whole chain."""
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+        previous = GENESIS_HASH
+        for seq, at, event, approval_id, actor, detail in db.execute(
+                "SELECT seq, at, event, approval_id, actor, detail FROM audit ORDER BY seq"
+        ).fetchall():
+            digest = entry_hash(key, previous, at, event, approval_id, actor, detail)
+            db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
+                       (previous, digest, seq))
+            previous = digest
+            last = seq
+    database.with_name("audit.head").write_text(f"{last} {previous}\n")
+
+
+def test_a_witnessed_head_catches_a_chain_re_signed_with_a_new_key(
+        history: Path, tmp_path: Path) -> None:
+    rows = read_rows(history)
+    witnessed = (rows[-1].seq, rows[-1].hash)
+    assert check_head(rows, witnessed) is None
+    assert check_head(rows, (3, rows[2].hash)) is None
+    assert check_head(rows, (0, GENESIS_HASH)) is None
+    database = _copy(history, tmp_path)
+    new_key = b"n" * 32
+    resign_chain(database, new_key)
+    resigned = read_rows(database)
+    assert verify(resigned, new_key, read_anchor(database.with_name("audit.head"))) is None
+    problem = check_head(resigned, witnessed)
+    assert problem is not None and problem.startswith(f"entry {witnessed[0]}: its hash is ")
+    assert "re-signed" in problem
+    assert check_head(resigned, (1, rows[0].hash)) is not None  # a new key changes them all
+    assert "missing" in check_head(resigned[:5], witnessed)
+
+
+@pytest.mark.parametrize("text", ["12", "x:" + "a" * 64, "3:" + "a" * 63, "3:" + "g" * 64, ""])
+def test_a_head_is_seq_colon_hash(text: str) -> None:
+    with pytest.raises(ValueError, match="SEQ:HASH"):
+        parse_head(text)
+    assert parse_head("7:" + "AB" * 32) == (7, "ab" * 32)
+
+
+async def test_the_witness_logs_at_start_then_at_most_every_interval(tmp_path: Path) -> None:
+    store = Store(tmp_path / "hitl.sqlite3", audit_key=KEY)
+    await store.open()
+    lines: list[str] = []
+    witness = AuditWitness(store, every=0.3, publish=lines.append)
+    try:
+        await witness.running()
+        assert lines == [f"audit head seq=0 hash={GENESIS_HASH}"]
+        for index in range(5):
+            await store.log_event("allowed", None, "proxy", {"n": index})
+        head = await store.audit_head()
+        assert len(lines) == 1  # within the interval of the last line: batched
+        await asyncio.sleep(0.45)
+        assert lines[1:] == [f"audit head seq={head[0]} hash={head[1]}"]
+        await store.log_event("allowed", None, "proxy", {})
+        await witness.done()  # the pending head is published at shutdown
+        last = await store.audit_head()
+        assert lines[2:] == [f"audit head seq={last[0]} hash={last[1]}"]
+    finally:
+        await store.close()
+
+
+def test_audit_csv_cells_never_start_a_formula(tmp_path: Path) -> None:
+    async def write() -> None:
+        store = Store(tmp_path / "hitl.sqlite3", audit_key=KEY)
+        await store.open()
+        await store.log_event('=HYPERLINK("https://evil.test","x")', None, "+cmd", {})
+        await store.close()
+
+    asyncio.run(write())
+    [row] = list(csv.reader(io.StringIO("".join(export(read_rows(tmp_path / "hitl.sqlite3"),
+                                                          "csv")))))[1:]
+    assert row[2] == '\'=HYPERLINK("https://evil.test","x")' and row[4] == "'+cmd"
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\t=1", "'\t=1"), ("\r=1", "'\r=1"), ("a=1", "a=1"), ("", ""), (-1, -1), (None, None),
+    (" =1", " =1"),
+])
+def test_csv_cell_follows_the_owasp_rule(value: object, cell: object) -> None:
+    assert csv_cell(value) == cell
+    assert next(csv.reader(io.StringIO(csv_line(["x", value]))))[1] == (
+        "" if cell is None else str(cell))
+
+
+def test_metrics_and_webhooks_carry_the_audit_head() -> None:
+    rendered = Metrics().render(0, (7, "ab" * 32)).decode()
+    assert "hitl_audit_head_seq 7.0" in rendered
+    assert f'hitl_audit_head_info{{hash="{"ab" * 32}",seq="7"}} 1.0' in rendered
+    assert "hitl_audit_head_seq 0.0" in Metrics().render(0).decode()
+    approval = Approval(id="a1", status=Status.pending, created_at=utcnow(), method="PUT",
+                        url="https://x.test/1", fingerprint="f" * 64)
+    body = payload(Webhook("https://hooks.test"), approval, "http://review/a1", (7, "ab" * 32))
+    assert body["audit_head"] == {"seq": 7, "hash": "ab" * 32}
+    slack = payload(Webhook("https://hooks.test", "slack"), approval, "http://r", (7, "ab" * 32))
+    assert "audit_head" not in slack
+    assert "audit_head" not in payload(Webhook("https://hooks.test"), approval, "http://r")
+
+
+def test_the_start_up_warns_while_the_key_sits_in_the_data_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    warning = key_location_warning(tmp_path)
+    assert warning is not None and str(tmp_path / "seal.key") in warning and KEY_ENV in warning
+    monkeypatch.setenv(KEY_ENV, "x")
+    assert key_location_warning(tmp_path) is None
+
+
+SUPPORT, FINANCE, AUDITOR = ("support-token-000000001", "finance-token-00000002",
+                              "auditor-token-00000003")
+
+
+async def test_the_audit_api_shows_each_reviewer_only_their_groups_entries(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "hitl.sqlite3", audit_key=KEY)
+    await store.open()
+    ids = {}
+    for name, groups in (("support", ["support"]), ("finance", ["finance"]), ("anyone", [])):
+        created = await store.create(Proposal(method="PUT", url=f"https://x.test/{name}",
+                                              fingerprint="f" * 64, reviewer_groups=groups))
+        ids[name] = created.id
+    await store.log_event("allowed", None, "proxy", {"url": "https://x.test/allowed"})
+    reviewers = Reviewers([Reviewer(name="sam", token=SUPPORT, groups=["support"]),
+                           Reviewer(name="fin", token=FINANCE, groups=["finance"]),
+                           Reviewer(name="ada", token=AUDITOR, groups=["auditor"])])
+    app = ReviewApp(store, reviewers).app
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://review") as client:
+            async def audit(token: str, **params: str) -> httpx.Response:
+                return await client.get("/api/audit", params=params,
+                                        headers={"Authorization": f"Bearer {token}"})
+
+            seen = {e["approval_id"] for e in (await audit(SUPPORT)).json()["entries"]}
+            assert seen == {ids["support"], ids["anyone"]}
+            seen = {e["approval_id"] for e in (await audit(FINANCE)).json()["entries"]}
+            assert seen == {ids["finance"], ids["anyone"]}
+            seen = {e["approval_id"] for e in (await audit(AUDITOR)).json()["entries"]}
+            assert seen == {*ids.values(), None}
+            hidden = await audit(SUPPORT, approval_id=ids["finance"])
+            missing = await audit(SUPPORT, approval_id="no-such-approval")
+            assert hidden.status_code == missing.status_code == 404
+            assert hidden.json()["error"] == f"no approval {ids['finance']}"
+            mine = (await audit(FINANCE, approval_id=ids["finance"])).json()["entries"]
+            assert [e["event"] for e in mine] == ["held"]
+            assert (await audit(AUDITOR, approval_id=ids["support"])).status_code == 200
+    finally:
+        await store.close()

@@ -88,3 +88,52 @@ def test_stats_command_reads_a_stopped_proxys_data(tmp_path: Path) -> None:
     missing = subprocess.run([*hitl_proxy_command(), "stats", "--data-dir", str(tmp_path)],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no hitl.sqlite3" in missing.stderr
+
+
+def test_audit_verify_head_fails_on_a_chain_re_signed_with_a_new_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from cryptography.fernet import Fernet
+
+    from proxy_addon.cli import main
+    from proxy_addon.sealing import KEY_ENV, audit_key
+    from review_api import Decision, Proposal, Store
+    from tests.test_audit import resign_chain
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    seal = Fernet.generate_key()
+    (tmp_path / "seal.key").write_bytes(seal)
+
+    async def write() -> tuple[int, str] | None:
+        store = Store(tmp_path / "hitl.sqlite3", audit_key=audit_key(seal))
+        await store.open()
+        for index in range(3):
+            approval = await store.create(Proposal(method="PUT", url=f"https://x.test/{index}",
+                                                   fingerprint="f" * 64))
+            await store.decide(approval.id, Decision.approve, "sam", None)
+        head = store.head
+        await store.close()
+        return head
+
+    seq, digest = asyncio.run(write()) or (0, "")
+    verify = ["audit", "verify", "--data-dir", str(tmp_path)]
+    assert main([*verify, "--head", f"{seq}:{digest}", "--head", f"2:{'0' * 64}"]) == 1
+    assert "entry 2: its hash is" in capsys.readouterr().err
+    assert main([*verify, "--head", f"{seq}:{digest.upper()}"]) == 0
+    assert "intact: 6 entries, matching 1 witnessed head(s)" in capsys.readouterr().out
+    assert main([*verify, "--head", "six"]) == 2
+    assert "--head: expected SEQ:HASH" in capsys.readouterr().err
+
+    new_seal = Fernet.generate_key()
+    (tmp_path / "seal.key").write_bytes(new_seal)
+    resign_chain(tmp_path / "hitl.sqlite3", audit_key(new_seal))
+    assert main(verify) == 0  # re-signed with the new key, the chain alone looks whole
+    capsys.readouterr()
+    assert main([*verify, "--head", f"{seq}:{digest}"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"audit log NOT intact: entry {seq}: its hash is ")
+    assert f"but the witnessed head says {digest}" in error
+    assert main([*verify, "--head", f"{seq + 5}:{digest}"]) == 1
+    assert f"entry {seq + 5}: missing; the log ends at entry {seq}" in capsys.readouterr().err
