@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from mitmproxy.net import encoding
 from connectors_schemas import BodyError, graphql_in_query
 from proxy_addon import answers
 from proxy_addon.agent_auth import AgentAuth
+from proxy_addon.decoding import DecodingError, decoded
 from proxy_addon.edits import EditError, rewrite
 from proxy_addon.flow_keys import (
     AGENT_KEY,
@@ -45,6 +46,8 @@ from review_api.store import Conflict, Full, NotFound, Store, StoreError
 
 logger = logging.getLogger("hitl_proxy")
 
+# Bodies above this are decoded, parsed and sealed in a thread (small ones cost less inline).
+OFF_LOOP_BYTES = 256 * 1024
 STATUS_HOST = "hitl-proxy.status"  # answered by the proxy itself, never resolved or forwarded
 CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
 
@@ -88,19 +91,29 @@ def take_context(headers: http.Headers) -> Context:
     return Context(**values)
 
 
-def _write_request(flow: http.HTTPFlow, method: str, resolve: Resolve) -> WriteRequest:
+def _write_request(flow: http.HTTPFlow, method: str, resolve: Resolve,
+                   max_body: int) -> WriteRequest:
+    """The write as reviewed; DecodingError when its body cannot be decoded within bounds."""
     request = flow.request
     host, url = resolve.requested_url(flow)
+    raw = request.raw_content or b""
     return WriteRequest(
         method=method,
         url=url,
         host=host,
         path=request.path.split("?", 1)[0],
         headers=list(request.headers.items(multi=True)),
-        content=request.get_content(strict=False) or b"",
-        raw_content=request.raw_content or b"",
+        content=decoded(raw, request.headers.get("content-encoding"), max_body),
+        raw_content=raw,
         query=list(request.query.items(multi=True)),
     )
+
+
+async def off_loop[T](large: bool, work: Callable[..., T], *args: Any) -> T:
+    """Parsing, hashing and sealing a large body run in a thread, so reads keep flowing."""
+    if large:
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
 
 
 def _held_write(held: HeldRequest) -> WriteRequest:
@@ -201,6 +214,9 @@ class HoldWrites:
     async def _request_write(self, flow: http.HTTPFlow, method: str, context: Context) -> None:
         try:
             await self._hold(flow, method, context)
+        except DecodingError as exc:
+            self._decided(flow, "refused")
+            flow.response = answers.refused(exc.status_code, str(exc))
         except StoreError as exc:
             self._decided(flow, "refused")
             if self.metrics is not None:
@@ -229,20 +245,6 @@ class HoldWrites:
         claimed = context.task if context.task not in (None, agent.task) else None
         return context.model_copy(update={"agent": name, "task": agent.task,
                                           "claimed_task": claimed})
-
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """A write declaring a body over the limit is refused before the body is read."""
-        try:
-            if flow.response or is_read(effective_method(flow.request)):
-                return
-        except MethodOverrideError:
-            pass  # the request hook refuses it once the body has been read
-        declared = flow.request.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > self.settings.max_body:
-            flow.metadata[DECISION_KEY] = "refused"
-            flow.response = answers.refused(
-                413, f"the body is {declared} bytes; writes over {self.settings.max_body} bytes "
-                     "are refused (limits.max_body)")
 
     def response(self, flow: http.HTTPFlow) -> None:
         # Synchronous on purpose: every read passes here, and only released writes need work.
@@ -287,7 +289,9 @@ class HoldWrites:
     # -- holding --------------------------------------------------------------------------------
 
     async def _hold(self, flow: http.HTTPFlow, method: str, context: Context) -> None:
-        write = _write_request(flow, method, self.resolve)
+        large = len(flow.request.raw_content or b"") > OFF_LOOP_BYTES
+        write = await off_loop(large, _write_request, flow, method, self.resolve,
+                               self.settings.max_body)
         built = await self.builder.build(write, context)
         if built is None and is_read(method):
             # The read path found a write in it; a classification that disagrees is not trusted.
@@ -333,8 +337,9 @@ class HoldWrites:
             await self.store.log_event("retry_joined", approval.id, "proxy", {})
             logger.info("retry of %s %s joined approval %s", method, proposal.url, approval.id)
         else:
-            sealed = self.sealer.seal(HeldRequest(method, write.url, write.headers,
-                                                  write.raw_content))
+            sealed = await off_loop(large, self.sealer.seal,
+                                    HeldRequest(method, write.url, write.headers,
+                                                write.raw_content))
             sealed_before = self.sealer.seal_data(built.before) if built.before else None
             expire_after = verdict.expire_after or self.settings.expire_after
             try:
@@ -404,7 +409,8 @@ class HoldWrites:
             flow.response = answers.refused(409, "this approval was already sent", approval.id)
             return
         if approval.edits or approval.approve_fields is not None:
-            write = _write_request(flow, effective_method(flow.request), self.resolve)
+            write = _write_request(flow, effective_method(flow.request), self.resolve,
+                                   self.settings.max_body)
             try:
                 body = await self._edited(approval, write)
             except (EditError, BodyError) as exc:

@@ -18,10 +18,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from mitmproxy import flow as mitmflow
+from mitmproxy import http
+from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events, layer, layers, mode_specs
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import ErrorCode, HttpErrorHook, ResponseProtocolError, SendHttp
 from mitmproxy.proxy.layers.http._http1 import Http1Server
+
+from proxy_addon import answers
+from proxy_addon.flow_keys import DECISION_KEY
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -80,24 +85,46 @@ class _Refuse(layer.Layer):
                 yield commands.CloseConnection(self.context.server)
 
 
+def _too_large(max_body: int) -> http.Response:
+    answer = answers.refused(413, f"the request body is over {max_body} bytes; bodies over "
+                                  "that are refused (limits.max_body)")
+    answer.headers["Connection"] = "close"
+    return answer
+
+
 def _bounded_stream(max_body: int) -> type[http_layers.HttpStream]:
     class BoundedHttpStream(http_layers.HttpStream):
-        """Refuses a request body (413) the moment it passes `limits.max_body`."""
+        """Refuses a request body (413) the moment it passes `limits.max_body`, or declares it."""
 
         def check_body_size(self, request: bool) -> layer.CommandGenerator[bool]:
-            if request and len(self.request_body_buf) > max_body:
-                message = (f"the request body passed {max_body} bytes; bodies over that are "
-                           "refused (limits.max_body)")
-                self.flow.error = mitmflow.Error(message)
-                yield HttpErrorHook(self.flow)
-                yield SendHttp(ResponseProtocolError(self.stream_id, message,
+            if request and self._request_size() > max_body:
+                return (yield from self._refuse_too_large())
+            return (yield from super().check_body_size(request))
+
+        def _request_size(self) -> int:
+            if self.request_body_buf:
+                return len(self.request_body_buf)
+            declared = self.flow.request.headers.get("content-length", "0").strip()
+            return int(declared) if declared.isascii() and declared.isdigit() else 0
+
+        def _refuse_too_large(self) -> layer.CommandGenerator[bool]:
+            answer = _too_large(max_body)
+            self.flow.error = mitmflow.Error(answer.text or "body too large")
+            self.flow.metadata[DECISION_KEY] = "refused"
+            yield HttpErrorHook(self.flow)
+            if self.flow.request.is_http11 or self.flow.request.is_http10:
+                # Our JSON answer, then close: the rest of the body is never read.
+                self.flow.response = answer
+                yield commands.SendData(self.context.client, http1.assemble_response(answer))
+                yield commands.CloseConnection(self.context.client)
+            else:
+                yield SendHttp(ResponseProtocolError(self.stream_id, answer.text or "",
                                                      ErrorCode.REQUEST_TOO_LARGE),
                                self.context.client)
-                self.client_state = self.state_errored
-                self.request_body_buf.clear()
-                self.flow.live = False
-                return True
-            return (yield from super().check_body_size(request))
+            self.client_state = self.state_errored
+            self.request_body_buf.clear()
+            self.flow.live = False
+            return True
 
     return BoundedHttpStream
 
