@@ -32,8 +32,6 @@ from review_api.models import (
     RequestSummary,
 )
 
-MAX_SHOWN_TEXT = 64 * 1024
-
 
 @dataclass(frozen=True, slots=True)
 class WriteRequest:
@@ -64,22 +62,35 @@ def fingerprint(method: str, url: str, raw_content: bytes) -> str:
     return digest.hexdigest()
 
 
-def _raw_body(write: WriteRequest) -> Any:
-    """The body as a reviewer can read it: parsed JSON or form when possible, else text."""
-    try:
-        return parse_body(write.content, write.content_type, BodyFormat.json)
-    except BodyError:
-        if not write.content:
-            return None
-        text = write.content[:MAX_SHOWN_TEXT].decode("utf-8", errors="replace")
-        return text if len(write.content) <= MAX_SHOWN_TEXT else text + "… (truncated)"
+def _raw_body(write: WriteRequest, classification: Classification | None
+              ) -> redact.ShownBody | redact.WithheldBody | None:
+    """The body as the proxy parsed and masked it, by its declared type; else only its hash.
+
+    Not the connector's own reading: that one may read a form sent as JSON as a form, and a
+    reviewer must not be shown bytes in a form the upstream may read differently.
+    """
+    graphql = classification is not None and (
+        (classification.route.body or classification.spec.body) is BodyFormat.graphql)
+    return redact.mask_request_body(write.content, write.content_type, graphql_expected=graphql)
 
 
-def _shown_body(write: WriteRequest, classification: Classification | None) -> Any:
-    if classification is not None and classification.body is not None:
-        return redact.mask_body(classification.body)
-    body = _raw_body(write)
-    return redact.mask_body(body) if isinstance(body, dict | list) else body
+def _request_summary(write: WriteRequest, classification: Classification | None,
+                     problem: str | None) -> RequestSummary:
+    """What the approval keeps of the request: masked headers, and the body as masked or its
+    type, size and hash alone (DESIGN.md, "Security stance")."""
+    body = _raw_body(write, classification)
+    shown = body if isinstance(body, redact.ShownBody) else None
+    return RequestSummary(
+        headers=redact.mask_headers(write.headers),
+        content_type=redact.shown_content_type(write.content_type)
+        if write.content_type else None,
+        body=shown.value if shown else None,
+        body_bytes=len(write.raw_content),
+        body_sha256=hashlib.sha256(write.raw_content).hexdigest() if write.raw_content else None,
+        body_form=shown.form if shown else None,
+        body_withheld=body.reason if isinstance(body, redact.WithheldBody) else None,
+        problem=redact.mask_problem(problem) if problem else None,
+    )
 
 
 def _masked_changes(diff: Diff, record_id: str | None) -> list[Change]:
@@ -254,13 +265,7 @@ class ProposalBuilder:
             old_values=old_values,
             risk=risk,
             context=context,
-            request=RequestSummary(
-                headers=redact.mask_headers(write.headers),
-                content_type=write.content_type,
-                body=_shown_body(write, classification),
-                body_bytes=len(write.raw_content),
-                problem=body_problem,
-            ),
+            request=_request_summary(write, classification, body_problem),
             reviewer_groups=verdict.reviewer_groups,
             quorum=verdict.quorum,
             edit=edit_support(classification),

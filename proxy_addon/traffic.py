@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from mitmproxy import http
@@ -33,7 +33,13 @@ from proxy_addon.flow_keys import (
     PROPOSAL_KEY,
     REQUESTED_KEY,
 )
-from proxy_addon.redact import MASK, is_secret_name, mask_body, mask_url
+from proxy_addon.redact import (
+    WithheldBody,
+    form_pairs,
+    mask_request_body,
+    mask_url,
+    shown_content_type,
+)
 from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import HeldRequest
 from review_api.metrics import Metrics
@@ -46,7 +52,6 @@ FLUSH_EVERY = 0.25  # seconds between batches
 FLUSH_AT = 2000  # entries that start a batch early
 DESCRIBE_AT_ONCE = 200  # flows turned into rows between two turns of the event loop
 MAX_WAITING = 100_000  # flows waiting for a batch; past this, reads are dropped (and counted)
-MAX_MASKED = 4 * 1024 * 1024  # bodies larger than this are not parsed, so not kept
 MAX_RETRY = 10_000  # write rows kept to retry while the record cannot be written
 PROBE_EVERY = 1.0  # seconds between checks that a failed record can be written again
 WARN_EVERY = 30.0  # seconds between repeated warnings about the same failure
@@ -58,36 +63,31 @@ def _moment(timestamp: float | None) -> str:
 
 
 def _content_type(headers: http.Headers | None) -> str | None:
+    """The content type with its encoding parameters only (any other could carry a secret)."""
     value = headers.get("content-type") if headers is not None else None
-    return value[:200] if value else None
+    return shown_content_type(value)[:200] if value else None
 
 
 def masked_body(content: bytes | None, content_type: str | None, limit: int) -> str | None:
-    """A JSON or form body with secret-named fields masked, as text; None when not asked for.
+    """A body in the form the proxy parsed and masked, as text; None when not asked for.
 
-    Only what can be masked is kept: a body that is not JSON or a form (text, XML, invalid
-    JSON, binary), or too large to parse, is recorded as its size and type alone.
+    Only what can be masked is kept (redact.mask_request_body): a body that is not JSON,
+    NDJSON, a form, multipart or GraphQL by its declared type (text, XML, invalid JSON, a form
+    sent as JSON, binary), or too large to parse, is recorded as its type, size and hash alone.
     """
     if not content or limit <= 0:
         return None
-    kind = (content_type or "").split(";")[0].strip().lower()
-    not_kept = f"({len(content)} bytes of {kind or 'unknown type'}, not kept: "
-    if len(content) > MAX_MASKED:
-        return not_kept + "too large to mask)"
-    try:
-        text = content.decode("utf-8")
-        if "form-urlencoded" in kind:
-            pairs = parse_qsl(text, keep_blank_values=True)
-            text = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs],
-                             safe="*[]")
-        elif "json" in kind or (not kind and text.lstrip()[:1] in ("{", "[")):
-            lines = text.splitlines() if "ndjson" in kind or "jsonl" in kind else [text]
-            text = "\n".join(json.dumps(mask_body(json.loads(line)), ensure_ascii=False)
-                             for line in lines if line.strip())
-        else:
-            return not_kept + "only JSON and form bodies can be masked)"
-    except (ValueError, RecursionError):  # bad UTF-8, invalid or absurdly nested JSON
-        return not_kept + "it could not be parsed to mask it)"
+    shown = mask_request_body(content, content_type)
+    if shown is None:
+        return None
+    if isinstance(shown, WithheldBody):
+        return f"({shown.describe()})"
+    if shown.form == "form":  # as sent, urlencoded: the masked pairs in their order
+        text = urlencode(form_pairs(content.decode("utf-8")), safe="*[]")
+    elif shown.form == "ndjson":
+        text = "\n".join(json.dumps(line, ensure_ascii=False) for line in shown.value)
+    else:
+        text = json.dumps(shown.value, ensure_ascii=False)
     if len(text) > limit:
         return text[:limit] + f"... ({len(text) - limit} more characters not kept)"
     return text
@@ -215,7 +215,8 @@ class TrafficRecorder:
         default_port = 443 if parts.scheme == "https" else 80
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         want = self._wants_body(True, parts.hostname or "")
-        request_type = next((v for k, v in held.headers if k.lower() == "content-type"), None)
+        request_type = next((shown_content_type(v)[:200] for k, v in held.headers
+                             if k.lower() == "content-type"), None)
         self._add(TrafficRow(
             at=_moment(started), method=held.method, scheme=parts.scheme,
             host=(parts.hostname or "").lower(), port=parts.port or default_port,
@@ -231,7 +232,8 @@ class TrafficRecorder:
             response_bytes=len(response.content) if response is not None else 0,
             duration_ms=round((time.time() - started) * 1000, 3), error=error,
             request_type=request_type,
-            response_type=response.headers.get("content-type") if response is not None else None,
+            response_type=shown_content_type(response.headers.get("content-type", ""))[:200]
+            or None if response is not None else None,
             request_body=masked_body(held.content, request_type, self.settings.max_body)
             if want else None,
             response_body=masked_body(response.content, response.headers.get("content-type"),

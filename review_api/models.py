@@ -85,6 +85,8 @@ class Context(_Model):
     reason: str | None = None
     task: str | None = None
     agent: str | None = None
+    # What the agent's X-HITL-Task said when its configured task overrode it: shown, never used.
+    claimed_task: str | None = None
 
 
 class OldValues(_Model):
@@ -95,10 +97,16 @@ class OldValues(_Model):
 
 
 class RequestSummary(_Model):
-    headers: dict[str, str] = {}  # secrets masked
+    """The request as held, with nothing in it the proxy could not mask (proxy_addon.redact)."""
+
+    headers: dict[str, str] = {}  # values of headers known to carry no secret; others "***"
     content_type: str | None = None
-    body: Any = None  # parsed JSON with secret-looking fields masked, or text
-    body_bytes: int = 0
+    # The body as parsed and masked (see body_form); None when there is none or it is withheld.
+    body: Any = None
+    body_bytes: int = 0  # as sent, before any content-encoding is undone
+    body_sha256: str | None = None  # of the body as sent: all that is kept of a withheld one
+    body_form: str | None = None  # json | ndjson | form | multipart | graphql; None: not shown
+    body_withheld: str | None = None  # why the body is not shown, when it is not
     problem: str | None = None  # why the body could not be read as the vendor's record
 
 

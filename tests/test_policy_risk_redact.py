@@ -59,6 +59,10 @@ def test_risk_levels_and_reasons() -> None:
     ("X-Api-Key", "k", "***"),
     ("Stripe-Account", "acct_1", "acct_1"),
     ("Idempotency-Key", "abc", "abc"),
+    # not on the allow-list of headers known to carry no secret: masked whatever the name
+    ("Ocp-Apim-Subscription-Key", "k", "***"),
+    ("X-Honeycomb-Team", "k", "***"),
+    ("X-Acme-Sig", "k", "***"),
 ])
 def test_header_masking(name: str, value: str, masked: str) -> None:
     assert redact.mask_headers([(name, value)]) == {name: masked}

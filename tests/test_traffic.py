@@ -156,7 +156,16 @@ def test_bodies_are_kept_only_when_they_can_be_masked() -> None:
     assert form == "amount=5&client_secret=***&metadata[api_token]=***"
     lines = masked_body(b'{"token": "a"}\n{"ok": 1}\n', "application/x-ndjson", 1000)
     assert lines == '{"token": "***"}\n{"ok": 1}'
+    graphql = masked_body(json.dumps({
+        "query": 'mutation($p: String!) { a: login(password: $p, input: {token: "p1"}) { ok } }',
+        "variables": {"p": "p1"}}).encode(), "application/json", 1000) or ""
+    assert "p1" not in graphql and '"p": "***"' in graphql and 'token: \\"***\\"' in graphql
+    parts = masked_body(b'--b\r\nContent-Disposition: form-data; name="password"\r\n\r\np1\r\n'
+                        b"--b--\r\n", "multipart/form-data; boundary=b", 1000) or ""
+    assert json.loads(parts) == {"parts": [{"name": "password", "value": "***"}]}
     for content, kind in ((b'{"password": "p1",}', "application/json"),  # invalid JSON
+                          (b"password=p1", "application/json"),  # a form sent as JSON
+                          (b'{"password": "p1"}', None),  # no declared type: not guessed
                           (b"<Password>p1</Password>", "text/xml"),
                           (b"password is p1", "text/plain"),
                           (b"\x89PNG\x00\xff", "image/png"),

@@ -1,0 +1,335 @@
+"""What is ever kept of a request: allow-listed header values, bodies only as parsed and masked.
+
+Each case plants its own canary and checks it is in nothing the proxy keeps, while what a
+reviewer needs (names, non-secret values, a hash) is still there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from proxy_addon import redact
+from proxy_addon.proposals import WriteRequest, _request_summary
+from proxy_addon.redact import MASK, ShownBody, WithheldBody, mask_request_body
+
+BOUNDARY = "hitl-boundary-7f3a"
+
+
+def multipart(*parts: tuple[str, dict[str, str], bytes]) -> bytes:
+    """A multipart/form-data body of (disposition parameters, extra headers, data) parts."""
+    chunks = []
+    for disposition, headers, data in parts:
+        lines = [f"--{BOUNDARY}", f"Content-Disposition: form-data; {disposition}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        chunks.append("\r\n".join(lines).encode() + b"\r\n\r\n" + data + b"\r\n")
+    return b"".join(chunks) + f"--{BOUNDARY}--\r\n".encode()
+
+
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+# -- headers -------------------------------------------------------------------------------------
+
+HIDDEN_HEADERS = [
+    ("Ocp-Apim-Subscription-Key", "canary-ocp-1"),
+    ("X-Honeycomb-Team", "canary-honeycomb-2"),
+    ("X-Algolia-API-Key", "canary-algolia-3"),
+    ("X-Algolia-Application-Id", "canary-algolia-app-4"),
+    ("X-Figma-Token", "canary-figma-5"),
+    ("X-Acme-Sig", "canary-acme-6"),
+    ("X-Atlassian-Token", "no-check"),
+    ("Cookie", "sid=canary-cookie-7"),
+    ("X-Api-Key", "canary-apikey-8"),
+    ("PRIVATE-TOKEN", "canary-gitlab-9"),
+    ("DD-API-KEY", "canary-datadog-10"),
+    ("X-Postmark-Server-Token", "canary-postmark-11"),
+    ("Api-Token", "canary-api-token-12"),
+    ("X-Custom", "canary-custom-13"),
+    ("Referer", "https://app.test/?token=canary-referer-14"),
+    ("Tracestate", "vendor=canary-tracestate-15"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), HIDDEN_HEADERS)
+def test_a_header_not_known_to_be_safe_keeps_its_name_but_not_its_value(
+        name: str, value: str) -> None:
+    assert redact.mask_headers([(name, value)]) == {name: MASK}
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("Bearer canary-bearer-1", "Bearer ***"),
+    ("Basic Y2FuYXJ5OmNhbmFyeQ==", "Basic ***"),
+    ("token canary-gh-2", "token ***"),
+    ("AWS4-HMAC-SHA256 Credential=canary/2026, Signature=canary-3", "AWS4-HMAC-SHA256 ***"),
+    ("canary-bare-4", "***"),
+    ("canary-scheme-5 canary-rest-5", "***"),  # an unknown first word could be the secret
+    ("Bearer", "***"),
+])
+def test_authorization_keeps_only_a_known_scheme(value: str, shown: str) -> None:
+    assert redact.mask_headers([("Authorization", value)]) == {"Authorization": shown}
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("Content-Type", "application/json; charset=utf-8"),
+    ("Content-Length", "12"),
+    ("Accept", "application/json"),
+    ("User-Agent", "zenpy/2.0"),
+    ("Idempotency-Key", "retry-1"),
+    ("Stripe-Version", "2024-06-20"),
+    ("Stripe-Account", "acct_1"),
+    ("X-GitHub-Api-Version", "2022-11-28"),
+    ("Notion-Version", "2022-06-28"),
+    ("Sforce-Call-Options", "client=agent"),
+    ("If-Match", '"etag-1"'),
+    ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ("X-HTTP-Method-Override", "DELETE"),
+])
+def test_headers_known_to_carry_no_secret_are_shown(name: str, value: str) -> None:
+    assert redact.mask_headers([(name, value)]) == {name: value}
+
+
+def test_a_content_type_keeps_only_its_encoding_parameters() -> None:
+    assert redact.shown_content_type("text/plain; charset=utf-8; key=canary-ct-1") == (
+        "text/plain; charset=utf-8; key=***")
+    assert redact.shown_content_type(MULTIPART) == MULTIPART
+
+
+# -- bodies ----------------------------------------------------------------------------------------
+
+WITHHELD = [
+    pytest.param(b'{"user": "ann", "password": "canary-trailing-1",}', "application/json",
+                 id="json-trailing-comma"),
+    pytest.param(b'{"password": "canary-dup-2", "password": "x"}', "application/json",
+                 id="json-repeated-key"),
+    pytest.param(b"<user><password>canary-xml-3</password></user>", "application/xml",
+                 id="xml"),
+    pytest.param(b"<Password>canary-textxml-4</Password>", "text/xml", id="text-xml"),
+    pytest.param(b"the password is canary-text-5", "text/plain", id="text-plain"),
+    pytest.param(b'{"password": "canary-textjson-6"}', "text/plain", id="json-as-text"),
+    pytest.param(b"user=ann&password=canary-formjson-7", "application/json",
+                 id="form-as-json"),
+    pytest.param(b'{"password": "canary-notype-8"}', None, id="no-content-type"),
+    pytest.param(b"password=canary-octet-9", "application/octet-stream", id="octet-stream"),
+    pytest.param(b'{"password": "canary-utf8-10", "x": "\xff"}', "application/json",
+                 id="invalid-utf8"),
+    pytest.param(b"password canary-form-11", "application/x-www-form-urlencoded",
+                 id="form-without-equals"),
+    pytest.param(b"=canary-form-12", "application/x-www-form-urlencoded", id="form-no-name"),
+    pytest.param(b"password=canary-%ff-13", "application/x-www-form-urlencoded",
+                 id="form-bad-escape"),
+    pytest.param(multipart(('name="password"', {}, b"canary-multipart-14"))[:-12], MULTIPART,
+                 id="multipart-truncated"),
+    pytest.param(b'--x\r\nContent-Disposition: form-data; name="password"\r\n\r\n'
+                 b"canary-multipart-15\r\n--x--\r\n", "multipart/form-data", id="no-boundary"),
+    pytest.param(b'{"query": "mutation { login(token: \\"canary-gql-16\\") {", '
+                 b'"variables": {}}', "application/json", id="graphql-broken"),
+    pytest.param(b'mutation { login(password: "canary-gql-17" ', "application/graphql",
+                 id="graphql-raw-broken"),
+    pytest.param(b'{"query": "mutation { a }", "variables": "{\\"p\\": \\"canary-gql-18\\""}',
+                 "application/json", id="graphql-variables-broken"),
+    pytest.param(b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, "application/json",
+                 id="absurd-nesting"),
+    pytest.param(b"\x89PNG\r\n\x1a\ncanary-png-19", "image/png", id="binary"),
+]
+
+
+@pytest.mark.parametrize(("content", "content_type"), WITHHELD)
+def test_a_body_the_proxy_cannot_parse_and_mask_is_kept_as_type_size_and_hash(
+        content: bytes, content_type: str | None) -> None:
+    found = mask_request_body(content, content_type)
+    assert isinstance(found, WithheldBody), found
+    assert (found.size, found.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+    assert "canary" not in repr(found) and "canary" not in found.describe()
+
+
+def test_a_body_too_large_to_mask_is_withheld() -> None:
+    content = b'{"a": "' + b"x" * redact.MAX_PARSED + b'"}'
+    found = mask_request_body(content, "application/json")
+    assert isinstance(found, WithheldBody) and found.reason == "too large to mask"
+
+
+def shown(content: bytes, content_type: str | None, graphql: bool = False) -> ShownBody:
+    found = mask_request_body(content, content_type, graphql_expected=graphql)
+    assert isinstance(found, ShownBody), found
+    assert "canary" not in json.dumps(found.value), found.value
+    return found
+
+
+@pytest.mark.parametrize(("body", "masked"), [
+    ({"user": {"password": "canary-j1", "name": "Ann"}}, {"user": {"password": MASK,
+                                                                   "name": "Ann"}}),
+    ({"items": [{"api_key": "canary-j2"}, {"note": "hi"}]},
+     {"items": [{"api_key": MASK}, {"note": "hi"}]}),
+    ({"a": [[{"deep": {"client_secret": "canary-j3"}}]]},
+     {"a": [[{"deep": {"client_secret": MASK}}]]}),
+    ({"pass\u0077ord": "canary-j4"}, {"password": MASK}),
+    ({"otp": "canary-j5", "card": {"cvc": "canary-j6"}}, {"otp": MASK, "card": {"cvc": MASK}}),
+])
+def test_json_is_masked_by_key_at_any_depth(body: Any, masked: Any) -> None:
+    content = json.dumps(body).encode().replace(b"password", b"pass\\u0077ord")
+    found = shown(content, "application/vnd.api+json; charset=utf-8")
+    assert (found.form, found.value) == ("json", masked)
+
+
+def test_ndjson_lines_are_masked_one_by_one() -> None:
+    found = shown(b'{"token": "canary-n1"}\n{"ok": 1}\n', "application/x-ndjson")
+    assert (found.form, found.value) == ("ndjson", [{"token": MASK}, {"ok": 1}])
+
+
+def test_a_form_is_masked_by_field_name_and_by_the_json_in_its_values() -> None:
+    found = shown(b"email=a%40b.test&password=canary-f1&metadata[api_token]=canary-f2"
+                  b"&payload=" + quote('{"secret": "canary-f3", "n": 1}').encode(),
+                  "application/x-www-form-urlencoded")
+    assert (found.form, found.value) == ("form", {
+        "email": "a@b.test", "password": MASK, "metadata": {"api_token": MASK},
+        "payload": '{"secret": "***", "n": 1}'})
+
+
+def test_multipart_text_fields_are_masked_and_files_kept_as_size_and_hash() -> None:
+    picture = b"\x89PNG canary-m3 \x00\xff"
+    content = multipart(
+        ('name="password"', {}, b"canary-m1"),
+        ('name="note"', {"Content-Type": "text/plain; charset=utf-8"}, b"printer jam"),
+        ('name="metadata"', {"Content-Type": "application/json"},
+         b'{"note": "canary-m2"}'),
+        ('name="upload"; filename="shot.png"', {"Content-Type": "image/png"}, picture),
+        ('name="notes"; filename="notes.txt"', {"Content-Type": "text/plain"},
+         b"canary-m4 in a text file"),
+        ('name="api_key"', {"Content-Transfer-Encoding": "base64"}, b"Y2FuYXJ5LW01"),
+        ('name="latin"', {}, b"caf\xe9 canary-m6"),
+    )
+    found = shown(content, MULTIPART)
+    assert found.form == "multipart"
+    parts = found.value["parts"]
+    assert parts[:2] == [{"name": "password", "value": MASK},
+                         {"name": "note", "value": "printer jam"}]
+    assert parts[3] == {"name": "upload", "filename": "shot.png", "content_type": "image/png",
+                        "bytes": len(picture), "sha256": hashlib.sha256(picture).hexdigest()}
+    assert all("value" not in part and part["sha256"] for part in (parts[2], *parts[4:]))
+
+
+# -- GraphQL ---------------------------------------------------------------------------------------
+
+
+def graphql_body(query: str, variables: dict[str, Any] | None = None, **extra: Any) -> bytes:
+    return json.dumps({"query": query, "variables": variables, **extra}).encode()
+
+
+@pytest.mark.parametrize(("query", "variables"), [
+    pytest.param('mutation { login(token: "canary-g1") { ok } }', None, id="inline-literal"),
+    pytest.param('mutation { login(password: """canary-g2""") { ok } }', None,
+                 id="block-string"),
+    pytest.param('mutation { customerUpdate(input: {id: 1, password: "canary-g3"}) { ok } }',
+                 None, id="literal-in-input-object"),
+    pytest.param('mutation { a(input: {nested: {list: [{apiKey: "canary-g4"}]}}) { ok } }',
+                 None, id="literal-deep-in-input"),
+    pytest.param("mutation($p: String!) { renamed: login(password: $p) { ok } }",
+                 {"p": "canary-g5"}, id="variable-under-an-alias"),
+    pytest.param("mutation($x: String!) { a(input: {secret: $x}) { ok } }",
+                 {"x": "canary-g6"}, id="variable-bound-to-input-field"),
+    pytest.param("mutation($input: In!) { a(input: $input) { ok } }",
+                 {"input": {"password": "canary-g7"}}, id="variable-holding-secret-key"),
+    pytest.param('mutation($p: String = "canary-g8") { login(password: $p) { ok } }', None,
+                 id="variable-default"),
+    pytest.param('mutation { login(credentials: {user: "u", pw: "canary-g9"}) { ok } }', None,
+                 id="object-under-secret-name"),
+    pytest.param('mutation { login(pin: 123456, otp: CANARYENUM) { ok } }', None,
+                 id="non-string-literals"),
+    pytest.param('mutation { a(title: "x") { ok } } # token canary-g10', None,
+                 id="comment"),
+    pytest.param('mutation A { a(token: "canary-g11") { ok } } '
+                 'mutation B { b(token: "canary-g11") { ok } }', None, id="two-operations"),
+    pytest.param('mutation { ...F } fragment F on Mutation { a(token: "canary-g12") { ok } }',
+                 None, id="inside-a-fragment"),
+])
+def test_graphql_literals_and_variables_are_masked_by_the_argument_they_bind_to(
+        query: str, variables: dict[str, Any] | None) -> None:
+    found = shown(graphql_body(query, variables, operationName=None), "application/json")
+    assert found.form == "graphql"
+    assert "CANARYENUM" not in found.value["query"] and "123456" not in found.value["query"]
+
+
+def test_graphql_keeps_what_is_not_secret_for_the_reviewer() -> None:
+    found = shown(graphql_body('mutation($id: ID!) { issueUpdate(id: $id, input: {title: "New"}) '
+                               "{ success } }", {"id": "ISSUE-1"}), "application/json")
+    assert 'title: "New"' in found.value["query"]
+    assert found.value["variables"] == {"id": "ISSUE-1"}
+
+
+def test_graphql_as_a_raw_document_and_in_a_batch() -> None:
+    raw = shown(b'mutation { login(password: "canary-r1") { ok } }', "application/graphql")
+    assert raw.form == "graphql" and MASK in raw.value["query"]
+    batch = shown(json.dumps([{"query": 'mutation { a(token: "canary-b1") { ok } }'},
+                              {"query": "query { me { id } }"}]).encode(), "application/json")
+    assert batch.form == "graphql" and len(batch.value) == 2
+
+
+def test_a_json_query_that_is_no_graphql_is_plain_json_unless_the_route_is_graphql() -> None:
+    search = shown(b'{"query": "status:open printer"}', "application/json")
+    assert search.value == {"query": "status:open printer"}
+    graphql_route = mask_request_body(b'{"query": "status:open canary-s1"}', "application/json",
+                                      graphql_expected=True)
+    assert isinstance(graphql_route, WithheldBody)
+
+
+@pytest.mark.parametrize(("url", "canary"), [
+    ("https://api.test/graphql?query=" + quote('mutation { login(token: "canary-u1") { ok } }'),
+     "canary-u1"),
+    ("https://api.test/graphql?query=" + quote("query($t: String) { a(token: $t) { ok } }")
+     + "&variables=" + quote('{"t": "canary-u2"}'), "canary-u2"),
+    ("https://api.test/graphql?query=" + quote("mutation { a") + "&variables="
+     + quote('{"password": "canary-u3"}'), "canary-u3"),
+    ("https://api.test/graphql?query=" + quote("query { a }") + "&variables=canary-u4",
+     "canary-u4"),
+    ("https://api.test/x?api_key=canary-u5&page=2", "canary-u5"),
+    ("https://user:canary-u6@api.test/x", "canary-u6"),
+])
+def test_urls_mask_secret_parameters_and_graphql_documents(url: str, canary: str) -> None:
+    assert canary not in redact.mask_url(url)
+
+
+def test_a_url_with_nothing_to_mask_is_kept_as_sent() -> None:
+    for url in ("https://acme.zendesk.com/api/v2/search.json?query=status:open%20printer",
+                "https://api.test/graphql?query=" + quote("query { me { id } }")):
+        assert redact.mask_url(url) == url
+
+
+def test_a_graphql_syntax_error_quotes_nothing_of_the_document() -> None:
+    problem = ("the GraphQL document does not parse: Syntax Error: Unexpected Name "
+               "'canaryword'.")
+    assert "canary" not in redact.mask_problem(problem)
+    assert redact.mask_problem("the body is not valid JSON: Expecting value") == (
+        "the body is not valid JSON: Expecting value")
+
+
+# -- the approval's request summary ----------------------------------------------------------------
+
+
+def write(content: bytes, content_type: str | None, *headers: tuple[str, str]) -> WriteRequest:
+    all_headers = [*headers, *([("Content-Type", content_type)] if content_type else [])]
+    return WriteRequest(method="POST", url="https://api.unknown-vendor.test/v1/things",
+                        host="api.unknown-vendor.test", path="/v1/things", headers=all_headers,
+                        content=content, raw_content=content)
+
+
+def test_the_summary_of_a_withheld_body_is_its_type_size_and_hash() -> None:
+    content = b"<password>canary-sum-1</password>"
+    summary = _request_summary(write(content, "application/xml",
+                                     ("X-Honeycomb-Team", "canary-sum-2")), None, None)
+    assert summary.body is None and summary.body_form is None
+    assert (summary.content_type, summary.body_bytes, summary.body_sha256) == (
+        "application/xml", len(content), hashlib.sha256(content).hexdigest())
+    assert summary.body_withheld == "application/xml is not a form the proxy can mask"
+    assert summary.headers["X-Honeycomb-Team"] == MASK
+    assert "canary" not in summary.model_dump_json()
+
+
+def test_the_summary_of_a_parsed_body_shows_it_masked() -> None:
+    summary = _request_summary(write(b"name=widget&password=canary-sum-3",
+                                     "application/x-www-form-urlencoded"), None, None)
+    assert (summary.body_form, summary.body) == ("form", {"name": "widget", "password": MASK})
+    assert summary.body_withheld is None and summary.body_sha256
