@@ -489,7 +489,7 @@ def test_every_read_route_is_canonical_only(host: str, path: str, body: Any,
 @pytest.mark.parametrize(("host", "method", "path", "record_id"), [
     ("acme.zendesk.com", "PUT", "/api/v2/tickets/a%20b", "a b"),
     ("api.hubapi.com", "PATCH", "/crm/v3/objects/contacts/ada%40acme.test", "ada@acme.test"),
-    ("api.hubapi.com", "PATCH", "/crm/v3/objects/contacts/ada%40acme.test", "ada@acme.test"),
+    ("api.hubapi.com", "DELETE", "/crm/v3/objects/deals/a%3Ab", "a:b"),
     (SF, "PATCH", f"{DATA}/sobjects/Account/001xx000003DGb2AAG", "001xx000003DGb2AAG"),
     (SF, "PATCH", f"{DATA}/sobjects/Contact/Email__c/a%2Bb%40c.d", "a+b@c.d"),
     ("api.github.com", "PUT", "/repos/a/b/contents/docs/read%20me.md", "docs/read me.md"),
