@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from proxy_addon.flow_keys import (
     PROPOSAL_KEY,
 )
 from proxy_addon.methods import MethodOverrideError, effective_method, is_read
+from proxy_addon.offload import OFF_LOOP_BYTES, off_loop
 from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
 from proxy_addon.resolve import Resolve
 from proxy_addon.revert import RevertError, inverse
@@ -46,8 +47,6 @@ from review_api.store import Conflict, Full, NotFound, Store, StoreError
 
 logger = logging.getLogger("hitl_proxy")
 
-# Bodies above this are decoded, parsed and sealed in a thread (small ones cost less inline).
-OFF_LOOP_BYTES = 256 * 1024
 STATUS_HOST = "hitl-proxy.status"  # answered by the proxy itself, never resolved or forwarded
 CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
 
@@ -109,13 +108,6 @@ def _write_request(flow: http.HTTPFlow, method: str, resolve: Resolve,
     )
 
 
-async def off_loop[T](large: bool, work: Callable[..., T], *args: Any) -> T:
-    """Parsing, hashing and sealing a large body run in a thread, so reads keep flowing."""
-    if large:
-        return await asyncio.to_thread(work, *args)
-    return work(*args)
-
-
 def _held_write(held: HeldRequest) -> WriteRequest:
     """A stored request as the proposal builder reads it (body decoded)."""
     parts = urlsplit(held.url)
@@ -158,6 +150,11 @@ class HoldWrites:
         if self.recorder is not None:  # only the traffic record reads it
             flow.metadata[CONTEXT_KEY] = {"agent": context.agent, "task": context.task}
         flow.request.headers.pop("Proxy-Authorization", None)
+        if flow.request.trailers:
+            # Sent upstream after this hook and never reviewed: refused, whatever they say.
+            self._decided(flow, "refused")
+            flow.response = answers.refused(400, "requests with trailers are refused")
+            return None
         if flow.request.pretty_host == STATUS_HOST:
             flow.metadata[DECISION_KEY] = "proxy"
             return self._agent_status(flow, context)

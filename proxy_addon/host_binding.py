@@ -14,9 +14,11 @@ from collections.abc import MutableMapping
 
 from mitmproxy import connection, http
 from mitmproxy.net.http import url
+from mitmproxy.proxy import mode_specs
 
 from proxy_addon import answers
 from proxy_addon.flow_keys import DECISION_KEY
+from proxy_addon.resolve import Resolve
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -35,7 +37,8 @@ def _authority(value: str, scheme: str) -> tuple[str, int] | None:
 
 
 class HostBinding:
-    def __init__(self) -> None:
+    def __init__(self, resolve: Resolve | None = None) -> None:
+        self._resolve = resolve
         # client connection -> (host, port) its CONNECT named
         self._tunnels: MutableMapping[connection.Client, tuple[str, int]] = (
             weakref.WeakKeyDictionary())
@@ -58,8 +61,22 @@ class HostBinding:
 
     def _misdirected(self, flow: http.HTTPFlow) -> str | None:
         request = flow.request
+        requested = self._resolve.requested_address(flow) if self._resolve else None
+        if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
+            # mitmproxy wrote Host itself (keep_host_header is refused): from the address it
+            # connected to, which --resolve may have changed; put back the name reviewed.
+            if requested is not None:
+                request.host_header = url.hostport(request.scheme, *requested)
+            return None
         tunnel = self._tunnels.get(flow.client_conn)
-        target = tunnel or (_normal(request.host), request.port)
+        # Not in a CONNECT tunnel: where mitmproxy connects (the absolute-form URL, the SOCKS
+        # target), as the agent named it before --resolve redirected it.
+        if tunnel is not None:
+            target = tunnel
+        elif requested is not None:
+            target = (_normal(requested[0]), requested[1])
+        else:
+            target = (_normal(request.host), request.port)
         named = []
         hosts = request.headers.get_all("host")
         if len(hosts) > 1:
@@ -75,7 +92,8 @@ class HostBinding:
                 return (f"the {where} names {value!r}, but this connection goes to "
                         f"{target[0]}:{target[1]}; open a tunnel to that host instead")
         sni = flow.client_conn.sni
-        if tunnel is not None and sni and _normal(sni) != target[0]:
+        # The upstream TLS connection carries the agent's SNI, and some hosts route by it.
+        if sni and _normal(sni) != target[0]:
             return (f"the TLS server name {sni!r} differs from the tunnel's host {target[0]!r}")
         return None
 

@@ -20,6 +20,7 @@ from connectors_schemas.models import BodyFormat
 from proxy_addon import redact
 from proxy_addon.diff import Diff, FieldChange, diff_record
 from proxy_addon.edits import support as edit_support
+from proxy_addon.offload import OFF_LOOP_BYTES, off_loop
 from proxy_addon.policy import Policy, Verdict, WriteFacts
 from proxy_addon.risk import assess
 from proxy_addon.upstream import UpstreamClient
@@ -179,6 +180,13 @@ class ProposalBuilder:
                          body_problem: str | None, prefixed: bool) -> _PartDiff:
         """Fetch and diff the records of one request (or one subrequest of a composite)."""
         currents = await self._fetch(write, part)
+        return await off_loop(len(write.raw_content) > OFF_LOOP_BYTES, self._diff_records,
+                              part, currents, body_problem, prefixed)
+
+    @staticmethod
+    def _diff_records(part: Classification, currents: _Currents, body_problem: str | None,
+                      prefixed: bool) -> _PartDiff:
+        """The changes of each record against its fetched state (CPU only, no I/O)."""
         found = _PartDiff()
         for record in part.records:
             operation = record.operation
@@ -207,7 +215,8 @@ class ProposalBuilder:
 
     async def build(self, write: WriteRequest, context: Context) -> Built | None:
         """The proposal and the policy's verdict, or None for a read sent with a write method."""
-        classification = self.classify(write)
+        large = len(write.raw_content) > OFF_LOOP_BYTES
+        classification = await off_loop(large, self.classify, write)
         if classification is not None and classification.read:
             return None
         connector = classification.system if classification else None
@@ -241,7 +250,8 @@ class ProposalBuilder:
                       classification.spec.risk if classification else None,
                       notes=_risk_notes(write, classification),
                       old_values_known=old_values.known,
-                      recognised=classification is not None, body_problem=body_problem,
+                      recognised=classification is not None,
+                      body_problem=redact.mask_problem(body_problem) if body_problem else None,
                       money_threshold=self.money_threshold)
         verdict = self.policy.decide(WriteFacts(
             system=connector, object_type=classification.object_type if classification else None,
@@ -265,12 +275,14 @@ class ProposalBuilder:
             old_values=old_values,
             risk=risk,
             context=context,
-            request=_request_summary(write, classification, body_problem),
+            request=await off_loop(large, _request_summary, write, classification,
+                                   body_problem),
             reviewer_groups=verdict.reviewer_groups,
             quorum=verdict.quorum,
             edit=edit_support(classification),
             rule=verdict.rule,
-            fingerprint=fingerprint(write.method, write.url, write.raw_content),
+            fingerprint=await off_loop(large, fingerprint, write.method, write.url,
+                                       write.raw_content),
         )
         return Built(proposal, verdict, before)
 

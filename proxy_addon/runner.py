@@ -131,7 +131,7 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     guard = ReviewApiGuard(settings.review_host, settings.review_port)
     # Order matters: refusals (authentication, host binding, upgrades) come before the hold,
     # and the review API guard sees the address --resolve chose.
-    master.addons.add(notifier, HttpOnly(config.limits.max_body), auth, HostBinding(),
+    master.addons.add(notifier, HttpOnly(config.limits.max_body), auth, HostBinding(resolve),
                       WebSocketGate(config.websocket_hosts), resolve, guard, hold,
                       *([recorder] if recorder else []), review)
 
