@@ -176,12 +176,15 @@ class HoldWrites:
 
     def _write_in_read(self, flow: http.HTTPFlow) -> str | None:
         """Why a GET/HEAD/OPTIONS carries a write (a GraphQL mutation in its URL), if it does."""
-        if "?" not in flow.request.path:
+        query, body = "?" in flow.request.path, bool(flow.request.raw_content)
+        if not query and not body:
             return None  # the cheap test first: every read passes here
         host, _ = self.resolve.requested_url(flow)
         path = flow.request.path.split("?", 1)[0]
-        return graphql_in_query(flow.request.query.items(multi=True),
-                                self.builder.matcher.is_graphql_endpoint(host, path))
+        endpoint = self.builder.matcher.is_graphql_endpoint(host, path)
+        if body and endpoint:
+            return "a GraphQL endpoint read with a body (a server may run the document in it)"
+        return graphql_in_query(flow.request.query.items(multi=True), endpoint) if query else None
 
     def _decided(self, flow: http.HTTPFlow, decision: str) -> None:
         """For /metrics and the traffic record."""

@@ -16,8 +16,8 @@ from mitmproxy import http
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Query (and form) parameters that frameworks such as Rails, Laravel and Symfony read as the
 # method; compared case-insensitively.
-OVERRIDE_PARAMETERS = frozenset({"_method", "x-http-method-override", "x-http-method",
-                                 "x-method-override"})
+OVERRIDE_PARAMETERS = frozenset({"_method", "_httpmethod", "x-http-method-override",
+                                 "x-http-method", "x-method-override"})  # _HttpMethod: Salesforce
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 5.6.2
 
 

@@ -268,6 +268,7 @@ OVERRIDES = [
     ({}, "?_method=DELETE"),
     ({}, "?_METHOD=put"),
     ({}, "?x-http-method-override=PATCH"),
+    ({}, "?_HttpMethod=PATCH"),
 ]
 
 
@@ -307,6 +308,17 @@ def test_an_override_naming_a_read_keeps_a_read_a_read(gate: ProxyProcess,
         answer = client.get("https://acme.zendesk.com/api/v2/tickets/9402.json",
                             headers={"X-HTTP-Method-Override": "HEAD"})
     assert answer.status_code == 200
+
+
+def test_a_get_with_a_body_to_a_graphql_endpoint_is_held(gate: ProxyProcess,
+                                                         vendors: dict[str, Vendor]) -> None:
+    with as_agent(gate) as client:
+        call, approval = held(gate, lambda: client.request(
+            "GET", "https://api.linear.app/graphql",
+            json={"query": 'mutation { issueUpdate(id: "X-1", input: {title: "t"}) { success } }'}))
+        assert approval["method"] == "GET"
+        gate.decide(approval["id"], "reject")
+        assert call.join().result.status_code == 403
 
 
 # -- host binding ----------------------------------------------------------------------------
