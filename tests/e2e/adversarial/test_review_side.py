@@ -24,6 +24,7 @@ import re
 import sqlite3
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +109,17 @@ def rows_of(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def recorded(proxy: ProxyProcess, approval_id: str, timeout: float = 10) -> None:
+    """The traffic record writes in batches, a moment after the request ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = proxy.api("GET", "/api/traffic", token=ADA, params={"approval_id": approval_id})
+        if found.status_code == 200 and found.json()["entries"]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"approval {approval_id} never reached the traffic record")
+
+
 def test_one_agent_flooding_the_queue_leaves_room_for_another(
         tmp_path: Path, upstream_tls: UpstreamTLS, vendors: dict[str, Vendor],
         fake: FakeZendesk) -> None:
@@ -190,6 +202,7 @@ def test_agent_text_reaches_csv_exports_as_text_never_as_a_formula(
     assert row["task"] == "'+cmd|' /C calc'!A0" and row["agent"] == "'@SUM(1+1)*cmd"
     assert row["note"] == "'-1 from me" and row["reason"] == "'" + reason
 
+    recorded(gate, approval_id)
     exported = gate.api("GET", "/api/traffic/export", token=ADA, params={"format": "csv"})
     with page_session(gate, ADA) as page:
         paged = page.get("/traffic.csv", params={"approval_id": approval_id})
