@@ -395,7 +395,8 @@ def _default_reviewer(data_dir: Path) -> tuple[Reviewer, Path]:
         data_dir.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32) + "\n")
-    return Reviewer(name="admin", token=path.read_text().strip(), groups=[]), path
+    # The only reviewer sees everything, the traffic record and rule-allowed writes included.
+    return Reviewer(name="admin", token=path.read_text().strip(), groups=["auditor"]), path
 
 
 def settings_from_args(args: argparse.Namespace) -> RunSettings:

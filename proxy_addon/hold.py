@@ -7,6 +7,7 @@ refuses the write: mitmproxy would otherwise send a request upstream when a hook
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -77,6 +78,8 @@ class HoldSettings:
     review_url: str
     max_pending: int | None = None
     max_body: int = 10 * 1024 * 1024
+    max_pending_per_agent: int | None = None
+    send_within: float = 300.0  # an approved write is sent by then, or becomes failed
 
 
 def take_context(headers: http.Headers) -> Context:
@@ -137,6 +140,7 @@ class HoldWrites:
         self.upstream = upstream
         self.settings = settings
         self._waiters: dict[str, _Waiter] = {}
+        self._started = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
         store.subscribe(self._on_change)
 
@@ -270,6 +274,7 @@ class HoldWrites:
                 waiter.settle(DETACHED)
 
     async def running(self) -> None:
+        self._started = time.monotonic()
         self._spawn(self._expire_forever())
         # A write that was on its way upstream when the proxy died may or may not have landed:
         # never resent on our own; a reviewer checks and resolves it.
@@ -330,6 +335,21 @@ class HoldWrites:
 
         key = flow.request.headers.get("Idempotency-Key")
         key_digest = hashlib.sha256(key.encode()).hexdigest() if key else None
+        if key_digest is not None and (used := await self.store.key_in_use(
+                proposal.context.agent, key_digest)) is not None:
+            if used.fingerprint != proposal.fingerprint:
+                # Stripe's rule: a key names one request; another body under it is a mistake.
+                self._decided(flow, "refused")
+                flow.response = answers.refused(
+                    409, "this Idempotency-Key was already used for a different request "
+                         f"(approval {used.id}); use a new key for a new write", used.id)
+                return
+            if used.status is not Status.pending:
+                self._decided(flow, "refused")
+                flow.response = answers.refused(
+                    409, f"this Idempotency-Key's write was already {used.status.value} "
+                         f"(approval {used.id}); its status_url tells the outcome", used.id)
+                return
         approval = await self.store.find_pending(proposal.fingerprint, proposal.context.agent,
                                                  key_digest)
         if approval is not None:
@@ -346,7 +366,8 @@ class HoldWrites:
                 approval = await self.store.create(
                     proposal, expires_at=utcnow() + timedelta(seconds=expire_after),
                     sealed_request=sealed, idempotency_key=key_digest,
-                    max_pending=self.settings.max_pending, sealed_before=sealed_before)
+                    max_pending=self.settings.max_pending, sealed_before=sealed_before,
+                    max_pending_per_agent=self.settings.max_pending_per_agent)
             except Full as exc:
                 self._decided(flow, "refused")
                 logger.warning("refused %s %s: %s", method, proposal.url, exc)
@@ -403,7 +424,11 @@ class HoldWrites:
         _, url = self.resolve.requested_url(flow)
         if fingerprint(effective_method(flow.request), url,
                        flow.request.raw_content or b"") != approval.fingerprint:
-            flow.response = answers.refused(409, "the request changed after review", approval.id)
+            # What was reviewed is what is sealed: the proxy sends that, never this.
+            flow.response = answers.refused(
+                409, "the request changed after review; the proxy sends the reviewed request "
+                     "itself", approval.id)
+            self._spawn(self._send_later(approval.id))
             return
         if not await self.store.claim_for_sending(approval.id):
             flow.response = answers.refused(409, "this approval was already sent", approval.id)
@@ -573,6 +598,27 @@ class HoldWrites:
                         logger.info("approval %s expired", approval_id)
                     except Conflict:
                         pass
+                await self._finish_stuck()
             except StoreError as exc:
                 logger.error("expiry sweep failed: %s", exc)
             await asyncio.sleep(every)
+
+    async def _finish_stuck(self) -> None:
+        """No approval stays `approved` past limits.send_within: every one reaches an end."""
+        within = self.settings.send_within
+        if time.monotonic() - self._started < within:
+            return  # approvals decided while no proxy ran get their chance to be sent first
+        for approval_id in await self.store.approved_older_than(within):
+            with contextlib.suppress(Conflict):
+                await self.store.fail_unsent(
+                    approval_id, f"approved but not sent within {within:g} s "
+                                 "(limits.send_within); it was never sent")
+                logger.error("approval %s was not sent within %g s: failed, never sent",
+                             approval_id, within)
+        for approval_id in await self.store.approved_older_than(within, claimed=True):
+            with contextlib.suppress(Conflict):
+                await self.store.mark_outcome_unknown(
+                    approval_id, f"sent, but no answer was recorded within {within:g} s; "
+                                 "check upstream, then resolve it")
+                logger.error("approval %s got no answer within %g s: outcome unknown",
+                             approval_id, within)

@@ -27,13 +27,13 @@ def _normal(host: str) -> str:
     return host.strip().strip("[]").rstrip(".").lower()
 
 
-def _authority(value: str, scheme: str) -> tuple[str, int] | None:
-    """(host, port) of a Host header or authority, the scheme's port when none is given."""
+def _authority(value: str) -> tuple[str, int | None] | None:
+    """(host, port) of a Host header or authority; port None when it names none."""
     try:
         host, port = url.parse_authority(value.strip(), check=True)
     except ValueError:
         return None
-    return _normal(host), port if port is not None else url.default_port(scheme) or 0
+    return _normal(host), port
 
 
 class HostBinding:
@@ -85,10 +85,12 @@ class HostBinding:
         if request.authority:
             named.append(("request target", request.authority))
         for where, value in named:
-            found = _authority(value, request.scheme)
+            found = _authority(value)
             if found is None:
                 return f"the {where} {value!r} is not a valid host"
-            if found != target:
+            # The host names the tenant; a port, when given, must be the connection's too
+            # (clients often leave a non-default port out of Host).
+            if found[0] != target[0] or found[1] not in (None, target[1]):
                 return (f"the {where} names {value!r}, but this connection goes to "
                         f"{target[0]}:{target[1]}; open a tunnel to that host instead")
         sni = flow.client_conn.sni

@@ -85,7 +85,7 @@ def _request_summary(write: WriteRequest, classification: Classification | None,
         headers=redact.mask_headers(write.headers),
         content_type=redact.shown_content_type(write.content_type)
         if write.content_type else None,
-        body=shown.value if shown else None,
+        body=redact.clip(shown.value) if shown else None,
         body_bytes=len(write.raw_content),
         body_sha256=hashlib.sha256(write.raw_content).hexdigest() if write.raw_content else None,
         body_form=shown.form if shown else None,
@@ -98,9 +98,9 @@ def _masked_changes(diff: Diff, record_id: str | None) -> list[Change]:
     return [
         Change(field=change.field, kind=change.kind, record_id=record_id,
                old=redact.MASK if redact.field_is_secret(change.field) and change.old is not None
-               else redact.mask_body(change.old),
+               else redact.clip(redact.mask_body(change.old)),
                new=redact.MASK if redact.field_is_secret(change.field) and change.new is not None
-               else redact.mask_body(change.new))
+               else redact.clip(redact.mask_body(change.new)))
         for change in diff.changes
     ]
 
@@ -271,7 +271,7 @@ class ProposalBuilder:
             method=write.method,
             url=redact.mask_url(write.url),
             changes=changes,
-            patch=[redact.mask_patch_op(op) for op in patch],
+            patch=[redact.clip(redact.mask_patch_op(op)) for op in patch],
             old_values=old_values,
             risk=risk,
             context=context,

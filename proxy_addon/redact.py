@@ -506,3 +506,28 @@ def mask_patch_op(op: dict[str, Any]) -> dict[str, Any]:
                                  if part):
         masked["value"] = MASK
     return masked
+
+
+MAX_SHOWN_CHARS = 16 * 1024  # a longer string is shown as its start, its length and its hash
+SHOWN_START = 4096
+
+
+def clip(value: Any) -> Any:
+    """A copy with every very long string cut to its start, its length and its sha256.
+
+    What a reviewer can read of a 10 MB comment is its start; storing, sending and rendering it
+    whole (in changes, patch and request, each) is what made one large write cost the proxy
+    twenty times its size. The hash still tells one long value from another.
+    """
+    if isinstance(value, str):
+        if len(value) <= MAX_SHOWN_CHARS:
+            return value
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+        return (f"{value[:SHOWN_START]}… [cut: {len(value):,} characters in all, "
+                f"sha256 {digest}]")
+    if isinstance(value, dict):
+        return {key: clip(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clip(item) for item in value]
+    return value
+

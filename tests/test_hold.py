@@ -173,3 +173,32 @@ async def test_an_approval_waits_while_the_traffic_record_cannot_be_written(
     # Nothing listens upstream in these tests: sent, and failed, once the record was back.
     assert (await hold.store.get(approval.id)).status is Status.failed
     await record.close()
+
+
+async def test_no_approval_stays_approved_past_send_within(hold: HoldWrites) -> None:
+    """Unsent approvals become failed, sent ones without an answer outcome_unknown."""
+    hold.settings = HoldSettings(hold_timeout=2, expire_after=3600,
+                                 review_url="http://127.0.0.1:8081", send_within=0.2)
+    hold._started -= 10  # the process has run longer than send_within
+    ids = []
+    for body in (b'{"ticket": {"status": "solved"}}', b'{"ticket": {"status": "pending"}}'):
+        flow = write_flow(body=body)
+        task = asyncio.ensure_future(run_hook(hold, flow))
+        for _ in range(500):
+            pending = [a for a in await hold.store.list(Status.pending) if a.id not in ids]
+            if pending:
+                break
+            await asyncio.sleep(0.01)
+        ids.append(pending[0].id)
+        hold.client_disconnected(flow.client_conn)  # the agent left: the proxy would send it
+        await task
+    never_sent, in_flight = ids
+    hold.store._listeners.clear()  # nobody sends them: they are stuck as the bug left them
+    for approval_id in ids:
+        await hold.store.decide(approval_id, Decision.approve, "alice", None)
+    assert await hold.store.claim_for_sending(in_flight)
+    await asyncio.sleep(0.3)
+    await hold._finish_stuck()
+    assert (await hold.store.get(never_sent)).status is Status.failed
+    assert "send_within" in ((await hold.store.get(never_sent)).result.error or "")
+    assert (await hold.store.get(in_flight)).status is Status.outcome_unknown

@@ -15,12 +15,14 @@ from tests.fakes.zendesk import FakeZendesk
 
 SUPPORT_A, SUPPORT_B = "sam-support-token-00001", "sue-support-token-00002"
 FINANCE = "fin-finance-token-000003"
+AUDITOR = "ada-auditor-token-00004"
 TRIAGE_SECRET, LEADS_SECRET = "triage-bot-secret-0001", "lead-bot-secret-000002"
 CONFIG = f"""
 reviewers:
   - {{name: sam, token: "{SUPPORT_A}", groups: [support]}}
   - {{name: sue, token: "{SUPPORT_B}", groups: [support]}}
   - {{name: fin, token: "{FINANCE}", groups: [finance]}}
+  - {{name: ada, token: "{AUDITOR}", groups: [auditor]}}
 agents:
   - {{name: triage-bot, secret: "{TRIAGE_SECRET}", task: ticket-triage}}
   - {{name: lead-bot, secret: "{LEADS_SECRET}", task: lead-routing}}
@@ -128,7 +130,8 @@ def test_allow_rule_lets_a_tags_only_triage_write_through_and_audits_it(
     response = session.put(ticket_url(603), json={"ticket": {"tags": ["printer"]}}, timeout=30)
     assert response.status_code == 200
     assert fake.tickets[603]["tags"] == ["printer"]
-    allowed = [e for e in gate.api("GET", "/api/audit").json()["entries"]
+    # A write a rule allowed belongs to no group: auditors read it.
+    allowed = [e for e in gate.api("GET", "/api/audit", token=AUDITOR).json()["entries"]
                if e["event"] == "allowed"]
     assert allowed[-1]["detail"]["rule"] == "tagging-is-safe"
     # the same write from another task type is held
