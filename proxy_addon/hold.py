@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -319,6 +320,12 @@ class HoldWrites:
                 503, "the traffic record cannot be written (is the disk full?), so this write "
                      "was refused")
             return
+        if verdict.action == "allow" and proposal.system is not None and proposal.request.problem:
+            # A rule allows only what the proxy read as the vendor will: a body or path it
+            # could not read (a repeated key, a non-canonical path) waits for a reviewer.
+            logger.info("%s %s: rule %s would allow it, but it is held: %s", method,
+                        proposal.url, verdict.rule, proposal.request.problem)
+            verdict = dataclasses.replace(verdict, action="hold")
         if verdict.action == "allow":
             self._decided(flow, "allowed")
             await self.store.log_event("allowed", None, "proxy", {

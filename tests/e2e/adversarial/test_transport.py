@@ -373,6 +373,30 @@ def test_the_tunnels_own_host_is_allowed_by_its_rule(gate: ProxyProcess,
     assert fake.log.of("PUT")[0].headers["host"] == "sandbox.zendesk.com"
 
 
+def test_a_rule_never_allows_a_write_the_proxy_could_not_read(gate: ProxyProcess,
+                                                              fake: FakeZendesk) -> None:
+    """The sandbox rule allows writes there, but not one whose JSON a server may read
+    differently (a repeated key) or whose path has two readings."""
+    fake.seed(9504, status="open")
+    for target, body in (("/api/v2/tickets/9504.json",
+                          b'{"ticket": {"status": "open", "status": "solved"}}'),
+                         ("/api/v2/tickets/9504.json/.", b'{"ticket": {"status": "solved"}}'),
+                         ("/api/v2/tickets/%39504.json", b'{"ticket": {"status": "solved"}}')):
+        with tunnel(gate, "sandbox.zendesk.com") as sock:
+            sock.sendall(f"PUT {target} HTTP/1.1\r\nHost: sandbox.zendesk.com\r\n"
+                         f"Authorization: {AUTH}\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            deadline = time.monotonic() + 10
+            found: list[dict] = []
+            while not found and time.monotonic() < deadline:
+                found = [a for a in gate.approvals("pending") if "sandbox" in a["url"]]
+                time.sleep(0.03)
+            assert found, f"{target} {body!r} was allowed unread"
+            assert fake.log.of("PUT") == []
+            gate.decide(found[0]["id"], "reject")
+            assert status_of(read_answer(sock)) == 403
+
+
 def test_a_plain_http_request_whose_host_header_differs_is_421(gate: ProxyProcess,
                                                                fake: FakeZendesk) -> None:
     with socket.create_connection(("127.0.0.1", gate.listen_port), timeout=20) as sock:
