@@ -23,6 +23,7 @@ import json
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,14 +56,64 @@ policy:
 """
 
 
+class Switcher:
+    """An upstream that answers any request with a `101` nobody asked for, then keeps every byte
+    it is sent: what a raw pipe would deliver."""
+
+    def __init__(self, tls: UpstreamTLS) -> None:
+        self.received = bytearray()
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(str(tls.cert_pem), str(tls.key_pem))
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        try:
+            with self._context.wrap_socket(conn, server_side=True) as tls:
+                tls.settimeout(10)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        return
+                    head += chunk
+                self.received += head
+                tls.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw\r\n"
+                            b"Connection: Upgrade\r\n\r\n")
+                while chunk := tls.recv(65536):
+                    self.received += chunk
+        except (OSError, ssl.SSLError):
+            return
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@pytest.fixture(scope="module")
+def switcher(upstream_tls: UpstreamTLS) -> Iterator[Switcher]:
+    server = Switcher(upstream_tls)
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
-         vendors: dict[str, Vendor]) -> Iterator[ProxyProcess]:
+         vendors: dict[str, Vendor], switcher: Switcher) -> Iterator[ProxyProcess]:
     port = vendors["zendesk"].server.port
     process = start_proxy(tmp_path_factory.mktemp("transport"), upstream_tls, vendors,
                           "--hold-timeout", "30",
                           "--resolve", f"sandbox.zendesk.com=127.0.0.1:{port}",
                           "--resolve", f"ws-allowed.zendesk.com=127.0.0.1:{port}",
+                          "--resolve", f"switch.zendesk.com=127.0.0.1:{switcher.port}",
                           config=CONFIG)
     yield process
     assert process.stop() == 0, process.log()
@@ -206,6 +257,21 @@ def test_later_requests_on_a_connection_are_parsed_too(gate: ProxyProcess,
         assert fake.log.of("PUT") == []
         gate.decide(approval["id"], "reject")
         assert status_of(read_answer(sock)) == 403
+
+
+def test_an_unasked_for_101_does_not_open_a_pipe(gate: ProxyProcess,
+                                                 switcher: Switcher) -> None:
+    with tunnel(gate, "switch.zendesk.com") as sock:
+        sock.sendall(b"GET /status HTTP/1.1\r\nHost: switch.zendesk.com\r\n\r\n")
+        answer = read_answer(sock, timeout=5)
+        try:
+            sock.sendall(put_request(1, host="switch.zendesk.com"))
+            rest = read_answer(sock, timeout=3)
+        except (OSError, ssl.SSLError):
+            rest = b""
+    time.sleep(0.3)
+    assert b"PUT" not in bytes(switcher.received), bytes(switcher.received)
+    assert not rest.startswith(b"HTTP/1.1 200"), (answer, rest)
 
 
 @pytest.mark.parametrize("option", ["rawtcp=true", "tcp_hosts=.*", "ignore_hosts=.*",
