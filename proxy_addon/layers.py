@@ -5,7 +5,7 @@ upstream when it thinks not (a request line split across TLS records, a leading 
 any non-WebSocket `101`. A piped connection is never held, recorded or counted. So the options
 that open a pipe are refused at start-up, and this addon replaces any raw layer that still comes
 up with an error-and-close, except for tunnels to `passthrough_hosts` (mitmproxy's ignored
-connections, which carry no flow).
+connections, which this addon makes itself).
 
 It also bounds request bodies while they are read: mitmproxy's own `body_size_limit` would cut
 large answers to reads too, and a chunked body declares no size up front.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from fnmatch import fnmatchcase
 from typing import Any
 
 from mitmproxy import flow as mitmflow
@@ -48,13 +49,10 @@ class UnsafeOptionError(ValueError):
     """A mitmproxy option or mode that would let bytes reach an upstream unparsed."""
 
 
-def check_options(options: Any, ignored_for_passthrough: Iterable[str] = ()) -> None:
+def check_options(options: Any) -> None:
     """Refuse, at start-up, every setting that re-opens the raw pipe."""
-    allowed_ignore = list(ignored_for_passthrough)
     for name, why in _PIPE_OPTIONS.items():
         value = getattr(options, name)
-        if name == "ignore_hosts" and list(value) == allowed_ignore:
-            continue
         if value:
             raise UnsafeOptionError(f"--set {name} is refused: it {why}")
     for spec in options.mode:
@@ -165,18 +163,53 @@ def _bounded_http_layer(max_body: int) -> type[layers.HttpLayer]:
     return BoundedHttpLayer
 
 
-class HttpOnly:
-    """The `next_layer` hook that runs after mitmproxy's own and corrects its choice."""
+def _chain(top: layer.Layer) -> list[layer.Layer]:
+    found = [top]
+    while (child := getattr(found[-1], "child_layer", None)) is not None:
+        found.append(child)
+    return found
 
-    def __init__(self, max_body: int) -> None:
+
+class HttpOnly:
+    """The `next_layer` hook that runs after mitmproxy's own and corrects its choice.
+
+    Passthrough is decided here, from the CONNECT's own authority alone: mitmproxy's
+    `ignore_hosts` also matches the first request's Host header and the TLS SNI, which the agent
+    controls, so a tunnel to any host could be piped by naming a passthrough host in them.
+    """
+
+    def __init__(self, max_body: int, passthrough_hosts: Iterable[str] = ()) -> None:
         self.max_body = max_body
+        self.passthrough = [glob.lower() for glob in passthrough_hosts]
         self._http_layer = _bounded_http_layer(max_body)
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         chosen = nextlayer.layer
         if chosen is None:
             return  # mitmproxy waits for more bytes before it decides
+        connect = self._connect_right_above(nextlayer.context, chosen)
+        if connect is not None and self._passes_through(connect.host):
+            for made in _chain(chosen):
+                if made in nextlayer.context.layers:
+                    nextlayer.context.layers.remove(made)
+            nextlayer.layer = layers.TCPLayer(nextlayer.context, ignore=True)
+            return
         nextlayer.layer = self._corrected(chosen)
+
+    def _passes_through(self, host: str) -> bool:
+        name = host.lower().rstrip(".")
+        return any(fnmatchcase(name, glob) for glob in self.passthrough)
+
+    @staticmethod
+    def _connect_right_above(context: Any, chosen: layer.Layer) -> http.Request | None:
+        """The CONNECT request when this decision is the first inside its tunnel."""
+        made = {id(item) for item in _chain(chosen)}
+        stack = [item for item in context.layers if id(item) not in made]
+        if not stack or not isinstance(stack[-1], http_layers.HttpStream):
+            return None
+        flow = getattr(stack[-1], "flow", None)
+        request = getattr(flow, "request", None)
+        return request if request is not None and request.method == "CONNECT" else None
 
     def _corrected(self, chosen: layer.Layer) -> layer.Layer:
         """The same stack with raw layers refused and HTTP layers bounded."""
@@ -192,10 +225,11 @@ class HttpOnly:
     def _replace(self, candidate: layer.Layer) -> layer.Layer:
         if isinstance(candidate, layers.HttpLayer) and not isinstance(candidate,
                                                                        self._http_layer):
+            if candidate in candidate.context.layers:
+                candidate.context.layers.remove(candidate)
             return self._http_layer(candidate.context, candidate.mode)
         if isinstance(candidate, layers.TCPLayer | layers.UDPLayer):
-            if candidate.flow is None:
-                return candidate  # an ignored connection: a passthrough host, TLS unopened
+            # Ours (passthrough) never come here: any raw layer mitmproxy chose is refused.
             return _Refuse(candidate.context, "raw TCP/UDP is never piped")
         if isinstance(candidate, layers.DNSLayer | layers.RawQuicLayer):
             return _Refuse(candidate.context, f"{type(candidate).__name__} is not HTTP")

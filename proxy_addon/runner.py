@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import signal
 import socket
 
@@ -47,11 +46,6 @@ TRAFFIC_FILE = "traffic.sqlite3"
 CA_BUNDLE_FILE = "upstream-ca-bundle.pem"
 # mitmproxy closes idle server connections after tcp_timeout, even while a hook holds a flow.
 TCP_TIMEOUT_MARGIN = 60
-
-
-def passthrough_pattern(glob: str) -> str:
-    """mitmproxy's ignore_hosts takes regexes searched in "host:port"."""
-    return "^" + re.escape(glob.lower()).replace(r"\*", "[^:]*") + r"(:\d+)?$"
 
 
 class StartupError(RuntimeError):
@@ -132,8 +126,9 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     guard = ReviewApiGuard(settings.review_host, settings.review_port)
     # Order matters: refusals (authentication, host binding, upgrades) come before the hold,
     # and the review API guard sees the address --resolve chose.
-    master.addons.add(notifier, HttpOnly(config.limits.max_body), auth, HostBinding(resolve),
-                      WebSocketGate(config.websocket_hosts), resolve, guard, hold,
+    master.addons.add(notifier, HttpOnly(config.limits.max_body, config.passthrough_hosts),
+                      auth, HostBinding(resolve), WebSocketGate(config.websocket_hosts),
+                      resolve, guard, hold,
                       *([recorder] if recorder else []), review)
 
     updates: dict[str, object] = {
@@ -142,8 +137,6 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
         "tcp_timeout": max(600, int(max([settings.hold_timeout] + [
             rule.hold_timeout or 0 for rule in config.policy])) + TCP_TIMEOUT_MARGIN),
     }
-    if config.passthrough_hosts:
-        updates["ignore_hosts"] = [passthrough_pattern(glob) for glob in config.passthrough_hosts]
     if settings.upstream_ca is not None:
         bundle = combined_ca_bundle(settings.upstream_ca, settings.data_dir / CA_BUNDLE_FILE)
         updates["ssl_verify_upstream_trusted_ca"] = str(bundle)
@@ -151,7 +144,7 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
         opts.update(**updates)
         if settings.sets:
             opts.set(*settings.sets)
-        check_options(opts, updates.get("ignore_hosts", []))  # type: ignore[arg-type]
+        check_options(opts)
     except (exceptions.OptionsError, UnsafeOptionError) as exc:
         review_socket.close()
         await store.close()

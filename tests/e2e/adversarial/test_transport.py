@@ -46,6 +46,7 @@ agents:
   - {{name: invoicer, secret: "{INVOICER_SECRET}", task: invoice-followup}}
   - {{name: helper, secret: "helper-secret-0000002"}}
 websocket_hosts: ["ws-allowed.zendesk.com"]
+passthrough_hosts: ["passthrough.test"]
 policy:
   - name: sandbox-is-free
     match: {{host: sandbox.zendesk.com}}
@@ -114,6 +115,7 @@ def gate(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
                           "--resolve", f"sandbox.zendesk.com=127.0.0.1:{port}",
                           "--resolve", f"ws-allowed.zendesk.com=127.0.0.1:{port}",
                           "--resolve", f"switch.zendesk.com=127.0.0.1:{switcher.port}",
+                          "--resolve", f"passthrough.test=127.0.0.1:{port}",
                           config=CONFIG)
     yield process
     assert process.stop() == 0, process.log()
@@ -257,6 +259,46 @@ def test_later_requests_on_a_connection_are_parsed_too(gate: ProxyProcess,
         assert fake.log.of("PUT") == []
         gate.decide(approval["id"], "reject")
         assert status_of(read_answer(sock)) == 403
+
+
+def test_a_passthrough_host_named_inside_another_tunnel_opens_no_pipe(
+        gate: ProxyProcess, fake: FakeZendesk) -> None:
+    """Passthrough follows the CONNECT's authority only, never the Host or SNI the agent sends."""
+    fake.seed(9205, status="open")
+    with tunnel(gate) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: passthrough.test\r\n\r\n"
+                     + put_request(9205))
+        first = read_answer(sock)
+        assert status_of(first) == 421, first
+    raw = socket.create_connection(("127.0.0.1", gate.listen_port), timeout=20)
+    raw.sendall(b"CONNECT acme.zendesk.com:443 HTTP/1.1\r\nHost: acme.zendesk.com:443\r\n"
+                + f"Proxy-Authorization: {proxy_auth('helper', 'helper-secret-0000002')}"
+                  "\r\n\r\n".encode())
+    assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+    careless = ssl.create_default_context()
+    careless.check_hostname = False
+    careless.verify_mode = ssl.CERT_NONE
+    with careless.wrap_socket(raw, server_hostname="passthrough.test") as sock:
+        sock.sendall(put_request(9205))
+        answer = read_answer(sock)
+    assert status_of(answer) == 421, answer
+    time.sleep(0.2)
+    assert fake.log.of("PUT") == []
+
+
+def test_a_passthrough_host_is_piped_unopened(gate: ProxyProcess, fake: FakeZendesk,
+                                              upstream_tls: UpstreamTLS) -> None:
+    raw = socket.create_connection(("127.0.0.1", gate.listen_port), timeout=20)
+    raw.sendall(b"CONNECT passthrough.test:443 HTTP/1.1\r\nHost: passthrough.test:443\r\n"
+                + f"Proxy-Authorization: {proxy_auth('helper', 'helper-secret-0000002')}"
+                  "\r\n\r\n".encode())
+    assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+    # The upstream's own certificate, not the proxy's: the tunnel was not opened.
+    upstream_only = ssl.create_default_context(cafile=str(upstream_tls.ca_pem))
+    with upstream_only.wrap_socket(raw, server_hostname="acme.zendesk.com") as sock:
+        sock.sendall(b"GET /api/v2/tickets/9205.json HTTP/1.1\r\nHost: acme.zendesk.com\r\n"
+                     b"Authorization: " + AUTH.encode() + b"\r\n\r\n")
+        assert status_of(read_answer(sock)) == 200
 
 
 def test_an_unasked_for_101_does_not_open_a_pipe(gate: ProxyProcess,
