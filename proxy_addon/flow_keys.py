@@ -11,3 +11,4 @@ PROPOSAL_KEY = "hitl_proposal"  # what the traffic record keeps of a write's pro
 HELD_KEY = "hitl_held"  # the approval id of a held or denied write
 APPROVAL_KEY = "hitl_approval_id"  # set only when an approved write is released upstream
 REQUESTED_KEY = "hitl_requested"  # (host, port) the agent asked for, when --resolve redirected it
+WEBSOCKET_KEY = "hitl_websocket"  # True when the upgrade was to a host in websocket_hosts

@@ -13,7 +13,11 @@ import ipaddress
 import logging
 import socket
 
-from mitmproxy import proxy
+from mitmproxy import http, proxy
+from mitmproxy.proxy import mode_specs
+
+from proxy_addon import answers
+from proxy_addon.flow_keys import DECISION_KEY
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -61,17 +65,39 @@ class ReviewApiGuard:
         review = normalised(self._review_host)
         return is_this_machine(ip) or (review is not None and ip == review)
 
+    async def _resolved(self, host: str) -> list[str]:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, self.review_port, type=socket.SOCK_STREAM)
+        except OSError:
+            return []
+        return [str(info[4][0]) for info in infos]
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """In upstream mode mitmproxy connects to the upstream proxy, which then connects to
+        the request's target: that target is checked here, since server_connect never sees it."""
+        if flow.response is not None or flow.request.port != self.review_port:
+            return
+        if not isinstance(flow.client_conn.proxy_mode, mode_specs.UpstreamMode):
+            return
+        host = flow.request.host
+        addresses = await self._resolved(host)
+        if (self.lands_on_review_api(host) or not addresses
+                or any(self.lands_on_review_api(address) for address in addresses)):
+            logger.warning("refused a request through the upstream proxy to the review API "
+                           "(%s:%s)", host, self.review_port)
+            flow.metadata[DECISION_KEY] = "refused"
+            flow.response = answers.refused(403, "the review API cannot be reached through "
+                                                 "the proxy")
+
+    http_connect = requestheaders
+
     async def server_connect(self, data: proxy.server_hooks.ServerConnectionHookData) -> None:
         server = data.server
         if server.address is None or server.address[1] != self.review_port:
             return  # the only port the review API listens on: everything else is fast-pathed
         host = str(server.address[0])
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, self.review_port, type=socket.SOCK_STREAM)
-            addresses = [str(info[4][0]) for info in infos]
-        except OSError:
-            addresses = []
+        addresses = await self._resolved(host)
         if (self.lands_on_review_api(host) or not addresses
                 or any(self.lands_on_review_api(address) for address in addresses)):
             logger.warning("refused a connection through the proxy to the review API (%s:%s)",

@@ -65,6 +65,13 @@ class HostBinding:
         if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
             # mitmproxy wrote Host itself (keep_host_header is refused): from the address it
             # connected to, which --resolve may have changed; put back the name reviewed.
+            target_host = requested[0] if requested is not None else request.host
+            if request.authority and (found := _authority(request.authority)) is not None \
+                    and found[0] != _normal(target_host):
+                return (f"the request target names {request.authority!r}, but this proxy "
+                        f"sends to {target_host}")
+            if request.authority and not request.is_http2:
+                request.authority = ""  # origin-form upstream: only Host names the host
             if requested is not None:
                 request.host_header = url.hostport(request.scheme, *requested)
             return None

@@ -24,7 +24,7 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events, layer, layers, mode_specs
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import ErrorCode, HttpErrorHook, ResponseProtocolError, SendHttp
-from mitmproxy.proxy.layers.http._http1 import Http1Server
+from mitmproxy.proxy.layers.http._http1 import Http1Server, make_error_response
 
 from proxy_addon import answers
 from proxy_addon.flow_keys import DECISION_KEY
@@ -127,21 +127,44 @@ def _bounded_stream(max_body: int) -> type[http_layers.HttpStream]:
     return BoundedHttpStream
 
 
+MAX_EMPTY_LINES = 8  # before a request line; more is not a client being lenient
+MAX_HEAD = 64 * 1024  # a request head (line and headers) larger than this is refused
+
+
 class _PaddedHttp1Server(Http1Server):
-    """Ignores empty lines before a request line, as RFC 9112 2.2 asks of servers.
+    """Ignores a few empty lines before a request line, as RFC 9112 2.2 asks of servers, and
+    bounds the request head (mitmproxy buffers an unfinished head without limit).
 
     h11's buffer drops one empty line per call and then waits for more bytes, so the request
     right behind it (in the same TLS record) would wait forever: read on while bytes are left.
     """
 
+    _empty_lines = 0
+
     def read_headers(self, event: events.ConnectionEvent) -> layer.CommandGenerator[None]:
-        yield from super().read_headers(event)
-        while (isinstance(event, events.DataReceived) and self.state == self.read_headers
-               and 0 < len(self.buf)):
+        while True:
             before = len(self.buf)
             yield from super().read_headers(event)
-            if len(self.buf) == before:
-                return  # an incomplete head: wait for its bytes
+            if not isinstance(event, events.DataReceived) or self.state != self.read_headers:
+                self._empty_lines = 0
+                return
+            consumed = before - len(self.buf)
+            if consumed == 0:  # an unfinished head: wait for its bytes, up to a bound
+                if len(self.buf) > MAX_HEAD:
+                    yield from self._refuse(431, f"the request head is over {MAX_HEAD} bytes")
+                return
+            self._empty_lines += 1
+            if self._empty_lines > MAX_EMPTY_LINES:
+                yield from self._refuse(400, f"more than {MAX_EMPTY_LINES} empty lines before "
+                                             "a request line")
+                return
+            if not len(self.buf):
+                return
+
+    def _refuse(self, status_code: int, message: str) -> layer.CommandGenerator[None]:
+        yield commands.SendData(self.conn, make_error_response(status_code, message))
+        yield commands.CloseConnection(self.conn)
+        self.state = self.done
 
 
 def _bounded_http_layer(max_body: int) -> type[layers.HttpLayer]:

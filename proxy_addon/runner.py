@@ -19,6 +19,7 @@ from proxy_addon.config import HitlConfig, loosening_criteria
 from proxy_addon.guard import ReviewApiGuard
 from proxy_addon.hold import HoldSettings, HoldWrites
 from proxy_addon.host_binding import HostBinding
+from proxy_addon.hygiene import RequestHygiene
 from proxy_addon.layers import HttpOnly, UnsafeOptionError, check_options
 from proxy_addon.policy import Policy
 from proxy_addon.proposals import ProposalBuilder
@@ -127,7 +128,8 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     # Order matters: refusals (authentication, host binding, upgrades) come before the hold,
     # and the review API guard sees the address --resolve chose.
     master.addons.add(notifier, HttpOnly(config.limits.max_body, config.passthrough_hosts),
-                      auth, HostBinding(resolve), WebSocketGate(config.websocket_hosts),
+                      auth, RequestHygiene(), HostBinding(resolve),
+                      WebSocketGate(config.websocket_hosts),
                       resolve, guard, hold,
                       *([recorder] if recorder else []), review)
 

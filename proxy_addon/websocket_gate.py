@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 from mitmproxy import http
 
 from proxy_addon import answers
-from proxy_addon.flow_keys import DECISION_KEY
+from proxy_addon.flow_keys import DECISION_KEY, WEBSOCKET_KEY
 
 
 class WebSocketGate:
@@ -29,9 +29,13 @@ class WebSocketGate:
             return
         extended = request.method == "CONNECT" and request.is_http2  # RFC 8441
         upgrade = request.headers.get_all("upgrade")
-        if not upgrade and not extended:
+        # An upstream may switch to WebSocket on the Sec-WebSocket-* headers alone.
+        handshake = any(name.lower().startswith("sec-websocket-") for name in request.headers)
+        if not upgrade and not extended and not handshake:
             return
         protocols = {token.strip().lower() for value in upgrade for token in value.split(",")}
+        if handshake and not upgrade:
+            protocols = {"websocket"}
         host = request.pretty_host
         if protocols - {"websocket"} or extended:
             message = (f"protocol upgrades other than WebSocket are refused "
@@ -41,6 +45,15 @@ class WebSocketGate:
                        f"websocket_hosts, and {host} is not one (their messages are not "
                        "reviewed)")
         else:
+            flow.metadata[WEBSOCKET_KEY] = True
             return
         flow.metadata[DECISION_KEY] = "refused"
         flow.response = answers.refused(403, message)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """A switch nobody allowed here (an upstream's own 101) ends the connection."""
+        response = flow.response
+        if response is not None and response.status_code == 101 and not flow.metadata.get(
+                WEBSOCKET_KEY):
+            flow.metadata[DECISION_KEY] = "refused"
+            flow.kill()

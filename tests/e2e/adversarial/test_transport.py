@@ -241,6 +241,51 @@ def test_bytes_that_are_not_http_get_an_error_and_reach_nothing(
     assert fake.log.seen == []
 
 
+def test_a_flood_of_empty_lines_or_an_endless_head_is_refused(gate: ProxyProcess,
+                                                               fake: FakeZendesk) -> None:
+    with tunnel(gate) as sock:
+        sock.sendall(b"\r\n" * 64 + put_request(9202))
+        assert status_of(read_answer(sock)) == 400
+    with tunnel(gate) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: acme.zendesk.com\r\nX-Big: ")
+        try:
+            for _ in range(16):
+                sock.sendall(b"a" * 16384)
+        except (OSError, ssl.SSLError):
+            pass
+        answer = read_answer(sock)
+    assert answer == b"" or status_of(answer) == 431, answer[:200]
+    assert fake.log.seen == []
+
+
+@pytest.mark.parametrize("header", [
+    b"X-Foo: a\r\n X-HTTP-Method-Override: DELETE",  # obsolete line folding
+    b"X-Foo: a\rTransfer-Encoding: chunked",  # a bare CR
+    b"X-Foo: a\x00b",
+    b"X-Foo: a\r\n\tX-Original-Method: PUT",
+])
+def test_header_values_that_span_lines_are_refused(gate: ProxyProcess, fake: FakeZendesk,
+                                                   header: bytes) -> None:
+    fake.seed(9203, status="open")
+    with tunnel(gate) as sock:
+        sock.sendall(b"GET /api/v2/tickets/9203.json HTTP/1.1\r\nHost: acme.zendesk.com\r\n"
+                     + header + b"\r\nContent-Length: 0\r\n\r\n")
+        answer = read_answer(sock)
+    assert status_of(answer) == 400, answer
+    assert fake.log.seen == []
+
+
+def test_websocket_headers_without_upgrade_are_an_upgrade(gate: ProxyProcess,
+                                                          fake: FakeZendesk) -> None:
+    with tunnel(gate) as sock:
+        sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: acme.zendesk.com\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        answer = read_answer(sock)
+    assert status_of(answer) == 403 and b"websocket_hosts" in answer, answer
+    assert fake.log.seen == []
+
+
 def test_later_requests_on_a_connection_are_parsed_too(gate: ProxyProcess,
                                                        fake: FakeZendesk) -> None:
     fake.seed(9201, status="open")
@@ -587,6 +632,63 @@ def test_no_spelling_of_this_machine_reaches_the_review_port(gate: ProxyProcess,
         if answer.startswith(b"HTTP/1.1 200"):
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             assert b"hitl_" not in read_answer(sock, timeout=5)
+
+
+class Recorder:
+    """A stand-in upstream proxy: keeps what it is sent and answers 502."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.received += conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+
+def test_upstream_mode_never_forwards_to_the_review_port(
+        tmp_path: Path, upstream_tls: UpstreamTLS, vendors: dict[str, Vendor]) -> None:
+    recorder = Recorder()
+    chained = start_proxy(tmp_path, upstream_tls, vendors,
+                          "--mode", f"upstream:http://127.0.0.1:{recorder.port}")
+    try:
+        for address in ("127.0.0.1", "[::ffff:127.0.0.1]", "localhost"):
+            answer = httpx.get(f"http://{address}:{chained.review_port}/healthz",
+                               proxy=chained.proxy_url, timeout=10)
+            # 400: httpx writes the mapped address unbracketed, which mitmproxy cannot parse.
+            assert answer.status_code in (400, 403), answer.text
+        assert bytes(recorder.received) == b""
+    finally:
+        recorder._sock.close()
+        assert chained.stop() == 0, chained.log()
+
+
+def test_reverse_mode_refuses_an_absolute_target_naming_another_host(
+        tmp_path: Path, upstream_tls: UpstreamTLS, vendors: dict[str, Vendor],
+        fake: FakeZendesk) -> None:
+    reverse = start_proxy(tmp_path, upstream_tls, vendors,
+                          "--mode", "reverse:https://api.unknown-vendor.test")
+    try:
+        with socket.create_connection(("127.0.0.1", reverse.listen_port), timeout=20) as sock:
+            sock.sendall(b"PUT https://acme.zendesk.com/api/v2/tickets/77.json HTTP/1.1\r\n"
+                         b"Host: api.unknown-vendor.test\r\nContent-Length: 2\r\n\r\n{}")
+            answer = read_answer(sock)
+        assert status_of(answer) == 421, answer
+        assert fake.log.seen == []
+    finally:
+        assert reverse.stop() == 0, reverse.log()
 
 
 # -- the agent's claimed task ----------------------------------------------------------------
