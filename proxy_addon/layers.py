@@ -23,7 +23,13 @@ from mitmproxy import http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events, layer, layers, mode_specs
 from mitmproxy.proxy.layers import http as http_layers
-from mitmproxy.proxy.layers.http import ErrorCode, HttpErrorHook, ResponseProtocolError, SendHttp
+from mitmproxy.proxy.layers.http import (
+    ErrorCode,
+    HttpErrorHook,
+    RequestEndOfMessage,
+    ResponseProtocolError,
+    SendHttp,
+)
 from mitmproxy.proxy.layers.http._http1 import Http1Server, make_error_response
 
 from proxy_addon import answers
@@ -92,37 +98,51 @@ def _too_large(max_body: int) -> http.Response:
 
 def _bounded_stream(max_body: int) -> type[http_layers.HttpStream]:
     class BoundedHttpStream(http_layers.HttpStream):
-        """Refuses a request body (413) the moment it passes `limits.max_body`, or declares it."""
+        """Refuses a request body (413) the moment it passes `limits.max_body`, or declares it.
+
+        A declared size is answered at once and the body read and dropped as it comes, so the
+        client (still sending) reads the answer instead of a reset; a chunked body is cut off
+        with the answer, since nothing says when it would end.
+        """
 
         def check_body_size(self, request: bool) -> layer.CommandGenerator[bool]:
-            if request and self._request_size() > max_body:
-                return (yield from self._refuse_too_large())
+            if request and not self.request_body_buf and self._declared() > max_body:
+                return (yield from self._refuse(drain=True))
+            if request and len(self.request_body_buf) > max_body:
+                return (yield from self._refuse(drain=False))
             return (yield from super().check_body_size(request))
 
-        def _request_size(self) -> int:
-            if self.request_body_buf:
-                return len(self.request_body_buf)
+        def _declared(self) -> int:
             declared = self.flow.request.headers.get("content-length", "0").strip()
             return int(declared) if declared.isascii() and declared.isdigit() else 0
 
-        def _refuse_too_large(self) -> layer.CommandGenerator[bool]:
+        def _refuse(self, drain: bool) -> layer.CommandGenerator[bool]:
             answer = _too_large(max_body)
             self.flow.error = mitmflow.Error(answer.text or "body too large")
             self.flow.metadata[DECISION_KEY] = "refused"
+            self.flow.response = answer
             yield HttpErrorHook(self.flow)
+            self.request_body_buf.clear()
+            self.flow.live = False
             if self.flow.request.is_http11 or self.flow.request.is_http10:
-                # Our JSON answer, then close: the rest of the body is never read.
-                self.flow.response = answer
                 yield commands.SendData(self.context.client, http1.assemble_response(answer))
+                if drain:
+                    self.client_state = self._drain
+                    return True
                 yield commands.CloseConnection(self.context.client)
             else:
                 yield SendHttp(ResponseProtocolError(self.stream_id, answer.text or "",
                                                      ErrorCode.REQUEST_TOO_LARGE),
                                self.context.client)
             self.client_state = self.state_errored
-            self.request_body_buf.clear()
-            self.flow.live = False
             return True
+
+        def _drain(self, event: events.Event) -> layer.CommandGenerator[None]:
+            """The declared body, read and dropped; then the connection ends."""
+            self.request_body_buf.clear()
+            if isinstance(event, RequestEndOfMessage):
+                yield commands.CloseConnection(self.context.client)
+                self.client_state = self.state_errored
 
     return BoundedHttpStream
 
