@@ -35,7 +35,12 @@ from proxy_addon.flow_keys import (
     HELD_KEY,
     PROPOSAL_KEY,
 )
-from proxy_addon.methods import MethodOverrideError, effective_method, is_read
+from proxy_addon.methods import (
+    MethodOverrideError,
+    body_may_override,
+    effective_method,
+    is_read,
+)
 from proxy_addon.offload import OFF_LOOP_BYTES, off_loop
 from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
 from proxy_addon.resolve import Resolve
@@ -305,6 +310,12 @@ class HoldWrites:
             flow.response = answers.refused(
                 403, "this request reads as a write (a GraphQL mutation in its URL) that the "
                      "proxy cannot describe, so it was refused")
+            return
+        if built is None and body_may_override(flow.request):
+            self._decided(flow, "refused")
+            flow.response = answers.refused(
+                403, "this read carries a method override in its body (a `_method` field) "
+                     "that a server may act on, so it was refused")
             return
         if built is None:
             self._decided(flow, "passed")

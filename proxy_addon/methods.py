@@ -8,6 +8,7 @@ overridden to GET stays a POST (the server may ignore the override).
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import parse_qsl
 
@@ -35,12 +36,13 @@ def overrides(request: http.Request) -> list[str]:
     """Every method override the request carries: headers, query and (for forms) body fields."""
     found = [value for name, value in request.headers.items(multi=True)
              if _is_override_header(name)]
-    if "method" in request.path.lower():  # the cheap test first: every read passes here
+    path = request.path.lower()
+    if "method" in path or "%" in path:  # the cheap test first: every read passes here
         found += [value for name, value in request.query.items(multi=True)
                   if name.lower() in OVERRIDE_PARAMETERS]
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = request.raw_content
-    if (content_type == "application/x-www-form-urlencoded" and raw and b"method" in raw.lower()
+    if (_media_type(request) == "application/x-www-form-urlencoded" and raw
+            and (b"method" in raw.lower() or b"%" in raw)
             and "content-encoding" not in request.headers):
         try:
             text = raw.decode("utf-8")
@@ -49,6 +51,34 @@ def overrides(request: http.Request) -> list[str]:
         found += [value for name, value in parse_qsl(text, keep_blank_values=True)
                   if name.lower() in OVERRIDE_PARAMETERS]
     return found
+
+
+def _media_type(request: http.Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def body_may_override(request: http.Request) -> bool:
+    """A body in which a framework could find a method override that `overrides` did not read:
+    a `_method` key in JSON (Laravel, Rails read it), any multipart or encoded form naming one.
+    Such a request is never let through as a read."""
+    raw = request.raw_content
+    if not raw:
+        return False
+    lowered = raw.lower()
+    kind = _media_type(request)
+    encoded = request.headers.get("content-encoding", "identity").strip().lower() != "identity"
+    if encoded and kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return True  # compressed: the names cannot be seen without inflating it
+    if b"method" not in lowered and b"\\u" not in raw and b"%" not in raw:
+        return False
+    if "json" in kind or raw.lstrip()[:1] == b"{":
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return b"method" in lowered
+        return isinstance(body, dict) and any(
+            str(key).lower() in OVERRIDE_PARAMETERS for key in body)
+    return kind == "multipart/form-data" and b"method" in lowered
 
 
 def effective_method(request: http.Request) -> str:

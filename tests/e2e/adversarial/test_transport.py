@@ -422,6 +422,7 @@ OVERRIDES = [
     ({}, "?_METHOD=put"),
     ({}, "?x-http-method-override=PATCH"),
     ({}, "?_HttpMethod=PATCH"),
+    ({}, "?_m%65thod=DELETE"),
 ]
 
 
@@ -461,6 +462,25 @@ def test_an_override_naming_a_read_keeps_a_read_a_read(gate: ProxyProcess,
         answer = client.get("https://acme.zendesk.com/api/v2/tickets/9402.json",
                             headers={"X-HTTP-Method-Override": "HEAD"})
     assert answer.status_code == 200
+
+
+def test_a_read_post_with_a_method_override_in_its_body_is_not_passed(
+        gate: ProxyProcess, vendors: dict[str, Vendor]) -> None:
+    fake = vendors["hubspot"].fake
+    fake.log.clear()
+    with as_agent(gate) as client:
+        for body in ({"_method": "DELETE", "filterGroups": []},
+                     {"_METHOD": "PATCH", "filterGroups": []}):
+            answer = client.post("https://api.hubapi.com/crm/v3/objects/contacts/search",
+                                 json=body, headers={"Authorization": "Bearer pat-na1-x"})
+            assert answer.status_code == 403, answer.text
+            assert "method override" in answer.json()["message"]
+        plain = client.post("https://api.hubapi.com/crm/v3/objects/contacts/search",
+                            json={"filterGroups": []},
+                            headers={"Authorization": "Bearer pat-na1-x"})
+        assert plain.status_code != 403  # the same search without one is a read
+    assert all(seen.path.endswith("/search") for seen in fake.log.seen)
+    assert len(fake.log.seen) == 1
 
 
 def test_a_get_with_a_body_to_a_graphql_endpoint_is_held(gate: ProxyProcess,
