@@ -626,17 +626,15 @@ class HoldWrites:
         within = self.settings.send_within
         if time.monotonic() - self._started < within:
             return  # approvals decided while no proxy ran get their chance to be sent first
-        for approval_id in await self.store.approved_older_than(within):
-            with contextlib.suppress(Conflict):
-                await self.store.fail_unsent(
-                    approval_id, f"approved but not sent within {within:g} s "
-                                 "(limits.send_within); it was never sent")
-                logger.error("approval %s was not sent within %g s: failed, never sent",
-                             approval_id, within)
-        for approval_id in await self.store.approved_older_than(within, claimed=True):
-            with contextlib.suppress(Conflict):
-                await self.store.mark_outcome_unknown(
-                    approval_id, f"sent, but no answer was recorded within {within:g} s; "
-                                 "check upstream, then resolve it")
-                logger.error("approval %s got no answer within %g s: outcome unknown",
-                             approval_id, within)
+        ends = (
+            (False, self.store.fail_unsent, f"approved but not sent within {within:g} s "
+                                            "(limits.send_within); it was never sent"),
+            (True, self.store.mark_outcome_unknown, f"sent, but no answer was recorded within "
+                                                    f"{within:g} s; check upstream, then "
+                                                    "resolve it"),
+        )
+        for claimed, end, reason in ends:
+            for approval_id in await self.store.approved_older_than(within, claimed=claimed):
+                with contextlib.suppress(Conflict):
+                    await end(approval_id, reason)
+                    logger.error("approval %s: %s", approval_id, reason)

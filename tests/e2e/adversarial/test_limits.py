@@ -37,13 +37,6 @@ def gate(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
     assert process.stop() == 0, process.log()
 
 
-@pytest.fixture
-def fake(vendors: dict[str, Vendor]) -> FakeZendesk:
-    found = vendors["zendesk"].fake
-    found.log.clear()
-    return found
-
-
 def tls_tunnel(gate: ProxyProcess, host: str = "acme.zendesk.com") -> ssl.SSLSocket:
     raw = socket.create_connection(("127.0.0.1", gate.listen_port), timeout=20)
     raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())

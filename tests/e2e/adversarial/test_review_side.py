@@ -70,13 +70,6 @@ def gate(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
     assert process.stop() == 0, process.log()
 
 
-@pytest.fixture
-def fake(vendors: dict[str, Vendor]) -> FakeZendesk:
-    found = vendors["zendesk"].fake
-    found.log.clear()
-    return found
-
-
 def agent(proxy: ProxyProcess, proxy_url: str | None = None, **headers: str) -> httpx.Client:
     trust = ssl.create_default_context(cafile=str(proxy.ca_cert))
     return httpx.Client(proxy=proxy_url or proxy.proxy_url, verify=trust, timeout=30,

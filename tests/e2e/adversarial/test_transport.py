@@ -23,7 +23,6 @@ import json
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.adversarial.conftest import LoopbackServer
 from tests.e2e.conftest import ALICE, BOB, UpstreamTLS, Vendor, start_proxy
 from tests.e2e.harness import ProxyProcess, held, hitl_proxy_command
 from tests.fakes.server import free_port
@@ -57,27 +57,16 @@ policy:
 """
 
 
-class Switcher:
+class Switcher(LoopbackServer):
     """An upstream that answers any request with a `101` nobody asked for, then keeps every byte
     it is sent: what a raw pipe would deliver."""
 
     def __init__(self, tls: UpstreamTLS) -> None:
-        self.received = bytearray()
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(str(tls.cert_pem), str(tls.key_pem))
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         try:
             with self._context.wrap_socket(conn, server_side=True) as tls:
                 tls.settimeout(10)
@@ -92,11 +81,8 @@ class Switcher:
                             b"Connection: Upgrade\r\n\r\n")
                 while chunk := tls.recv(65536):
                     self.received += chunk
-        except (OSError, ssl.SSLError):
+        except ssl.SSLError:
             return
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +105,6 @@ def gate(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
                           config=CONFIG)
     yield process
     assert process.stop() == 0, process.log()
-
-
-@pytest.fixture
-def fake(vendors: dict[str, Vendor]) -> FakeZendesk:
-    found = vendors["zendesk"].fake
-    found.log.clear()
-    return found
 
 
 def as_agent(gate: ProxyProcess, name: str = "helper",
@@ -654,28 +633,13 @@ def test_no_spelling_of_this_machine_reaches_the_review_port(gate: ProxyProcess,
             assert b"hitl_" not in read_answer(sock, timeout=5)
 
 
-class Recorder:
+class Recorder(LoopbackServer):
     """A stand-in upstream proxy: keeps what it is sent and answers 502."""
 
-    def __init__(self) -> None:
-        self.received = bytearray()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    self.received += conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-                except OSError:
-                    pass
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        self.received += conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_upstream_mode_never_forwards_to_the_review_port(
@@ -691,7 +655,7 @@ def test_upstream_mode_never_forwards_to_the_review_port(
             assert answer.status_code in (400, 403), answer.text
         assert bytes(recorder.received) == b""
     finally:
-        recorder._sock.close()
+        recorder.close()
         assert chained.stop() == 0, chained.log()
 
 
