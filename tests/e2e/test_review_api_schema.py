@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import negative_data_rejection
 
 from review_api.openapi import openapi
 from tests.e2e.conftest import ALICE, CONFIG, UpstreamTLS, Vendor, start_proxy
@@ -31,8 +32,13 @@ def served(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])
 def test_review_api_conforms_to_its_openapi_description(case, served: ProxyProcess) -> None:
+    # negative_data_rejection is left out: it counts a case as invalid for lacking the
+    # Authorization header this test always adds, or for a query value such as host=true that
+    # is as much a string as any other, and then fails when the API rightly accepts it (seen
+    # on c24dd05 too, about one run in two). Invalid cases still must not give a 5xx.
     case.call_and_validate(base_url=served.review_url,
-                           headers={"Authorization": f"Bearer {ALICE}"})
+                           headers={"Authorization": f"Bearer {ALICE}"},
+                           excluded_checks=[negative_data_rejection])
 
 
 def test_the_description_is_served(served: ProxyProcess) -> None:
