@@ -42,6 +42,11 @@ class AgentAuth:
     def agent(self, name: str) -> Agent | None:
         return self._agents.get(name)
 
+    @property
+    def configured(self) -> bool:
+        """Agents are named by proxy authentication only, never by a header they send."""
+        return bool(self._agents)
+
     def _verify(self, flow: http.HTTPFlow) -> str | None:
         found = _credentials(flow.request.headers.get("Proxy-Authorization", ""))
         flow.request.headers.pop("Proxy-Authorization", None)

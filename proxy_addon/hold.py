@@ -20,7 +20,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from mitmproxy import connection, http
-from mitmproxy.net import encoding
 
 from connectors_schemas import BodyError, graphql_in_query
 from proxy_addon import answers
@@ -117,13 +116,13 @@ def _write_request(flow: http.HTTPFlow, method: str, resolve: Resolve,
     )
 
 
-def _held_write(held: HeldRequest) -> WriteRequest:
-    """A stored request as the proposal builder reads it (body decoded)."""
+def _held_write(held: HeldRequest, max_body: int) -> WriteRequest:
+    """A stored request as the proposal builder reads it (body decoded, as when it was held)."""
     parts = urlsplit(held.url)
     headers = http.Headers([(k.encode(), v.encode()) for k, v in held.headers])
     try:
-        content = encoding.decode(held.content, headers.get("content-encoding", "identity"))
-    except ValueError:
+        content = decoded(held.content, headers.get("content-encoding"), max_body)
+    except DecodingError:
         content = held.content
     return WriteRequest(method=held.method, url=held.url, host=parts.hostname or "",
                         path=parts.path, headers=held.headers, content=content or b"",
@@ -194,6 +193,8 @@ class HoldWrites:
         endpoint = self.builder.matcher.is_graphql_endpoint(host, path)
         if body and endpoint:
             return "a GraphQL endpoint read with a body (a server may run the document in it)"
+        if body and body_may_override(flow.request):
+            return "a read whose body carries a method override (a `_method` field)"
         return graphql_in_query(flow.request.query.items(multi=True), endpoint) if query else None
 
     def _decided(self, flow: http.HTTPFlow, decision: str) -> None:
@@ -245,6 +246,12 @@ class HoldWrites:
         """The X-HITL-* headers, with the authenticated agent and its default task."""
         context = take_context(flow.request.headers)
         name = flow.metadata.get(AGENT_KEY)
+        if name is None and self.auth is not None and self.auth.configured:
+            # No proxy authentication named this flow (SOCKS5, reverse mode): the headers are
+            # claims, shown to the reviewer, never what policy or the status page go by.
+            return context.model_copy(update={
+                "agent": None, "task": None, "claimed_agent": context.agent,
+                "claimed_task": context.task})
         if name is None:
             return context
         agent = self.auth.agent(name) if self.auth else None
@@ -518,7 +525,7 @@ class HoldWrites:
                 return
             if approval.edits or approval.approve_fields is not None:
                 try:
-                    body = await self._edited(approval, _held_write(held))
+                    body = await self._edited(approval, _held_write(held, self.settings.max_body))
                 except (EditError, BodyError) as exc:
                     await self._record(approval_id, status_code=None,
                                        error=f"the reviewer's edits could not be applied: {exc}")
@@ -554,7 +561,8 @@ class HoldWrites:
         """Why the record no longer looks as it did when the reviewer saw it, if it doesn't."""
         if not approval.old_values.known or approval.operation == "create":
             return None
-        built = await self.builder.build(_held_write(held), approval.context)
+        built = await self.builder.build(_held_write(held, self.settings.max_body),
+                                         approval.context)
         if built is None:
             return None
         now = {(c.record_id, c.field): c.old for c in built.proposal.changes if c.kind == "set"}
@@ -579,7 +587,7 @@ class HoldWrites:
         if sealed is None:
             raise RevertError("the original request is no longer kept")
         held = self.sealer.unseal(sealed)
-        classification = self.builder.classify(_held_write(held))
+        classification = self.builder.classify(_held_write(held, self.settings.max_body))
         if classification is None:
             raise RevertError("no connector describes this write")
         before = self.sealer.unseal_data(sealed_before) if sealed_before else {}

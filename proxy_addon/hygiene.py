@@ -20,6 +20,16 @@ class RequestHygiene:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return
+        codings = [value.strip().lower() for value in
+                   ",".join(flow.request.headers.get_all("transfer-encoding")).split(",")
+                   if value.strip()]
+        if codings and codings != ["chunked"]:
+            # gzip as a transfer coding: bytes the reviewer is shown undecoded, which an
+            # upstream would decode.
+            flow.metadata[DECISION_KEY] = "refused"
+            flow.response = answers.refused(
+                400, f"Transfer-Encoding {', '.join(codings)!r} is refused: only chunked")
+            return
         for name, value in flow.request.headers.fields:
             if any(byte in value or byte in name for byte in _FORBIDDEN):
                 flow.metadata[DECISION_KEY] = "refused"

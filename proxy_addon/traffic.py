@@ -19,11 +19,11 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 from mitmproxy import http
-from mitmproxy.net import encoding
 
 from connectors_schemas import Matcher
 from connectors_schemas.models import WRITE_METHODS
 from proxy_addon.config import TrafficSettings
+from proxy_addon.decoding import DecodingError, decoded
 from proxy_addon.flow_keys import (
     AGENT_KEY,
     APPROVAL_KEY,
@@ -34,6 +34,7 @@ from proxy_addon.flow_keys import (
     REQUESTED_KEY,
 )
 from proxy_addon.redact import (
+    MAX_PARSED,
     WithheldBody,
     form_pairs,
     mask_request_body,
@@ -125,14 +126,15 @@ class _Seen:
 
 
 def _decoded(data: http.MessageData | None) -> bytes | None:
-    """The body without its content-encoding (gzip, br, ...), or as sent if that fails."""
+    """The body without its content-encoding, or as sent when it cannot be inflated within
+    the bound of what is ever parsed (then it is kept as size, type and hash alone): an
+    agent's 841 bytes of brotli must not become a gigabyte in the proxy."""
     if data is None or not data.content:
         return None
     try:
-        decoded = encoding.decode(data.content, data.headers.get("content-encoding", "identity"))
-    except ValueError:
+        return decoded(data.content, data.headers.get("content-encoding"), MAX_PARSED)
+    except DecodingError:
         return data.content
-    return decoded if isinstance(decoded, bytes) else data.content
 
 
 class TrafficRecorder:

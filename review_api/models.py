@@ -87,6 +87,9 @@ class Context(_Model):
     agent: str | None = None
     # What the agent's X-HITL-Task said when its configured task overrode it: shown, never used.
     claimed_task: str | None = None
+    # What X-HITL-Agent said on a flow no proxy authentication named (SOCKS5, reverse mode)
+    # while agents are configured: shown, never used.
+    claimed_agent: str | None = None
 
 
 class OldValues(_Model):

@@ -675,6 +675,35 @@ def test_reverse_mode_refuses_an_absolute_target_naming_another_host(
         assert reverse.stop() == 0, reverse.log()
 
 
+def test_without_proxy_authentication_an_agent_header_is_only_a_claim(
+        tmp_path: Path, upstream_tls: UpstreamTLS, vendors: dict[str, Vendor],
+        fake: FakeZendesk) -> None:
+    """Reverse mode (like SOCKS5) has no proxy credentials: X-HITL-Agent and X-HITL-Task must
+    not pick the configured agent's or task's allow rules."""
+    config = CONFIG + """  - name: invoicer-may
+    match: {agent: invoicer}
+    action: allow
+"""
+    reverse = start_proxy(tmp_path, upstream_tls, vendors, "--hold-timeout", "30",
+                          "--mode", "reverse:https://acme.zendesk.com", config=config)
+    try:
+        fake.seed(9601, status="open")
+        url = f"http://127.0.0.1:{reverse.listen_port}/api/v2/tickets/9601.json"
+        for claim in ({"X-HITL-Agent": "invoicer"}, {"X-HITL-Task": "ticket-triage"}):
+            call, approval = held(reverse, lambda claim=claim: httpx.put(
+                url, json={"ticket": {"tags": ["x"]}}, timeout=60,
+                headers={"Authorization": AUTH, **claim}))
+            assert approval["context"]["agent"] is None
+            assert approval["context"]["task"] is None
+            assert (approval["context"]["claimed_agent"], approval["context"]["claimed_task"]) \
+                == (claim.get("X-HITL-Agent"), claim.get("X-HITL-Task"))
+            reverse.decide(approval["id"], "reject")
+            assert call.join().result.status_code == 403
+        assert fake.log.of("PUT") == []
+    finally:
+        assert reverse.stop() == 0, reverse.log()
+
+
 # -- the agent's claimed task ----------------------------------------------------------------
 
 def test_a_task_header_never_widens_a_configured_agents_policy(gate: ProxyProcess,
