@@ -39,6 +39,7 @@ from proxy_addon.methods import (
     body_may_override,
     effective_method,
     is_read,
+    query_pairs,
 )
 from proxy_addon.offload import OFF_LOOP_BYTES, off_loop
 from proxy_addon.proposals import ProposalBuilder, WriteRequest, fingerprint
@@ -195,7 +196,7 @@ class HoldWrites:
             return "a GraphQL endpoint read with a body (a server may run the document in it)"
         if body and body_may_override(flow.request):
             return "a read whose body carries a method override (a `_method` field)"
-        return graphql_in_query(flow.request.query.items(multi=True), endpoint) if query else None
+        return graphql_in_query(query_pairs(flow.request), endpoint) if query else None
 
     def _decided(self, flow: http.HTTPFlow, decision: str) -> None:
         """For /metrics and the traffic record."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from mitmproxy import http
 
@@ -19,6 +19,9 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # method; compared case-insensitively.
 OVERRIDE_PARAMETERS = frozenset({"_method", "_httpmethod", "x-http-method-override",
                                  "x-http-method", "x-method-override"})  # _HttpMethod: Salesforce
+_NAMED_OVERRIDE = re.compile(
+    rb"(^|[^a-z0-9_-])(" + b"|".join(re.escape(name.encode()) for name in sorted(
+        OVERRIDE_PARAMETERS)) + rb")([^a-z0-9_-]|$)")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 5.6.2
 
 
@@ -38,10 +41,11 @@ def overrides(request: http.Request) -> list[str]:
              if _is_override_header(name)]
     path = request.path.lower()
     if "method" in path or "%" in path:  # the cheap test first: every read passes here
-        found += [value for name, value in request.query.items(multi=True)
+        found += [value for name, value in query_pairs(request)
                   if name.lower() in OVERRIDE_PARAMETERS]
     raw = request.raw_content
-    if (_media_type(request) == "application/x-www-form-urlencoded" and raw
+    # Rack reads a POST with no content type as a form too.
+    if (_media_type(request) in ("application/x-www-form-urlencoded", "") and raw
             and (b"method" in raw.lower() or b"%" in raw)
             and "content-encoding" not in request.headers):
         try:
@@ -54,7 +58,15 @@ def overrides(request: http.Request) -> list[str]:
 
 
 def _media_type(request: http.Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+    """As Rack reads it: up to the first `;` or `,`."""
+    return re.split(r"[;,]", request.headers.get("content-type", ""), maxsplit=1)[0].strip(
+        ).lower()
+
+
+def query_pairs(request: http.Request) -> list[tuple[str, str]]:
+    """The query's parameters split on `&` and `;`, as some servers (Rack 2) split them."""
+    _, _, query = request.path.partition("?")
+    return parse_qsl(query.partition("#")[0].replace(";", "&"), keep_blank_values=True)
 
 
 def body_may_override(request: http.Request) -> bool:
@@ -78,7 +90,10 @@ def body_may_override(request: http.Request) -> bool:
             return b"method" in lowered
         return isinstance(body, dict) and any(
             str(key).lower() in OVERRIDE_PARAMETERS for key in body)
-    return kind == "multipart/form-data" and b"method" in lowered
+    if kind in ("application/x-www-form-urlencoded", ""):
+        return False  # parsed as a form by `overrides`, the way Rack reads it
+    # Multipart, text, anything else: a lenient server may still find a `_method` in it.
+    return bool(_NAMED_OVERRIDE.search(unquote_to_bytes(lowered)))
 
 
 def effective_method(request: http.Request) -> str:

@@ -462,6 +462,39 @@ def test_a_read_post_with_a_method_override_in_its_body_is_not_passed(
     assert len(fake.log.seen) == 1
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded, text/plain",
+                                          None, "text/plain"])
+def test_a_method_override_in_a_form_body_rack_would_read_is_held(
+        gate: ProxyProcess, vendors: dict[str, Vendor], content_type: str | None) -> None:
+    fake = vendors["hubspot"].fake
+    fake.log.clear()
+    headers = {"Authorization": "Bearer pat-na1-x"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    with as_agent(gate) as client:
+        call = lambda: client.post(  # noqa: E731
+            "https://api.hubapi.com/crm/v3/objects/contacts/search", content=b"_method=DELETE",
+            headers=headers)
+        if content_type == "text/plain":  # not a form: refused as a read that may override
+            answer = call()
+            assert answer.status_code == 403, answer.text
+        else:
+            agent, approval = held(gate, call)
+            assert approval["method"] == "DELETE"
+            gate.decide(approval["id"], "reject")
+            assert agent.join().result.status_code == 403
+    assert [seen for seen in fake.log.seen if seen.method != "GET"] == []
+
+
+def test_graphql_in_a_query_split_on_semicolons_is_held(gate: ProxyProcess) -> None:
+    with as_agent(gate) as client:
+        call, approval = held(gate, lambda: client.get(
+            "https://api.linear.app/graphql?a=1;query=mutation%20%7B%20issueDelete(id%3A%20"
+            "%22I-1%22)%20%7B%20success%20%7D%20%7D"))
+        gate.decide(approval["id"], "reject")
+        assert call.join().result.status_code == 403
+
+
 def test_a_get_with_a_body_to_a_graphql_endpoint_is_held(gate: ProxyProcess,
                                                          vendors: dict[str, Vendor]) -> None:
     with as_agent(gate) as client:
