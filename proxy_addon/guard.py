@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from collections.abc import Awaitable
 
 from mitmproxy import http, proxy
 from mitmproxy.proxy import mode_specs
@@ -73,13 +74,17 @@ class ReviewApiGuard:
             return []
         return [str(info[4][0]) for info in infos]
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """In upstream mode mitmproxy connects to the upstream proxy, which then connects to
-        the request's target: that target is checked here, since server_connect never sees it."""
+        the request's target: that target is checked here, since server_connect never sees it.
+        Synchronous unless there is something to look up: every read passes here."""
         if flow.response is not None or flow.request.port != self.review_port:
-            return
+            return None
         if not isinstance(flow.client_conn.proxy_mode, mode_specs.UpstreamMode):
-            return
+            return None
+        return self._refuse_review_target(flow)
+
+    async def _refuse_review_target(self, flow: http.HTTPFlow) -> None:
         host = flow.request.host
         addresses = await self._resolved(host)
         if (self.lands_on_review_api(host) or not addresses
