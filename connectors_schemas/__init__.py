@@ -1,7 +1,12 @@
 """Connectors as data: one YAML file per SaaS system, the models that validate them, one matcher."""
 
 from connectors_schemas.bodies import AmbiguousBodyError, BodyError, at_path, parse_body
-from connectors_schemas.graphql_request import GraphQLRequest, graphql_in_query, parse_graphql
+from connectors_schemas.graphql_request import (
+    GraphQLRequest,
+    graphql_in_body,
+    graphql_in_query,
+    parse_graphql,
+)
 from connectors_schemas.loader import ConnectorFileError, load_connectors
 from connectors_schemas.matcher import (
     BodyShapeError,
@@ -43,6 +48,7 @@ __all__ = [
     "Route",
     "UpdateSemantics",
     "at_path",
+    "graphql_in_body",
     "graphql_in_query",
     "load_connectors",
     "non_canonical",

@@ -16,7 +16,7 @@ class BodyError(ValueError):
 
 
 class AmbiguousBodyError(BodyError):
-    """Servers read this JSON differently (a repeated key, a non-finite number): never a read."""
+    """Servers read this body differently (a repeated key, a non-finite number): never a read."""
 
 
 def strict_json(text: str, what: str = "the JSON body") -> Any:
@@ -78,7 +78,12 @@ def _lists_from_indexes(node: Any) -> Any:
 
 
 def parse_form(text: str) -> dict[str, Any]:
-    """`metadata[plan]=pro&items[0][price]=p1&expand[]=customer` into nested dicts and lists."""
+    """`metadata[plan]=pro&items[0][price]=p1&expand[]=customer` into nested dicts and lists.
+
+    A name given twice (`query=A&query=B`, or `a[b]=1&a=2`) is AmbiguousBodyError: Java, Go and
+    URLSearchParams keep the first value, PHP and Rack the last, so no one reading is every
+    server's. Only a `[]` list (`expand[]=a&expand[]=b`) may repeat.
+    """
     root: dict[str, Any] = {}
     for key, value in parse_qsl(text, keep_blank_values=True, strict_parsing=False):
         parts = _form_key(key)
@@ -88,7 +93,7 @@ def parse_form(text: str) -> dict[str, Any]:
             following = None if last else parts[index + 1]
             if isinstance(node, list):
                 if part != "":
-                    raise BodyError(f"form key {key!r} mixes [] and [name]")
+                    raise AmbiguousBodyError(f"the form key {key!r} mixes [] and [name]")
                 if last:
                     node.append(value)
                     break
@@ -96,12 +101,15 @@ def parse_form(text: str) -> dict[str, Any]:
                 node = node[-1]
                 continue
             if last:
+                if part in node:
+                    raise AmbiguousBodyError(f"the form body repeats the key {key!r}")
                 node[part] = value
             else:
                 default: Any = [] if following == "" else {}
                 node = node.setdefault(part, default)
                 if not isinstance(node, dict | list):
-                    raise BodyError(f"form key {key!r} is both a value and a container")
+                    raise AmbiguousBodyError(f"the form key {key!r} is both a value and a "
+                                             "container")
     return _lists_from_indexes(root)
 
 

@@ -7,10 +7,12 @@ every document in it, wherever it sits, holds nothing but queries.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import graphql
 
@@ -112,6 +114,20 @@ def _operations(source: _Source) -> list[GraphQLOperation]:
     return found
 
 
+def _field(payload: dict[str, Any], name: str, where: str) -> Any:
+    """The value under `name` in any case: servers that fold case read `Query` as `query`,
+    and with two spellings present no one can say which of them runs."""
+    spellings = [key for key in payload if isinstance(key, str) and key.casefold() == name]
+    if len(spellings) > 1:
+        raise BodyError(f"{where} has both {spellings[0]!r} and {spellings[1]!r}; servers "
+                        "differ on which one they read")
+    return payload[spellings[0]] if spellings else None
+
+
+def _persisted(names: Sequence[str]) -> list[str]:
+    return sorted(name for name in names if name.casefold() in PERSISTED_NAMES)
+
+
 def _operation_name(value: Any, where: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise BodyError(f"GraphQL 'operationName' in {where} must be a string")
@@ -142,17 +158,20 @@ def parse_graphql(body: Any, url_query: Sequence[tuple[str, str]] = ()) -> Graph
     for where, payload in payloads:
         if not isinstance(payload, dict):
             raise BodyError(f"{where} must be a JSON object with a 'query'")
-        query, operation_name = payload.get("query"), payload.get("operationName")
+        query = _field(payload, "query", where)
+        operation_name = _field(payload, "operationname", where)
         if query is not None and not isinstance(query, str):
             raise BodyError(f"the GraphQL 'query' in {where} must be a string")
         if (name := _operation_name(operation_name, where)) is not None:
             names.add(name)
-        if query is None and (len(payloads) > 1 or not url_documents):
-            hidden = sorted(key for key in payload if key.casefold() in PERSISTED_NAMES)
+        if hidden := _persisted(list(payload)):
+            # Even beside a document: a server that prefers its stored one runs what the
+            # proxy never saw.
             raise BodyError(f"{where} names a persisted GraphQL query ({', '.join(hidden)}) "
-                            "whose document the proxy cannot see" if hidden else
-                            f"{where} carries no GraphQL operation in 'query'")
-        body_variables = payload.get("variables")
+                            "whose document the proxy cannot see")
+        if query is None and (len(payloads) > 1 or not url_documents):
+            raise BodyError(f"{where} carries no GraphQL operation in 'query'")
+        body_variables = _field(payload, "variables", where)
         if query is not None:
             variables = _variables(body_variables if body_variables is not None
                                    else url_variables, where)
@@ -161,11 +180,11 @@ def parse_graphql(body: Any, url_query: Sequence[tuple[str, str]] = ()) -> Graph
         variables = _variables(url_variables if url_variables is not None else body_variables,
                                "the URL")
         sources.append(_Source("the URL", document, variables))
-    if not sources:
-        hidden = sorted(name for name, _ in url_query if name.casefold() in PERSISTED_NAMES)
+    if hidden := _persisted([name for name, _ in url_query]):
         raise BodyError(f"the URL names a persisted GraphQL query ({', '.join(hidden)}) whose "
-                        "document the proxy cannot see" if hidden else
-                        "the request carries no GraphQL operation in 'query'")
+                        "document the proxy cannot see")
+    if not sources:
+        raise BodyError("the request carries no GraphQL operation in 'query'")
     operations = [operation for source in sources for operation in _operations(source)]
     texts = {source.document for source in sources}
     problem = None
@@ -175,36 +194,141 @@ def parse_graphql(body: Any, url_query: Sequence[tuple[str, str]] = ()) -> Graph
     return GraphQLRequest(operations, frozenset(names), problem)
 
 
+def _parsed(document: str) -> graphql.DocumentNode | None:
+    try:
+        return graphql.parse(document, no_location=True, max_tokens=MAX_TOKENS)
+    except (graphql.GraphQLError, RecursionError):
+        return None
+
+
+def _writes(document: str, where: str, graphql_endpoint: bool) -> str | None:
+    """Why this document may write: a mutation or subscription in it or, when it does not
+    parse, the keyword (a parser more lenient than ours may run it), or on a GraphQL endpoint
+    the failure itself."""
+    parsed = _parsed(document)
+    if parsed is None:
+        if graphql_endpoint:
+            return f"{where} does not parse as GraphQL, and this path is a GraphQL endpoint"
+        if found := _WRITE_KEYWORD.search(document):
+            return (f"{where} names a GraphQL {found[1]} but does not parse; a server may "
+                    "still run it")
+        return None
+    for definition in parsed.definitions:
+        if (isinstance(definition, graphql.OperationDefinitionNode)
+                and definition.operation is not graphql.OperationType.QUERY):
+            return f"{where} carries a GraphQL {definition.operation.value}"
+    return None
+
+
 def graphql_in_query(query: Sequence[tuple[str, str]], graphql_endpoint: bool) -> str | None:
     """Why a GET, HEAD or OPTIONS with these query parameters is a write; None for a read.
 
     Called on every read, so a request without a `query` parameter costs one pass over the
     parameter names. `graphql_endpoint` says a connector knows the path as a GraphQL route:
-    there a `query` that does not parse, or a persisted query with no document, is a write too.
+    there a `query` that does not parse, or a persisted query (with or without a document), is
+    a write too. Pass the pairs of every way servers split the query (on `&`, and on `&` and
+    `;`): a value one split cuts short may be a whole mutation in the other.
     """
     documents = [value for name, value in query if _named(name, "query")]
-    if not documents:
-        if not graphql_endpoint:
-            return None
-        hidden = next((name for name, _ in query if name.casefold() in PERSISTED_NAMES), None)
-        if hidden is None:
-            return None
-        return (f"the URL names a persisted GraphQL query ({hidden!r}) whose document the proxy "
-                "cannot see")
+    if graphql_endpoint and (hidden := _persisted([name for name, _ in query])):
+        return (f"the URL names a persisted GraphQL query ({hidden[0]!r}) whose document the "
+                "proxy cannot see")
     for value in documents:
+        if why := _writes(value, "the URL's 'query' parameter", graphql_endpoint):
+            return why
+    return None
+
+
+# Bytes without one of these cannot name `query` in JSON (`\u0071`) or a form (`%71`).
+_MAY_NAME_QUERY = re.compile(rb"query|%|\\u", re.IGNORECASE)
+_UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its pairs in order: a repeated `query` is checked every time."""
+
+
+def _media(content_type: str | None) -> tuple[str, str | None]:
+    kind, _, parameters = (content_type or "").partition(";")
+    charset = None
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return kind.strip().lower(), charset
+
+
+def _body_texts(content: bytes, charset: str | None) -> list[str] | str:
+    """The body as a server could decode it (body-parser honours a `utf-16` or `utf-7`
+    charset, JSON parsers detect UTF-16 and UTF-32), or why it cannot be read."""
+    if charset is not None and charset not in _UTF8:
         try:
-            document = graphql.parse(value, no_location=True, max_tokens=MAX_TOKENS)
-        except (graphql.GraphQLError, RecursionError):
-            if graphql_endpoint:
-                return ("the URL's 'query' parameter does not parse as GraphQL, and this path is "
-                        "a GraphQL endpoint")
-            if found := _WRITE_KEYWORD.search(value):
-                return (f"the URL's 'query' parameter names a GraphQL {found[1]} but does not "
-                        "parse; a server may still run it")
-            continue
-        for definition in document.definitions:
-            if (isinstance(definition, graphql.OperationDefinitionNode)
-                    and definition.operation is not graphql.OperationType.QUERY):
-                return (f"the URL's 'query' parameter carries a GraphQL "
-                        f"{definition.operation.value}")
+            return [content.decode(charset, "replace")]
+        except LookupError:
+            return (f"the read's body declares the charset {charset[:40]!r}, which the proxy "
+                    "cannot decode to look for a GraphQL document")
+    texts = [content.decode("utf-8", "replace")]
+    if b"\x00" in content:
+        texts.append(content.decode(json.detect_encoding(content), "replace"))
+    return texts
+
+
+def _payloads(text: str) -> tuple[list[tuple[str, list[tuple[str, Any]]]], bool]:
+    """Each object a server could take the `query` from: the JSON object or batch items, and
+    the form read split on `&` and on `&` and `;`; and whether JSON-like text failed to parse."""
+    found: list[tuple[str, list[tuple[str, Any]]]] = []
+    broken = False
+    if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
+        try:
+            value = json.loads(text.lstrip("\ufeff"), object_pairs_hook=_Pairs)
+        except (ValueError, RecursionError):
+            broken = True  # a lenient parser (JSON5, a deeper stack) may still read it
+        else:
+            items = value if type(value) is list else [value]
+            found += [(f"item {index} of the batched body" if items is value else "the body",
+                       item) for index, item in enumerate(items) if isinstance(item, _Pairs)]
+    if "=" in text:
+        found.append(("the form body", parse_qsl(text, keep_blank_values=True)))
+        if ";" in text:
+            found.append(("the form body split on ';'",
+                          parse_qsl(text.replace(";", "&"), keep_blank_values=True)))
+    return found, broken
+
+
+def graphql_in_body(content: bytes, content_type: str | None) -> str | None:
+    """Why a GET, HEAD or OPTIONS body, to any host, carries a GraphQL write; None otherwise.
+
+    A server may run the document in a read's body, so a string `query` (any case) in a JSON
+    object, a batch item or a form that holds a mutation or subscription, or names one and does
+    not parse, is a write; so is a persisted-query name beside a document that parses. Pass the
+    decoded body (no Content-Encoding). Bytes that cannot name `query` cost one scan.
+    """
+    if not content:
+        return None
+    kind, charset = _media(content_type)
+    plain = charset is None or charset in _UTF8
+    if (kind != "application/graphql" and plain and b"\x00" not in content
+            and _MAY_NAME_QUERY.search(content) is None):
+        return None
+    texts = _body_texts(content, charset)
+    if isinstance(texts, str):
+        return texts
+    for text in texts:
+        if kind == "application/graphql" and (why := _writes(text, "the body", False)):
+            return why
+        payloads, broken = _payloads(text)
+        for where, pairs in payloads:
+            documents = [value for name, value in pairs
+                         if isinstance(value, str) and _named(name, "query")]
+            for document in documents:
+                if why := _writes(document, f"the 'query' in {where}", False):
+                    return why
+            hidden = _persisted([name for name, _ in pairs])
+            if hidden and any(_parsed(document) is not None for document in documents):
+                return (f"{where} names a persisted GraphQL query ({hidden[0]!r}) beside its "
+                        "document; a server may run the stored one instead")
+        if (broken or kind.startswith("multipart/")) and "query" in text.casefold() and (
+                found := _WRITE_KEYWORD.search(text)):
+            return (f"the body names 'query' and a GraphQL {found[1]} in a form the proxy "
+                    "cannot parse; a server may still run it")
     return None

@@ -307,6 +307,7 @@ class Matcher:
         self._by_host: dict[str, Connector | None] = {}  # every read asks; globs are slow
         self._routes: dict[str, list[_CompiledRoute]] = {}
         self._graphql: dict[str, list[_CompiledRoute]] = {}  # asked on reads with a `query`
+        self._graphql_paths: dict[str, list[re.Pattern[str]]] = {}
         for connector in self._connectors:
             self._routes[connector.system] = [
                 _CompiledRoute(_compile(base, route, connector.path_suffixes), base, route, key,
@@ -318,6 +319,11 @@ class Matcher:
             self._graphql[connector.system] = [
                 candidate for candidate in self._routes[connector.system]
                 if (candidate.route.body or candidate.spec.body) is BodyFormat.graphql]
+            # Express and others route without regard to case: `/GraphQL` is the endpoint too.
+            # Only for failing closed; write routes still match exactly.
+            self._graphql_paths[connector.system] = [
+                re.compile(candidate.pattern.pattern, re.IGNORECASE)
+                for candidate in self._graphql[connector.system]]
 
     def connector_for(self, host: str) -> Connector | None:
         if host in self._by_host:
@@ -331,14 +337,14 @@ class Matcher:
         return found
 
     def is_graphql_endpoint(self, host: str, path: str) -> bool:
-        """A connector knows this path as a GraphQL route (any method): for the read path's
-        `graphql_in_query`. A non-canonical path counts when a lenient server could read it
-        as one."""
+        """A connector knows this path as a GraphQL route (any method, any letter case): for the
+        read path's `graphql_in_query`. A non-canonical path counts when a lenient server could
+        read it as one."""
         connector = self.connector_for(host)
-        if connector is None or not (routes := self._graphql[connector.system]):
+        if connector is None or not (patterns := self._graphql_paths[connector.system]):
             return False
         paths = [path] if non_canonical(path) is None else [path, _normalised(path)]
-        return any(candidate.pattern.match(each) for candidate in routes for each in paths)
+        return any(pattern.match(each) for pattern in patterns for each in paths)
 
     def classify(self, method: str, host: str, path: str, query: list[tuple[str, str]],
                  content: bytes = b"", content_type: str | None = None) -> Classification | None:
@@ -484,15 +490,22 @@ def _folded_twice(body: Any, path: str) -> str | None:
 
 
 def _override_in(item: dict[str, Any], query: list[tuple[str, str]]) -> str | None:
-    """A method override in a subrequest's URL or its own headers."""
+    """A method override in a subrequest's URL or its own headers.
+
+    Every key that folds to `httpheaders` is looked in (Salesforce's JSON keys are not
+    case-sensitive), and headers that are not an object are no read either.
+    """
     for name, value in query:
         if name.casefold() in METHOD_OVERRIDES:
             return f"{name}={value[:20]}"
-    headers = item.get("httpHeaders")
-    if isinstance(headers, dict):
+    for key, headers in item.items():
+        if not isinstance(key, str) or key.casefold() != "httpheaders" or headers is None:
+            continue
+        if not isinstance(headers, dict):
+            return f"{key} that is not a JSON object"
         for name in headers:
-            if isinstance(name, str) and "method" in name.lower():
-                return f"header {name}"
+            if not isinstance(name, str) or "method" in name.casefold():
+                return f"header {str(name)[:40]} in {key}"
     return None
 
 

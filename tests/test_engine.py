@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from connectors_schemas import Matcher, Operation, load_connectors
-from connectors_schemas.bodies import BodyError, at_path, parse_body, parse_form
+from connectors_schemas.bodies import AmbiguousBodyError, BodyError, at_path, parse_body, parse_form
 from connectors_schemas.graphql_request import parse_graphql
 from connectors_schemas.models import BodyFormat
 
@@ -19,6 +19,24 @@ def test_form_bodies_become_nested_values_like_stripe_reads_them() -> None:
         "expand": ["customer", "x"], "email": "a@b.c"}
     with pytest.raises(BodyError):
         parse_form("a=1&a[b]=2")
+
+
+@pytest.mark.parametrize("text", [
+    "query=a&query=b", "a=1&a=1", "a=&a=", "%71uery=a&query=b", "q+x=1&q%20x=2",
+    "a[b]=1&a[b]=2", "a[0]=1&a[0]=2", "a[b][c]=1&a[b][c]=2", "a[b]=1&a=2", "a=1&a[b]=2",
+    "a[]=1&a=2", "a[]=1&a[b]=2", "a[b]=1&a[b][]=2",
+])
+def test_a_form_name_given_twice_is_ambiguous(text: str) -> None:
+    """First-wins (Java, Go, URLSearchParams) and last-wins (PHP, Rack) servers disagree."""
+    with pytest.raises(AmbiguousBodyError):
+        parse_form(text)
+    with pytest.raises(AmbiguousBodyError):
+        parse_body(text.encode(), "application/x-www-form-urlencoded", BodyFormat.graphql)
+
+
+def test_only_a_list_may_repeat_in_a_form() -> None:
+    assert parse_form("expand[]=a&expand[]=b&a[][b]=1&a[][b]=2") == {
+        "expand": ["a", "b"], "a": [{"b": "1"}, {"b": "2"}]}
 
 
 def test_graphql_operations_resolve_variables() -> None:

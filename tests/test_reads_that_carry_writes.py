@@ -23,6 +23,7 @@ from connectors_schemas import (
     BodyError,
     Classification,
     Matcher,
+    graphql_in_body,
     graphql_in_query,
     load_connectors,
     non_canonical,
@@ -558,3 +559,207 @@ def test_problems_are_errors_for_people_not_exceptions() -> None:
     assert non_canonical("/a/%2e/b") == "it encodes '.' as '%2e'"
     assert non_canonical("/a/./b") == "it has a dot segment ('/.')"
     assert non_canonical("/a;b") == "it holds a matrix parameter (';')"
+
+
+# -- 6. Names given twice or in another case, persisted ids, letter case, bodies of reads -----
+
+FORM = "application/x-www-form-urlencoded"
+DELETE = 'mutation { issueDelete(id: "I-1") { success } }'
+
+
+def form(*pairs: tuple[str, str]) -> bytes:
+    return "&".join(f"{quote(name)}={quote(value)}" for name, value in pairs).encode()
+
+
+@pytest.mark.parametrize("content", [
+    # The red team's body: a first-wins server (Java, Go, URLSearchParams) runs the delete.
+    b"query=mutation%20%7B%20issueDelete(id%3A%20%22I-1%22)%20%7B%20success%20%7D%20%7D"
+    b"&query=%7Ba%7D",
+    form(("query", READ_DOC), ("query", DELETE)),
+    form(("query", DELETE), ("query", DELETE)),
+    form(("Query", DELETE), ("query", "{a}")),
+    form(("query", "{a}"), ("QUERY", DELETE)),
+    b"%71uery=" + quote(DELETE).encode() + b"&query=%7Ba%7D",
+    form(("query", READ_DOC), ("operationName", "A"), ("OperationName", "B")),
+    form(("query", READ_DOC), ("variables", "{}"), ("Variables", "{}")),
+    form(("query", READ_DOC), ("variables", "{}"), ("variables", "{}")),
+])
+def test_a_form_body_that_names_a_graphql_field_twice_is_held(content: bytes) -> None:
+    found = held(graphql_post(LINEAR, content, content_type=FORM))
+    assert "repeats the key" in (found.body_problem or "") or "has both" in (
+        found.body_problem or "")
+
+
+@pytest.mark.parametrize("body", [
+    {"Query": DELETE, "query": "{a}"},
+    {"query": "{a}", "QUERY": DELETE},
+    {"query": READ_DOC, "operationName": "A", "OperationName": "B"},
+    {"query": READ_DOC, "variables": {}, "VARIABLES": {}},
+    [{"query": READ_DOC}, {"query": READ_DOC, "Query": DELETE}],
+])
+def test_a_json_body_that_names_a_graphql_field_in_two_spellings_is_held(body: Any) -> None:
+    found = held(graphql_post(LINEAR, body))
+    assert "has both" in (found.body_problem or "")
+
+
+@pytest.mark.parametrize("spelling", ["Query", "QUERY", "qUeRy"])
+@pytest.mark.parametrize("content_type", ["application/json", FORM])
+@pytest.mark.parametrize("url_query", ["", q("{a}")])
+def test_query_in_any_case_is_the_document(spelling: str, content_type: str,
+                                           url_query: str) -> None:
+    """B7: `Query` in the body is a document, not a body without one that the URL fills."""
+    content = (form((spelling, DELETE)) if content_type == FORM
+               else json.dumps({spelling: DELETE}).encode())
+    found = held(graphql_post(LINEAR, content, url_query, content_type))
+    assert [(r.object_type, r.record_id) for r in found.records] == [("issueDelete", "I-1")]
+    reading = (form((spelling, READ_DOC)) if content_type == FORM
+               else json.dumps({spelling: READ_DOC}).encode())
+    assert (read := graphql_post(LINEAR, reading, url_query, content_type)) is not None
+    assert read.read
+
+
+@pytest.mark.parametrize("extra", [
+    {"id": "x"}, {"ID": "x"}, {"documentId": "d1"}, {"doc_id": "d1"}, {"queryId": "q1"},
+    {"hash": "ab"}, {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ab"}}},
+    {"Extensions": {}},
+])
+def test_a_persisted_query_id_beside_a_document_is_no_read(extra: dict[str, Any]) -> None:
+    """B6: a server that prefers its stored document runs what the proxy never saw."""
+    for body in ({"query": READ_DOC} | extra, [{"query": READ_DOC}, {"query": READ_DOC} | extra]):
+        found = held(graphql_post(LINEAR, body))
+        assert "persisted GraphQL query" in (found.body_problem or "")
+    [(name, value)] = extra.items()
+    found = held(graphql_post(LINEAR, {"query": READ_DOC}, f"{name}={quote(json.dumps(value))}"))
+    assert "persisted GraphQL query" in (found.body_problem or "")
+    held(graphql_post(LINEAR, form(("query", READ_DOC), (name, json.dumps(value))),
+                      content_type=FORM))
+
+
+@pytest.mark.parametrize("name", ["id", "documentId", "extensions", "HASH"])
+def test_a_url_persisted_id_beside_a_url_document_is_a_write_on_a_graphql_endpoint(
+        name: str) -> None:
+    query = [("query", READ_DOC), (name, "ab")]
+    assert "persisted" in (graphql_in_query(query, True) or "")
+    assert graphql_in_query(query, False) is None  # `id` means anything on other hosts
+
+
+@pytest.mark.parametrize("key", ["httpHeaders", "HttpHeaders", "HTTPHEADERS", "httpheaders",
+                                 "HTTPHeaders"])
+@pytest.mark.parametrize("header", ["X-HTTP-Method-Override", "x-http-method",
+                                    "X-Method-Override", "X-METHOD", "Method"])
+def test_a_subrequest_header_naming_a_method_is_held_however_the_key_is_spelled(
+        key: str, header: str) -> None:
+    """B5: Salesforce reads `HttpHeaders` as `httpHeaders`."""
+    found = held(composite(sub("GET"), sub("GET", **{key: {header: "PATCH"}})))
+    assert "compositeRequest[1]: overrides its method" in (found.body_problem or "")
+
+
+@pytest.mark.parametrize("headers", [[["X-HTTP-Method-Override", "PATCH"]], "PATCH", 5])
+def test_subrequest_headers_that_are_not_an_object_are_held(headers: Any) -> None:
+    held(composite(sub("GET", HttpHeaders=headers)))
+
+
+def test_subrequest_headers_that_name_no_method_stay_a_read() -> None:
+    found = composite(sub("GET", httpHeaders={"Accept": "application/json"},
+                          HttpHeaders={"If-Match": "x"}))
+    assert found is not None and found.read
+
+
+@pytest.mark.parametrize(("host", "path"), [
+    ("api.linear.app", "/GraphQL"), ("api.linear.app", "/GRAPHQL"),
+    ("api.linear.app", "/graphQL/"), ("api.linear.app", "/x/../GraphQL"),
+    ("acme.myshopify.com", "/ADMIN/API/2024-10/GRAPHQL.JSON"),
+    ("api.github.com", "/API/GraphQL"), ("api.github.com", "/Graphql"),
+])
+def test_a_graphql_endpoint_is_known_in_any_letter_case(host: str, path: str) -> None:
+    """B8: Express routes without regard to case, so `/GraphQL` runs the document too."""
+    assert MATCHER.is_graphql_endpoint(host, path)
+
+
+def test_write_routes_still_match_exactly() -> None:
+    assert MATCHER.match("POST", "api.linear.app", "/GraphQL") is None
+    assert MATCHER.match("PUT", "acme.zendesk.com", "/API/v2/tickets/1") is None
+
+
+def test_a_url_split_on_semicolons_is_checked_both_ways() -> None:
+    """Rack 2 splits on `;` too; the `&`-only reading keeps a `;` inside the document, so
+    the caller passes the pairs of both splits."""
+    raw = 'query=query A { a(x: ";") } mutation B { b(id: 1) { id } }&operationName=B'
+    both = parse_qsl(raw, keep_blank_values=True) + parse_qsl(raw.replace(";", "&"),
+                                                              keep_blank_values=True)
+    assert graphql_in_query(parse_qsl(raw.replace(";", "&")), False) is None  # the gap
+    assert "mutation" in (graphql_in_query(both, False) or "")
+    assert graphql_in_query(parse_qsl("query={a};x=1".replace(";", "&")), False) is None
+
+
+def utf16(body: Any) -> bytes:
+    return json.dumps(body).encode("utf-16")
+
+
+BODY_WRITES = [
+    (json.dumps({"query": MUTATION}).encode(), "application/json"),
+    (json.dumps({"Query": MUTATION}).encode(), "application/json"),
+    (json.dumps({"QUERY": "subscription { s { id } }"}).encode(), None),
+    (b'{"\\u0071uery": "mutation { a }"}', "application/json"),
+    (('{"query": ' + json.dumps(MUTATION) + ', "query": "{ a }"}').encode(), "application/json"),
+    (json.dumps([{"query": READ_DOC}, {"query": MUTATION}]).encode(), "application/json"),
+    (json.dumps({"query": "mutation {"}).encode(), "application/json"),  # does not parse
+    (json.dumps({"query": READ_DOC, "id": "stored-1"}).encode(), "application/json"),
+    (json.dumps({"query": READ_DOC, "extensions": {"persistedQuery": {}}}).encode(), None),
+    (b'{"query": "mutation { a }",}', "application/json"),  # JSON5 reads it
+    (b'{"query": "mutation { a }", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     "application/json"),
+    (form(("query", MUTATION)), FORM),
+    (form(("Query", MUTATION)), None),
+    (b"%71uery=" + quote(MUTATION).encode(), FORM),
+    (form(("query", "{a}"), ("query", MUTATION)), FORM),
+    (b"x=1;query=" + quote(MUTATION).encode(), FORM),  # Rack and old Go split on ';'
+    (MUTATION.encode(), "application/graphql"),
+    (utf16({"query": MUTATION}), "application/json"),
+    (json.dumps({"query": MUTATION}).encode("utf-16-le"), "application/json; charset=utf-16le"),
+    (json.dumps({"query": MUTATION}).encode("utf-7"), "application/json; charset=UTF-7"),
+    (json.dumps({"query": MUTATION}).encode("utf-32"), "application/json"),
+    (b"--b\r\nContent-Disposition: form-data; name=\"query\"\r\n\r\n" + MUTATION.encode()
+     + b"\r\n--b--\r\n", "multipart/form-data; boundary=b"),
+]
+
+
+@pytest.mark.parametrize(("content", "content_type"), BODY_WRITES)
+def test_a_read_body_that_carries_a_graphql_write_is_named(content: bytes,
+                                                           content_type: str | None) -> None:
+    """B4: to any host; a server may run the document a GET body holds."""
+    assert graphql_in_body(content, content_type) is not None
+
+
+@pytest.mark.parametrize(("content", "content_type"), [
+    (b"", None),
+    (json.dumps({"query": READ_DOC}).encode(), "application/json"),
+    (json.dumps([{"Query": READ_DOC}, {"query": "query A { a }"}]).encode(), None),
+    (json.dumps({"query": {"match": {"title": "mutation"}}}).encode(), "application/json"),
+    (json.dumps({"search": "mutation { a }"}).encode(), "application/json"),
+    (json.dumps({"query": "status:open", "id": 1}).encode(), "application/json"),
+    (form(("q", MUTATION)), FORM),
+    (form(("query", "type:ticket status:open")), FORM),
+    (b"hello", "text/plain"),
+    (bytes(range(256)) * 4, "application/octet-stream"),
+    (READ_DOC.encode(), "application/graphql"),
+])
+def test_a_read_body_without_a_graphql_write_is_none(content: bytes,
+                                                     content_type: str | None) -> None:
+    assert graphql_in_body(content, content_type) is None
+
+
+def test_a_read_body_in_a_charset_no_one_can_decode_is_named() -> None:
+    found = graphql_in_body(b'{"query": "{ a }"}', "application/json; charset=x-nonesuch")
+    assert "charset" in (found or "")
+
+
+def test_a_read_body_that_cannot_name_query_is_not_parsed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("parsed a body that cannot name 'query'")
+
+    monkeypatch.setattr(json, "loads", refuse)
+    monkeypatch.setattr(graphql, "parse", refuse)
+    assert graphql_in_body(b'{"mutation": "mutation { a }", "q": 1}' * 1000,
+                           "application/json") is None
