@@ -7,7 +7,11 @@ Fail closed rather than chase names (DESIGN.md, "Security stance"):
   multipart/form-data, GraphQL), chosen by its declared content type, never guessed; anything
   else is kept as its content type, size and sha256 alone (`WithheldBody`);
 - a value is masked when its name (JSON key, form field, query parameter, GraphQL argument or
-  input field, or a variable bound to one) looks secret (`is_secret_name`).
+  input field, or a variable bound to one) looks secret (`is_secret_name`), or any bracket
+  segment of it does (`is_secret_field`: `card[cvc]` is `cvc` to the server that nests it);
+- a GraphQL document is masked as GraphQL wherever it travels (JSON, a form's or multipart's
+  `query` field, the URL); one that looks like GraphQL but does not parse is never shown;
+- a string value that is a URL is masked as a URL (userinfo, secret-named parameters).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import graphql
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from connectors_schemas.bodies import BodyError, parse_form
+from connectors_schemas.bodies import AmbiguousBodyError, BodyError, parse_form
 
 MASK = "***"
 MAX_PARSED = 4 * 1024 * 1024  # bodies larger than this are not parsed, so never shown
@@ -70,11 +74,24 @@ _SECRET_HEADERS = frozenset({
     "apikey", "x-auth-token", "x-access-token", "x-csrf-token", "x-amz-security-token",
     "private-token", "x-shopify-access-token",
 })
+# `[-_. +]`: PHP reads `api.key` and `api+key` (a space) as `api_key`.
 _SECRET_NAME = re.compile(
-    r"(pass(word|wd)?|secret|token|api[-_]?key|apikey|auth|credential|private[-_]?key|signature"
+    r"(pass(word|wd|phrase)?|pwd|secret|token|api[-_. +]?key|apikey|auth|credential"
+    r"|private[-_. +]?key|access[-_. +]?key|(^|[-_. +])key[-_. +]?id$|signature|assertion"
+    r"|cookie|hmac|code[-_. +]?verifier"
     r"|^sig$|^key$|session|jwt|^otp$|^pin$|^cvc$|^cvv$)",
     re.IGNORECASE,
 )
+# Secret only beside a `grant_type` (an OAuth token request): elsewhere a `code` is a code.
+_GRANT_SECRETS = frozenset({"code", "device_code"})
+_NAME_SEGMENTS = re.compile(r"[\[\].]")
+# Names a GraphQL server reads a document and its variables from (case-folded, as they do).
+_GRAPHQL_NAMES = frozenset({"query", "variables"})
+# How a document starts (after ignored tokens), or a write keyword a lenient parser may run.
+_GRAPHQL_START = re.compile(
+    r"(?:[\s,\ufeff]|#[^\n\r]*)*(?:\{|(?:query|mutation|subscription|fragment)(?![_0-9A-Za-z]))")
+_WRITE_KEYWORD = re.compile(r"(?<![_0-9A-Za-z])(mutation|subscription)(?![_0-9A-Za-z])")
+MAX_URL_DEPTH = 4  # URLs inside URLs deeper than this are masked whole
 # Names that look secret-ish but are not, and that reviewers need to see.
 _NOT_SECRET = frozenset({"idempotency-key", "author", "author_id", "authored_at", "synctoken",
                          "sync_token", "next_page_token", "nextpagetoken", "tokens_used"})
@@ -90,12 +107,34 @@ def is_secret_name(name: str) -> bool:
     )
 
 
+def is_secret_field(name: str) -> bool:
+    """A field name is secret when it is, or any of its bracket or dotted segments is: servers
+    that nest `card[cvc]` or `x.key` store the value under `cvc` or `key`."""
+    return is_secret_name(name) or any(
+        is_secret_name(segment) for segment in _NAME_SEGMENTS.split(name) if segment)
+
+
+def _grant_secret(name: str, grant: bool) -> bool:
+    return grant and name.casefold() in _GRANT_SECRETS
+
+
+def looks_like_graphql(text: str) -> bool:
+    """Whether a server might run this as GraphQL though our parser refuses it: then it is
+    withheld, never shown as plain text."""
+    return bool(_GRAPHQL_START.match(text) or _WRITE_KEYWORD.search(text))
+
+
+class Unmaskable(ValueError):
+    """Part of a body reads as GraphQL or nested JSON the proxy cannot mask: withhold it all."""
+
+
 # -- headers -----------------------------------------------------------------------------------
 
 
 def shown_content_type(value: str) -> str:
-    """The media type and its encoding parameters; any other parameter could carry anything."""
-    media, *parameters = value.split(";")
+    """The first media type and its encoding parameters; any other parameter (or a second
+    type after a comma, which some servers read) could carry anything."""
+    media, *parameters = value.split(",", 1)[0].split(";")
     kept = [media.strip()]
     for parameter in parameters:
         name, sep, _ = parameter.strip().partition("=")
@@ -105,10 +144,27 @@ def shown_content_type(value: str) -> str:
     return "; ".join(kept)
 
 
+_ORIGIN = re.compile(r"null|[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@\\]+")
+
+
+def shown_origin(value: str) -> str:
+    """An Origin is a scheme, host and port; userinfo or a path in it could carry a secret."""
+    if _ORIGIN.fullmatch(value):
+        return value
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return MASK
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return origin if _ORIGIN.fullmatch(origin) else MASK
+
+
 def mask_header_value(name: str, value: str) -> str:
     lowered = name.lower()
     if lowered == "content-type":
         return shown_content_type(value)
+    if lowered == "origin":
+        return shown_origin(value)
     if lowered in SHOWN_HEADERS:
         return value
     if lowered in _AUTHORIZATION:
@@ -149,6 +205,14 @@ class _SecretArguments(graphql.Visitor):
     def enter_object_field(self, node: graphql.ObjectFieldNode,
                            *_: Any) -> graphql.ObjectFieldNode | None:
         return self._bound(node)
+
+    def enter_string_value(self, node: graphql.StringValueNode,
+                           *_: Any) -> graphql.StringValueNode | None:
+        shown = _shown_string(node.value)
+        if shown == node.value:
+            return None
+        self.masked += 1
+        return graphql.StringValueNode(value=shown)
 
     def _bound(self, node: Any) -> Any:
         if not is_secret_name(node.name.value):
@@ -226,23 +290,54 @@ def _looks_graphql(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("query"), str)
 
 
+def _shown_document(text: str) -> str:
+    """A `query` string found anywhere: masked as GraphQL when it looks like GraphQL (MASK when
+    it then does not parse), else as any string."""
+    if not looks_like_graphql(text):
+        return _shown_string(text)
+    try:
+        query, _, changed = mask_graphql(text)
+    except (graphql.GraphQLError, RecursionError):
+        return MASK
+    return query if changed or "#" in text else text
+
+
+def _without_bound_variables(body: dict[str, Any], graphql_expected: bool) -> dict[str, Any]:
+    """A GraphQL request without a document (a persisted query): nothing says which variable
+    binds to a password, so none is shown."""
+    shown = mask_body(body)
+    variables = body.get("variables")
+    if isinstance(variables, dict) and (graphql_expected or "extensions" in body
+                                        or "operationName" in body):
+        shown["variables"] = {name: MASK if value is not None else None
+                              for name, value in variables.items()}
+    elif isinstance(variables, str) and (graphql_expected or "extensions" in body):
+        shown["variables"] = MASK
+    return shown
+
+
 def _masked_json(body: Any, graphql_expected: bool) -> tuple[str, Any]:
     """A parsed JSON body masked by key, with any GraphQL request in it masked as GraphQL.
 
     A JSON object with a string `query` that parses as GraphQL is a GraphQL request; when it
-    does not parse it is a plain value (a search box's query), unless the route is GraphQL or
-    the object has `variables`/`operationName`: then nothing of it is shown.
+    does not parse it is a plain value (a search box's query), unless the route is GraphQL,
+    the object has `variables`/`operationName`, or the string looks like GraphQL: then
+    nothing of it is shown. In a batch each item that looks like a request is one on its own
+    (servers run them one by one), and one that does not parse withholds the batch.
     """
-    items = body if isinstance(body, list) and body and all(map(_looks_graphql, body)) else None
-    if items is not None or _looks_graphql(body):
+    if isinstance(body, list) and any(map(_looks_graphql, body)):
+        return "graphql", [_graphql_request(item) if _looks_graphql(item)
+                           else _without_bound_variables(item, graphql_expected)
+                           if isinstance(item, dict) else mask_body(item) for item in body]
+    if _looks_graphql(body):
         try:
-            if items is not None:
-                return "graphql", [_graphql_request(item) for item in items]
             return "graphql", _graphql_request(body)
         except graphql.GraphQLError:
-            if graphql_expected or items is not None or (
-                    "variables" in body or "operationName" in body):
+            if graphql_expected or "variables" in body or "operationName" in body or (
+                    looks_like_graphql(body["query"])):
                 raise
+    if isinstance(body, dict):
+        return "json", _without_bound_variables(body, graphql_expected)
     return "json", mask_body(body)
 
 
@@ -289,39 +384,114 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def _masked_text(name: str, value: str) -> str:
-    """A form value by its name; a JSON object or list in it is masked by its keys too."""
-    if is_secret_name(name):
-        return MASK
+def _masked_text(value: str, depth: int = 0) -> str:
+    """A form, multipart or query value: JSON in it masked by key (a GraphQL request in it as
+    GraphQL), a URL masked as a URL; the value as sent when nothing in it is masked."""
     if value.lstrip()[:1] in ("{", "["):
         try:
-            return json.dumps(mask_body(json.loads(value)), ensure_ascii=False)
-        except (ValueError, RecursionError):
-            return value
-    return value
+            parsed = json.loads(value)
+        except RecursionError as exc:
+            raise Unmaskable("a value holds JSON nested too deeply to mask") from exc
+        except ValueError:
+            return _shown_string(value, depth)  # text that starts with a brace
+        _, masked = _masked_json(parsed, False)
+        return value if masked == parsed else json.dumps(masked, ensure_ascii=False)
+    return _shown_string(value, depth)
 
 
-def form_pairs(text: str) -> list[tuple[str, str]]:
+def _masked_pairs(pairs: list[tuple[str, str]], graphql_expected: bool = False,
+                  withhold: bool = True, depth: int = 0) -> list[tuple[str, str]]:
+    """Name/value pairs (a form, multipart text fields, a URL's query) masked the one way.
+
+    By name (`is_secret_field`; `code` beside `grant_type`), by what a value holds, and every
+    `query`/`variables` pair (case-folded) as GraphQL. A document that looks like GraphQL
+    (or sits on a GraphQL route) but does not parse raises Unmaskable when `withhold`, else
+    every document and variables value reads MASK.
+    """
+    grant = any(name.casefold() == "grant_type" for name, _ in pairs)
+    shown = [(name, MASK if is_secret_field(name) or _grant_secret(name, grant)
+              else _masked_text(value, depth)) for name, value in pairs]
+    if any(name.casefold() in _GRAPHQL_NAMES for name, _ in pairs):
+        try:
+            _mask_graphql_pairs(pairs, shown, graphql_expected)
+        except Unmaskable:
+            if withhold:
+                raise
+            shown = [(name, MASK if name.casefold() in _GRAPHQL_NAMES else value)
+                     for name, value in shown]
+    return shown
+
+
+def _mask_graphql_pairs(pairs: list[tuple[str, str]], shown: list[tuple[str, str]],
+                        graphql_expected: bool) -> None:
+    """Each `query` masked as a document, each `variables` by what it binds to in the one
+    document; with no document, or more than one (servers differ on which runs), every
+    variables value reads MASK. Unmaskable for a document a server might run unparsed."""
+    documents = [index for index, (name, _) in enumerate(pairs) if name.casefold() == "query"]
+    variables = [index for index, (name, _) in enumerate(pairs)
+                 if name.casefold() == "variables"]
+    parsed: list[str] = []
+    for index in documents:
+        name, text = pairs[index]
+        if is_secret_field(name):
+            continue
+        try:
+            query, _, changed = mask_graphql(text)
+        except (graphql.GraphQLError, RecursionError) as exc:
+            if graphql_expected or variables or looks_like_graphql(text):
+                raise Unmaskable("a `query` field looks like GraphQL but does not parse") from exc
+            continue  # a search box's query: shown as any value
+        parsed.append(text)
+        shown[index] = (name, query if changed or "#" in text else text)
+    for index in variables:
+        name, encoded = pairs[index]
+        shown[index] = (name, _bound_variables(parsed[0], encoded)
+                        if len(parsed) == 1 == len(documents) else MASK)
+
+
+def _bound_variables(document: str, encoded: str) -> str:
+    """Variables as JSON text, masked by what they bind to in the document; MASK unless they
+    are a JSON object (nothing else binds by name)."""
+    try:
+        variables = _json(encoded)
+    except (ValueError, RecursionError):
+        return MASK
+    if not isinstance(variables, dict):
+        return MASK
+    _, masked, changed = mask_graphql(document, variables)
+    return json.dumps(masked, separators=(",", ":"), ensure_ascii=False) if changed else encoded
+
+
+def form_pairs(text: str, graphql_expected: bool = False) -> list[tuple[str, str]]:
     """The name/value pairs of a urlencoded form, masked; ValueError unless it is one."""
     pieces = [piece for piece in text.split("&") if piece]
     if any("=" not in piece or piece.startswith("=") for piece in pieces):
         raise ValueError("not a urlencoded form: a field without a name or '='")
     pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
-    return [(name, _masked_text(name, value)) for name, value in pairs]
+    if ";" in text:  # some servers split on ";" too: a name behind one is a field to them
+        names = {name for name, _ in pairs}
+        if any(name not in names and (is_secret_field(name) or name.casefold() in _GRAPHQL_NAMES)
+               for name, _ in parse_qsl(text.replace(";", "&"), keep_blank_values=True)):
+            raise Unmaskable("a secret-named or GraphQL field follows a ';', which some servers "
+                             "split on")
+    return _masked_pairs(pairs, graphql_expected)
 
 
-def _masked_form(text: str) -> Any:
-    pairs = form_pairs(text)
+def _masked_form(text: str, graphql_expected: bool = False) -> Any:
+    pairs = form_pairs(text, graphql_expected)
     try:
         return mask_body(parse_form(urlencode(pairs)))
+    except AmbiguousBodyError as exc:  # servers read it differently: show none of the readings
+        raise Unmaskable(f"servers read this form differently ({exc})") from exc
     except BodyError:  # keys the nested reading refuses: the flat pairs, masked
-        return {name: value for name, value in pairs}
+        return dict(pairs)
 
 
 @dataclass(slots=True)
 class _Part:
     headers: dict[str, str]
     data: bytearray
+    repeated: bool = False  # a header came twice: servers differ on which one counts
 
 
 def _multipart_parts(content: bytes, boundary: bytes) -> list[_Part]:
@@ -332,8 +502,9 @@ def _multipart_parts(content: bytes, boundary: bytes) -> list[_Part]:
         parts.append(_Part({}, bytearray()))
 
     def header_end() -> None:
-        parts[-1].headers[header[0].decode("latin-1").strip().lower()] = (
-            header[1].decode("latin-1").strip())
+        name = header[0].decode("latin-1").strip().lower()
+        parts[-1].repeated |= name in parts[-1].headers
+        parts[-1].headers[name] = header[1].decode("latin-1").strip()
         header[0], header[1] = bytearray(), bytearray()
 
     parser = MultipartParser(boundary, {
@@ -350,12 +521,51 @@ def _multipart_parts(content: bytes, boundary: bytes) -> list[_Part]:
     return parts
 
 
-def _shown_part(part: _Part) -> dict[str, Any]:
-    """A text field by its name; a file, or a part in any other type, as size and hash."""
-    _, disposition = parse_options_header(part.headers.get("content-disposition", ""))
-    name = disposition.get(b"name", b"").decode("utf-8", "replace") or None
-    filename = disposition.get(b"filename")
+_PARAMETER = re.compile(r';\s*([^\s=;]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"(?=\s*(?:;|$))|[^;]*))?')
+
+
+def _disposition(value: str) -> list[tuple[str, str]] | None:
+    """A Content-Disposition's parameters in order, repeats kept (python-multipart keeps the
+    last `name` and drops `filename*`); None when a quoted value is broken, which servers
+    would split differently."""
+    found = []
+    for match in _PARAMETER.finditer(value, value.find(";") if ";" in value else len(value)):
+        raw = (match[2] or "").strip()
+        if raw.startswith('"') and not (len(raw) > 1 and raw.endswith('"')):
+            return None
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        found.append((match[1].casefold(), raw))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """What a part is to a server: a text field (name and text) or anything else (`shown`)."""
+
+    name: str | None
+    text: str | None
+    shown: dict[str, Any]
+
+
+def _read_part(part: _Part) -> _Reading:
+    """A text field by its name; a file, a part in any other type, or one servers could read
+    differently (a repeated header or name, `name*`), as size and hash alone."""
     part_type = part.headers.get("content-type")
+    digest: dict[str, Any] = {
+        "content_type": shown_content_type(part_type) if part_type else None,
+        "bytes": len(part.data), "sha256": hashlib.sha256(part.data).hexdigest()}
+    parameters = _disposition(part.headers.get("content-disposition", ""))
+    keys = [key for key, _ in parameters or []]
+    names = [value for key, value in parameters or [] if key == "name"]
+    if parameters is None or part.repeated or "name*" in keys or any(
+            keys.count(key) > 1 for key in ("name", "filename", "filename*")):
+        return _Reading(None, None, {"name": None, **digest,
+                                     "withheld": "servers could read this part differently"})
+    name = names[0] if names else None
+    filename = next((value for key, value in parameters if key == "filename"), None)
+    if filename is None:
+        filename = next((value for key, value in parameters if key == "filename*"), None)
     text = None
     if filename is None and name and media_type(part_type) in ("", "text/plain") and (
             part.headers.get("content-transfer-encoding", "").lower() in ("", "7bit", "8bit",
@@ -364,21 +574,24 @@ def _shown_part(part: _Part) -> dict[str, Any]:
             text = bytes(part.data).decode("utf-8")
         except UnicodeDecodeError:
             text = None
-    if text is not None and name is not None:
-        return {"name": name, "value": _masked_text(name, text)}
-    shown: dict[str, Any] = {"name": name}
-    if filename is not None:
-        shown["filename"] = filename.decode("utf-8", "replace")
-    return {**shown, "content_type": shown_content_type(part_type) if part_type else None,
-            "bytes": len(part.data), "sha256": hashlib.sha256(part.data).hexdigest()}
+    if text is not None:
+        return _Reading(name, text, {})
+    return _Reading(name, None, {"name": name, **({"filename": filename} if filename is not None
+                                                  else {}), **digest})
 
 
-def _masked_multipart(content: bytes, content_type: str) -> dict[str, Any]:
+def _masked_multipart(content: bytes, content_type: str,
+                      graphql_expected: bool = False) -> dict[str, Any]:
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary:
         raise ValueError("a multipart body without a boundary")
-    return {"parts": [_shown_part(part) for part in _multipart_parts(content, boundary)]}
+    readings = [_read_part(part) for part in _multipart_parts(content, boundary)]
+    # The text fields masked together, as a form's pairs: `query` with its `variables`.
+    masked = iter(_masked_pairs([(reading.name or "", reading.text) for reading in readings
+                                 if reading.text is not None], graphql_expected))
+    return {"parts": [{"name": reading.name, "value": next(masked)[1]}
+                      if reading.text is not None else reading.shown for reading in readings]}
 
 
 def mask_request_body(content: bytes, content_type: str | None,
@@ -400,10 +613,11 @@ def mask_request_body(content: bytes, content_type: str | None,
         return withheld("too large to mask")
     try:
         if kind == "multipart/form-data":
-            return ShownBody("multipart", _masked_multipart(content, content_type or ""))
+            return ShownBody("multipart", _masked_multipart(content, content_type or "",
+                                                            graphql_expected))
         text = content.decode("utf-8")
         if kind == "application/x-www-form-urlencoded":
-            return ShownBody("form", _masked_form(text))
+            return ShownBody("form", _masked_form(text, graphql_expected))
         if kind == "application/graphql":
             query, _, _ = mask_graphql(text)
             return ShownBody("graphql", {"query": query})
@@ -415,6 +629,8 @@ def mask_request_body(content: bytes, content_type: str | None,
             return ShownBody(form, value)
     except graphql.GraphQLError:
         return withheld("the GraphQL document does not parse")
+    except Unmaskable as exc:
+        return withheld(str(exc))
     except UnicodeDecodeError:
         return withheld("it is not valid UTF-8")
     except (ValueError, RecursionError):  # invalid or absurdly nested JSON, broken forms
@@ -424,74 +640,81 @@ def mask_request_body(content: bytes, content_type: str | None,
 
 
 def mask_problem(problem: str) -> str:
-    """Why a body could not be read, without the GraphQL parser's quotes of the document."""
+    """Why a body could not be read, without the GraphQL parser's quotes of the document.
+
+    After "Syntax Error:" the parser names the token it choked on, which may be a secret (and
+    may hold an apostrophe, so no pattern of quotes can find its end): none of it is kept.
+    """
     if "GraphQL" not in problem:
         return problem  # JSON and form errors name positions and keys, never values
+    head, syntax, _ = problem.partition("Syntax Error:")
+    if syntax:
+        return f"{head}Syntax Error (what the parser found is not shown: it may be a secret)."
     return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", problem)
 
 
 # -- URLs and parsed values ----------------------------------------------------------------------
 
 
-def _masked_query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+def _masked_query(pairs: list[tuple[str, str]], depth: int = 0) -> list[tuple[str, str]] | None:
     """The pairs with secrets masked, or None when nothing in them is secret."""
-    secret = [is_secret_name(name) for name, _ in pairs]
-    shown = [(name, MASK if hidden else value)
-             for (name, value), hidden in zip(pairs, secret, strict=True)]
-    document = next((value for name, value in pairs if name == "query"), None)
-    changed = any(secret)
-    if document is not None and any(name in ("query", "variables") for name, _ in pairs):
-        changed = _masked_graphql_pairs(shown, document) or changed
-    return shown if changed else None
-
-
-def _masked_graphql_pairs(shown: list[tuple[str, str]], document: str) -> bool:
-    """GraphQL over GET: `query` and `variables` masked in place; whether anything changed."""
-    encoded = next((value for name, value in shown if name == "variables"), None)
     try:
-        variables = _json(encoded) if encoded else None
-        query, variables, changed = mask_graphql(document, variables)
-    except graphql.GraphQLError:
-        if encoded is None:
-            return False  # a `query` that is not GraphQL: a search box's
-        query, variables, changed = MASK, MASK, True
-    except (ValueError, RecursionError):
-        query, variables, changed = document, MASK, True
-    if not changed:
-        return False
-    for index, (name, _) in enumerate(shown):
-        if name == "query":
-            shown[index] = (name, query)
-        elif name == "variables":
-            shown[index] = (name, variables if isinstance(variables, str)
-                            else json.dumps(variables, separators=(",", ":")))
-    return True
+        shown = _masked_pairs(pairs, withhold=False, depth=depth)
+    except (ValueError, RecursionError, graphql.GraphQLError):  # a value too odd to mask
+        shown = [(name, MASK) for name, _ in pairs]
+    return shown if shown != pairs else None
 
 
 def mask_url(url: str) -> str:
-    """The URL (or path) as sent, unless it carries credentials or a secret-named parameter."""
+    """The URL (or path) as sent, unless it carries credentials, a secret-named parameter,
+    a GraphQL document or a fragment (`#access_token=`: never sent, often a token)."""
+    return _mask_url(url, 0)
+
+
+def _mask_url(url: str, depth: int) -> str:
     parts = urlsplit(url)
     # Some servers split on ";" as well as "&": a name hidden after one is masked too.
     pairs = parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True)
-    shown = _masked_query(pairs) if pairs else None
-    if "@" not in parts.netloc and shown is None:
+    shown = _masked_query(pairs, depth) if pairs else None
+    if "@" not in parts.netloc and shown is None and not parts.fragment:
         return url  # nothing to mask: not re-encoded either (every read's path comes here)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
     query = urlencode(shown, safe="*[]") if shown is not None else parts.query
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    return urlunsplit(parts._replace(netloc=netloc, query=query,
+                                     fragment=MASK if parts.fragment else ""))
+
+
+def _shown_string(value: str, depth: int = 0) -> str:
+    """A string value; one that is a URL (`https://u:S@x`, `?access_token=S`) masked as one."""
+    if "//" not in value:
+        return value  # the cheap test first: most strings are no URL
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:  # a URL no client could send as it is: too odd to show
+        return MASK
+    if not parts.netloc:
+        return value
+    return MASK if depth >= MAX_URL_DEPTH else _mask_url(value, depth + 1)
 
 
 def mask_body(value: Any) -> Any:
-    """A copy of a parsed JSON body with every secret-named field's value masked."""
+    """A copy of a parsed JSON body with every secret-named field's value masked, a GraphQL
+    document under `query` masked as GraphQL and a URL in a string masked as a URL."""
     if isinstance(value, dict):
+        grant = any(str(key).casefold() == "grant_type" for key in value)
         return {
-            key: MASK if is_secret_name(str(key)) and item is not None else mask_body(item)
+            key: MASK if item is not None and (is_secret_field(str(key))
+                                               or _grant_secret(str(key), grant))
+            else _shown_document(item) if isinstance(item, str) and str(key).casefold() == "query"
+            else mask_body(item)
             for key, item in value.items()
         }
     if isinstance(value, list):
         return [mask_body(item) for item in value]
+    if isinstance(value, str):
+        return _shown_string(value)
     return value
 
 

@@ -69,22 +69,25 @@ def _content_type(headers: http.Headers | None) -> str | None:
     return shown_content_type(value)[:200] if value else None
 
 
-def masked_body(content: bytes | None, content_type: str | None, limit: int) -> str | None:
+def masked_body(content: bytes | None, content_type: str | None, limit: int,
+                graphql_expected: bool = False) -> str | None:
     """A body in the form the proxy parsed and masked, as text; None when not asked for.
 
     Only what can be masked is kept (redact.mask_request_body): a body that is not JSON,
     NDJSON, a form, multipart or GraphQL by its declared type (text, XML, invalid JSON, a form
     sent as JSON, binary), or too large to parse, is recorded as its type, size and hash alone.
+    `graphql_expected` (the path is a connector's GraphQL route) withholds a document that does
+    not parse, as the approval does: the record must keep no more than the approval shows.
     """
     if not content or limit <= 0:
         return None
-    shown = mask_request_body(content, content_type)
+    shown = mask_request_body(content, content_type, graphql_expected)
     if shown is None:
         return None
     if isinstance(shown, WithheldBody):
         return f"({shown.describe()})"
     if shown.form == "form":  # as sent, urlencoded: the masked pairs in their order
-        text = urlencode(form_pairs(content.decode("utf-8")), safe="*[]")
+        text = urlencode(form_pairs(content.decode("utf-8"), graphql_expected), safe="*[]")
     elif shown.form == "ndjson":
         text = "\n".join(json.dumps(line, ensure_ascii=False) for line in shown.value)
     else:
@@ -95,7 +98,7 @@ def masked_body(content: bytes | None, content_type: str | None, limit: int) -> 
 
 
 def _masked_path(path: str) -> str:
-    return mask_url(path) if "?" in path else path
+    return mask_url(path) if "?" in path or "#" in path else path
 
 
 def _risk_flags(proposal: Proposal) -> str:
@@ -216,12 +219,13 @@ class TrafficRecorder:
         parts = urlsplit(held.url)
         default_port = 443 if parts.scheme == "https" else 80
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        want = self._wants_body(True, parts.hostname or "")
+        host = (parts.hostname or "").lower()
+        want = self._wants_body(True, host)
         request_type = next((shown_content_type(v)[:200] for k, v in held.headers
                              if k.lower() == "content-type"), None)
         self._add(TrafficRow(
             at=_moment(started), method=held.method, scheme=parts.scheme,
-            host=(parts.hostname or "").lower(), port=parts.port or default_port,
+            host=host, port=parts.port or default_port,
             path=_masked_path(path), decision="held", agent=approval.context.agent,
             task=approval.context.task,
             http_version=response.http_version if response is not None else None,
@@ -236,7 +240,8 @@ class TrafficRecorder:
             request_type=request_type,
             response_type=shown_content_type(response.headers.get("content-type", ""))[:200]
             or None if response is not None else None,
-            request_body=masked_body(held.content, request_type, self.settings.max_body)
+            request_body=masked_body(held.content, request_type, self.settings.max_body,
+                                     self.matcher.is_graphql_endpoint(host, parts.path))
             if want else None,
             response_body=masked_body(response.content, response.headers.get("content-type"),
                                       self.settings.max_body)
@@ -397,7 +402,9 @@ class TrafficRecorder:
             response_bytes=len(response.content or b"") if response is not None else 0,
             duration_ms=round((ended - request.timestamp_start) * 1000, 3), error=seen.error,
             request_type=request_type, response_type=response_type,
-            request_body=masked_body(_decoded(request), request_type, limit) if want else None,
+            request_body=masked_body(_decoded(request), request_type, limit,
+                                     self.matcher.is_graphql_endpoint(host, path.split("?")[0]))
+            if want else None,
             response_body=masked_body(_decoded(response), response_type, limit)
             if want else None,
             risk_level=proposal.get("risk_level"), risk_flags=proposal.get("risk_flags"))

@@ -333,3 +333,292 @@ def test_the_summary_of_a_parsed_body_shows_it_masked() -> None:
                                      "application/x-www-form-urlencoded"), None, None)
     assert (summary.body_form, summary.body) == ("form", {"name": "widget", "password": MASK})
     assert summary.body_withheld is None and summary.body_sha256
+
+
+# -- the red team's variants (each confirmed against a real proxy before the fix) ---------------
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def form(**fields: str) -> bytes:
+    return "&".join(f"{quote(name)}={quote(value)}" for name, value in fields.items()).encode()
+
+
+def nothing_kept(found: ShownBody | WithheldBody | None) -> None:
+    """Whatever the proxy kept of the body holds no canary."""
+    assert found is not None
+    kept = found.describe() if isinstance(found, WithheldBody) else json.dumps(found.value)
+    assert "canary" not in kept.lower(), kept
+
+
+GRAPHQL_IN_FORMS = [
+    pytest.param(form(query='mutation{login(password:"canary-a1-1"){id}}'), FORM, id="literal"),
+    pytest.param(form(query="mutation($p:String){login(password:$p){id}}",
+                      variables='{"p":"canary-a1-2"}'), FORM, id="bound-variable"),
+    pytest.param(form(Query='mutation{login(token:"canary-a1-3"){id}}'), FORM, id="case-folded"),
+    pytest.param(form(QUERY="mutation($p:String){login(pin:$p){id}}",
+                      Variables='{"p":"canary-a1-4"}'), FORM, id="case-folded-variables"),
+    pytest.param(form(query='mutation{login(password:"canary-a1-5"'), FORM, id="broken"),
+    pytest.param(form(query="{a}", variables='{"password":"canary-a1-6"'), FORM,
+                 id="broken-variables"),
+    pytest.param(b"query=" + quote('{a(token:"x")}').encode() + b"&query="
+                 + quote('mutation{login(password:"canary-a1-7"){id}}').encode(), FORM,
+                 id="repeated-query"),
+    pytest.param(b"query=" + quote("query($p:String){a(secret:$p)}").encode() + b"&query="
+                 + quote("{b}").encode() + b"&variables=" + quote('{"p":"canary-a1-8"}').encode(),
+                 FORM, id="two-documents-one-variables"),
+]
+
+
+@pytest.mark.parametrize(("content", "content_type"), GRAPHQL_IN_FORMS)
+def test_a1_graphql_sent_as_a_form_is_masked_as_graphql(content: bytes,
+                                                        content_type: str) -> None:
+    nothing_kept(mask_request_body(content, content_type))
+
+
+def test_a1_a_form_query_that_is_no_graphql_stays_a_form_unless_the_route_is_graphql() -> None:
+    search = shown(form(query="status:open printer"), FORM)
+    assert search.value == {"query": "status:open printer"}
+    assert isinstance(mask_request_body(form(query="status:open canary-a1-9"), FORM,
+                                        graphql_expected=True), WithheldBody)
+    masked = shown(form(query="mutation($p:String){login(password:$p){id}}",
+                        variables='{"p":"canary-a1-10","id":"x"}'), FORM)
+    assert json.loads(masked.value["variables"]) == {"p": MASK, "id": "x"}
+
+
+MULTIPART_GRAPHQL = [
+    pytest.param(('name="operations"', {}, json.dumps({
+        "query": "mutation($p:String,$f:Upload){login(password:$p,file:$f){id}}",
+        "variables": {"p": "canary-a2-1", "f": None}}).encode()), id="operations-variable"),
+    pytest.param(('name="operations"', {}, json.dumps({
+        "query": 'mutation{login(password:"canary-a2-2"){id}}'}).encode()),
+        id="operations-literal"),
+    pytest.param(('name="operations"', {}, json.dumps([
+        {"query": 'mutation{a(token:"canary-a2-3"){id}}'}, {"x": 1}]).encode()),
+        id="operations-batch"),
+    pytest.param(('name="operations"', {}, json.dumps({
+        "query": 'mutation{login(password:"canary-a2-4"'}).encode()), id="operations-broken"),
+    pytest.param(('name="query"', {}, b'mutation{login(password:"canary-a2-5"){id}}'),
+                 id="query-part"),
+    pytest.param(('name="Query"', {}, b'mutation{login(password:"canary-a2-6"'),
+                 id="query-part-broken"),
+]
+
+
+@pytest.mark.parametrize("part", MULTIPART_GRAPHQL)
+def test_a2_multipart_graphql_is_masked_as_graphql(
+        part: tuple[str, dict[str, str], bytes]) -> None:
+    nothing_kept(mask_request_body(multipart(part, ('name="map"', {}, b'{"0":["variables.f"]}'),
+                                             ('name="0"; filename="a.txt"', {}, b"x")),
+                                   MULTIPART))
+
+
+def test_a2_a_query_part_binds_the_variables_part() -> None:
+    found = shown(multipart(('name="query"', {}, b"mutation($p:String){login(password:$p){id}}"),
+                            ('name="variables"', {}, b'{"p":"canary-a2-7","n":1}')), MULTIPART)
+    assert json.loads(found.value["parts"][1]["value"]) == {"p": MASK, "n": 1}
+
+
+URL_GRAPHQL = [
+    pytest.param("?query=%7Ba%7D&query=" + quote('mutation{login(password:"canary-a3-1"){id}}'),
+                 id="repeated-query"),
+    pytest.param("?Query=" + quote('mutation{login(password:"canary-a3-2"){id}}'),
+                 id="case-changed-query"),
+    pytest.param("?query=" + quote("query($p:String){a(password:$p)}") + "&Variables="
+                 + quote('{"p":"canary-a3-3"}'), id="case-changed-variables"),
+    pytest.param("?query=%7Ba%7D&query=" + quote("query($p:String){a(password:$p)}")
+                 + "&variables=" + quote('{"p":"canary-a3-4"}'), id="two-documents"),
+    pytest.param("?query=" + quote('mutation{a(password:"canary-a3-5"){id}}')
+                 + "&variables=not-json", id="variables-not-json"),
+    pytest.param("?query=" + quote('mutation{login(password:"canary-a3-6"'), id="broken"),
+    pytest.param("?variables=" + quote('{"p":"canary-a3-7"}') + "&extensions=x",
+                 id="variables-without-a-document"),
+]
+
+
+@pytest.mark.parametrize("query", URL_GRAPHQL)
+def test_a3_every_graphql_document_and_variables_in_a_url_is_masked(query: str) -> None:
+    assert "canary" not in redact.mask_url("https://api.linear.app/graphql" + query)
+
+
+BATCHES = [
+    pytest.param([{"query": 'mutation{login(password:"canary-a4-1"){id}}'}, {"x": 1}],
+                 id="one-item-no-graphql"),
+    pytest.param([{"query": 'mutation{login(password:"canary-a4-2"){id}}'}, 7], id="a-number"),
+    pytest.param([{"x": 1}, {"query": 'mutation{login(password:"canary-a4-3"'}], id="broken"),
+    pytest.param({"data": {"query": 'mutation{login(password:"canary-a4-4"){id}}'}},
+                 id="nested-query"),
+    pytest.param({"query": 'mutation{login(password:"canary-a4-5"'}, id="broken-no-variables"),
+    pytest.param({"query": '{ a(password: "canary-a4-6") '}, id="broken-shorthand"),
+    pytest.param({"operationName": "A", "variables": {"p": "canary-a4-7"},
+                  "extensions": {"persistedQuery": {"sha256Hash": "ab"}}}, id="persisted"),
+]
+
+
+@pytest.mark.parametrize("body", BATCHES)
+def test_a4_every_item_that_looks_like_graphql_is_masked_as_graphql(body: Any) -> None:
+    nothing_kept(mask_request_body(json.dumps(body).encode(), "application/json"))
+
+
+def test_a4_a_batch_keeps_its_plain_items() -> None:
+    found = shown(json.dumps([{"query": "{ me { id } }"}, {"x": 1}]).encode(), "application/json")
+    assert found.form == "graphql" and found.value[1] == {"x": 1}
+
+
+BRACKETS = [
+    pytest.param(b"type=card&card[number]=4242&card[cvc]=canary-a5-1", FORM, id="card-cvc"),
+    pytest.param(b"x[key]=canary-a5-2", FORM, id="x-key"),
+    pytest.param(b"x[pin]=canary-a5-3&y=1", FORM, id="x-pin"),
+    pytest.param(b"x[0][sig]=canary-a5-4", FORM, id="x-sig"),
+    pytest.param(b"card=x&card[cvc]=canary-a5-5", FORM, id="flat-fallback"),
+    pytest.param(b"a[]=1&a[key]=canary-a5-6", FORM, id="flat-fallback-list"),
+    pytest.param(b"a[b]=1&a[b][c]=2&a[key]=canary-a5-7", FORM, id="value-and-container"),
+    pytest.param(multipart(('name="card[cvc]"', {}, b"canary-a5-8")), MULTIPART,
+                 id="multipart-name"),
+    pytest.param(b"user.pwd=canary-a5-9", FORM, id="dotted"),
+]
+
+
+@pytest.mark.parametrize(("content", "content_type"), BRACKETS)
+def test_a5_a_field_is_secret_when_any_bracket_segment_of_its_name_is(
+        content: bytes, content_type: str) -> None:
+    nothing_kept(mask_request_body(content, content_type))
+
+
+@pytest.mark.parametrize("url", [
+    "https://api.test/x?x[key]=canary-a5-10", "https://api.test/x?card[cvc]=canary-a5-11&a=1"])
+def test_a5_url_parameters_are_masked_by_their_bracket_segments(url: str) -> None:
+    assert "canary" not in redact.mask_url(url)
+
+
+def test_a5_a_form_servers_read_differently_is_withheld(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bodies.parse_form` refuses a repeated key as ambiguous: nothing of the form is shown."""
+    from connectors_schemas.bodies import AmbiguousBodyError
+
+    def ambiguous(text: str) -> Any:
+        raise AmbiguousBodyError("the form repeats the key 'a'")
+
+    monkeypatch.setattr(redact, "parse_form", ambiguous)
+    found = mask_request_body(b"a=1&a=canary-a5-12", FORM)
+    assert isinstance(found, WithheldBody) and "differently" in found.reason
+    nothing_kept(found)
+
+
+def test_a5_a_name_behind_a_semicolon_withholds_the_form() -> None:
+    nothing_kept(mask_request_body(b"a=1;password=canary-a5-13", FORM))
+    assert shown(b"a=1;b", FORM).value == {"a": "1;b"}
+
+
+MULTIPART_AMBIGUOUS = [
+    pytest.param(multipart(("name=\"note\"; filename*=UTF-8''a.txt", {}, b"canary-a7-1")),
+                 id="filename-star-only"),
+    pytest.param(b"--" + BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="note"'
+                 b'\r\nContent-Disposition: form-data; name="password"\r\n\r\ncanary-a7-2\r\n--'
+                 + BOUNDARY.encode() + b"--\r\n", id="repeated-disposition"),
+    pytest.param(multipart(('name="note"; name="password"', {}, b"canary-a7-3")),
+                 id="repeated-name"),
+    pytest.param(multipart(('name="note"; NAME="password"', {}, b"canary-a7-4")),
+                 id="repeated-name-case"),
+    pytest.param(multipart(("name=\"note\"; name*=UTF-8''password", {}, b"canary-a7-5")),
+                 id="name-star"),
+    pytest.param(multipart(('name="note; name=password', {}, b"canary-a7-6")),
+                 id="broken-quote"),
+]
+
+
+@pytest.mark.parametrize("content", MULTIPART_AMBIGUOUS)
+def test_a7_a_part_servers_could_read_differently_shows_no_value(content: bytes) -> None:
+    found = mask_request_body(content, MULTIPART)
+    nothing_kept(found)
+    assert isinstance(found, ShownBody) and "value" not in found.value["parts"][0]
+
+
+def test_a7_a_part_with_only_filename_star_is_a_file() -> None:
+    [part] = shown(multipart(("name=\"doc\"; filename*=UTF-8''a.txt", {}, b"canary-a7-7")),
+                   MULTIPART).value["parts"]
+    assert part["filename"] == "UTF-8''a.txt" and part["bytes"] == 11
+
+
+@pytest.mark.parametrize("name", [
+    "pwd", "user_pwd", "passphrase", "client_assertion", "assertion", "cookies",
+    "aws_access_key_id", "AWSAccessKeyId", "key_id", "hmac", "x_hmac", "api.key", "api+key",
+    "api key", "code_verifier"])
+def test_a8_names_the_pattern_once_missed_are_secret(name: str) -> None:
+    assert redact.is_secret_field(name)
+    nothing_kept(mask_request_body(f"{quote(name, safe='+')}=canary-a8-1".encode(), FORM))
+    nothing_kept(mask_request_body(json.dumps({name: "canary-a8-2"}).encode(),
+                                   "application/json"))
+
+
+@pytest.mark.parametrize("name", ["monkey_id", "keyboard", "author_id", "code", "zip_code"])
+def test_a8_names_that_only_look_close_are_shown(name: str) -> None:
+    assert not redact.is_secret_field(name)
+
+
+def test_a8_an_oauth_code_is_secret_beside_a_grant_type() -> None:
+    body = {"grant_type": "authorization_code", "code": "canary-a8-3", "device_code": "x"}
+    nothing_kept(mask_request_body(json.dumps(body).encode(), "application/json"))
+    nothing_kept(mask_request_body(form(**body), FORM))
+    assert "canary" not in redact.mask_url(
+        "https://auth.test/token?grant_type=authorization_code&code=canary-a8-4")
+    assert shown(b'{"code": "SKU-1"}', "application/json").value == {"code": "SKU-1"}
+
+
+URL_VALUES = [
+    pytest.param({"callback": "https://x.test/?access_token=canary-a8-5"}, id="query-token"),
+    pytest.param({"webhook": "https://u:canary-a8-6@x.test/hook"}, id="userinfo"),
+    pytest.param({"next": "https://x.test/?r=" + quote("https://y.test/?token=canary-a8-7")},
+                 id="nested"),
+    pytest.param({"redirect": "https://x.test/cb#access_token=canary-a8-8"}, id="fragment"),
+    pytest.param({"db": "postgres://admin:canary-a8-9@db.test/app"}, id="other-scheme"),
+    pytest.param({"query": 'mutation { hook(url: "https://x.test/?token=canary-a8-10") }'},
+                 id="graphql-literal"),
+]
+
+
+@pytest.mark.parametrize("body", URL_VALUES)
+def test_a8_a_url_in_a_value_is_masked_as_a_url(body: dict[str, str]) -> None:
+    nothing_kept(mask_request_body(json.dumps(body).encode(), "application/json"))
+    nothing_kept(mask_request_body(form(**body), FORM))
+
+
+def test_a8_a_url_with_nothing_secret_is_shown_and_the_fragment_of_a_url_is_not() -> None:
+    assert shown(b'{"u": "https://x.test/a?page=2"}', "application/json").value == {
+        "u": "https://x.test/a?page=2"}
+    assert redact.mask_url("https://x.test/cb#access_token=canary-a8-11") == (
+        "https://x.test/cb#***")
+    deep = "https://x.test/?a=" * 20 + "1"
+    assert redact.mask_url(deep)  # bounded: no recursion error on a hook's path
+
+
+@pytest.mark.parametrize("problem", [
+    "the GraphQL document in the body does not parse: Syntax Error: Unexpected Name "
+    "'canary'.",
+    "the GraphQL document in the body does not parse: Syntax Error: Expected :, found String "
+    "\"it's canary-a9-1\".",
+    "the GraphQL document in the body does not parse: Syntax Error: Invalid character escape "
+    "sequence: '\\'canary-a9-2'.",
+    "the GraphQL document in the body does not parse: Syntax Error: Unexpected String "
+    "\"x\" canary-a9-3\".",
+])
+def test_a9_a_graphql_syntax_error_keeps_nothing_after_syntax_error(problem: str) -> None:
+    masked = redact.mask_problem(problem)
+    assert "canary" not in masked and masked.startswith("the GraphQL document in the body")
+
+
+@pytest.mark.parametrize(("value", "shown_as"), [
+    ("https://u:canary-a10-1@app.test", "https://app.test"),
+    ("https://app.test:8443", "https://app.test:8443"),
+    ("https://app.test/?token=canary-a10-2", "https://app.test"),
+    ("null", "null"),
+    ("canary-a10-3", "***"),
+])
+def test_a10_an_origin_keeps_scheme_host_and_port_only(value: str, shown_as: str) -> None:
+    assert redact.mask_headers([("Origin", value)]) == {"Origin": shown_as}
+
+
+def test_a10_a_content_type_keeps_only_its_first_media_type() -> None:
+    assert redact.shown_content_type(
+        "application/json, text/plain; key=canary-a10-4; charset=utf-8") == "application/json"
+    assert redact.shown_content_type("text/plain; charset=utf-8, x/y; key=canary-a10-5") == (
+        "text/plain; charset=utf-8")

@@ -335,3 +335,53 @@ async def test_the_probe_says_whether_a_sizeable_batch_could_land(tmp_path: Path
             await store.probe()
     finally:
         await store.close()
+
+
+# -- what the red team found in the record (the approval masked these) ---------------------------
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("content", [
+    b"type=card&card[number]=4242&card[cvc]=CANARY-T1",
+    b"x[key]=CANARY-T2", b"x[pin]=CANARY-T3", b"x[sig]=CANARY-T4",
+    b"card=x&card[cvc]=CANARY-T5", b"a[]=1&a[key]=CANARY-T6",
+    b"query=" + b'mutation{login(password:"CANARY-T7"){id}}'.replace(b"{", b"%7B"),
+    b"query=mutation(%24p%3AString)%7Blogin(password%3A%24p)%7Bid%7D%7D"
+    b"&variables=%7B%22p%22%3A%22CANARY-T8%22%7D",
+    b"grant_type=authorization_code&code=CANARY-T9",
+])
+def test_a_form_is_recorded_masked_as_the_approval_masks_it(content: bytes) -> None:
+    kept = masked_body(content, FORM, 1000) or ""
+    assert kept and "CANARY" not in kept, kept
+
+
+def test_the_record_masks_a_form_by_any_bracket_segment_and_keeps_the_rest() -> None:
+    assert masked_body(b"type=card&card[number]=4242&card[cvc]=CANARY", FORM, 1000) == (
+        "type=card&card[number]=4242&card[cvc]=***")
+
+
+def test_on_a_graphql_route_a_document_that_does_not_parse_is_not_recorded() -> None:
+    content = b'{"query": "status:open CANARY"}'
+    assert masked_body(content, "application/json", 1000) == '{"query": "status:open CANARY"}'
+    kept = masked_body(content, "application/json", 1000, graphql_expected=True) or ""
+    assert "CANARY" not in kept and "not kept" in kept
+
+
+def graphql_flow(path: bytes, body: bytes, content_type: bytes = b"application/json"):  # type: ignore[no-untyped-def]
+    request = tutils.treq(method=b"POST", scheme=b"https", host="api.linear.app", port=443,
+                          path=path, content=body, headers=((b"content-type", content_type),))
+    return tflow.tflow(req=request, resp=tutils.tresp(status_code=200, content=b"{}"))
+
+
+async def test_the_recorder_knows_a_graphql_route_from_the_matcher(
+        recorder: TrafficRecorder) -> None:
+    recorder.response(graphql_flow(b"/graphql", b'{"query": "status:open CANARY-R1"}'))
+    recorder.response(graphql_flow(b"/graphql", b"query=status%3Aopen+CANARY-R2", FORM.encode()))
+    recorder.response(graphql_flow(
+        b"/graphql?query=%7Ba%7D&Query=mutation%7Blogin(password%3A%22CANARY-R3%22)%7Bid%7D%7D"
+        b"#access_token=CANARY-R4", b"{}"))
+    await recorder.flush()
+    entries = await recorder.store.query(TrafficFilter())
+    assert len(entries) == 3
+    assert "CANARY" not in json.dumps(entries)

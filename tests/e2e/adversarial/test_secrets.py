@@ -100,7 +100,86 @@ def graphql_get(name: str, query: str, variables: dict[str, Any] | None = None) 
     return Variant(name, "linear", "GET", url, held=False)
 
 
+def posted(name: str, url: str, content: bytes, content_type: str, vendor: str = "zendesk",
+           **headers: str) -> Variant:
+    return Variant(name, vendor, "POST", url, {"Content-Type": content_type, **headers}, content)
+
+
+def form(**fields: str) -> bytes:
+    return "&".join(f"{quote(key, safe='[]')}={quote(value)}"
+                    for key, value in fields.items()).encode()
+
+
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+LOGIN = "mutation($p: String!) {{ login(password: $p) {{ id }} }}"
 ISSUE = "issue-for-secrets"  # replaced by the seeded issue's id at run time
+# What the second red team found, one canary each. Linear answers a form, a batch or a
+# document that does not parse without quoting it; an unknown host answers 404.
+RED_TEAM = [
+    posted("a1-form-graphql-literal", LINEAR,
+           form(query=f'mutation {{ login(password: "{canary("a1-form-graphql-literal")}") '
+                "{ id } }"), FORM, "linear"),
+    posted("a1-form-graphql-variable", LINEAR,
+           form(query=LOGIN.format(), variables=json.dumps(
+               {"p": canary("a1-form-graphql-variable")})), FORM, "linear"),
+    posted("a2-multipart-operations", LINEAR,
+           multipart(('name="operations"', "", json.dumps({
+               "query": LOGIN.format(), "variables": {
+                   "p": canary("a2-multipart-operations")}}).encode()),
+                     ('name="map"', "", b"{}")), MULTIPART, "linear"),
+    posted("a2-multipart-query-part", LINEAR,
+           multipart(('name="query"', "",
+                      f'mutation {{ login(password: "{canary("a2-multipart-query-part")}") '
+                      "{ id } }".encode())), MULTIPART, "linear"),
+    Variant("a3-repeated-url-query", "linear", "GET",
+            f"{LINEAR}?query=%7Ba%7D&query=" + quote(
+                f'mutation {{ login(password: "{canary("a3-repeated-url-query")}") {{ id }} }}')),
+    Variant("a3-case-changed-url-query", "linear", "GET",
+            f"{LINEAR}?Query=" + quote(LOGIN.format()) + "&Variables="
+            + quote(json.dumps({"p": canary("a3-case-changed-url-query")}))),
+    posted("a4-batch-with-a-plain-item", LINEAR, json.dumps([
+        {"query": f'mutation {{ login(password: "{canary("a4-batch-with-a-plain-item")}") '
+                  "{ id } }"}, {"x": 1}]).encode(), "application/json", "linear"),
+    posted("a5-form-bracket-segment", UNKNOWN,
+           form(type="card", **{"card[number]": "4242",
+                                "card[cvc]": canary("a5-form-bracket-segment")}), FORM),
+    posted("a5-form-flat-fallback", UNKNOWN,
+           form(card="x", **{"card[cvc]": canary("a5-form-flat-fallback")}), FORM),
+    posted("a5-multipart-bracket-name", UNKNOWN,
+           multipart(('name="x[key]"', "", canary("a5-multipart-bracket-name").encode())),
+           MULTIPART),
+    posted("a5-url-bracket-name", f"{UNKNOWN}?x[key]={canary('a5-url-bracket-name')}",
+           b'{"a": 1}', "application/json"),
+    posted("a6-unparsed-on-a-graphql-route", LINEAR,
+           json.dumps({"query": f"status:open {canary('a6-unparsed-on-a-graphql-route')}"})
+           .encode(), "application/json", "linear"),
+    posted("a6-unparsed-looks-like-graphql", "https://api.unknown-vendor.test/graphql",
+           json.dumps({"query": 'mutation { login(password: '
+                                f'"{canary("a6-unparsed-looks-like-graphql")}") {{'})
+           .encode(), "application/json"),
+    posted("a7-filename-star", UNKNOWN,
+           multipart(("name=\"note\"; filename*=UTF-8''a.txt", "",
+                      canary("a7-filename-star").encode())), MULTIPART),
+    posted("a7-repeated-name", UNKNOWN,
+           multipart(('name="password"; name="note"', "", canary("a7-repeated-name").encode())),
+           MULTIPART),
+    posted("a8-names", UNKNOWN, json.dumps({
+        name: canary("a8-names") for name in (
+            "pwd", "passphrase", "client_assertion", "cookies", "aws_access_key_id", "hmac",
+            "api.key")}).encode(), "application/json"),
+    posted("a8-php-name", UNKNOWN, b"api+key=" + canary("a8-php-name").encode(), FORM),
+    posted("a8-oauth-code", UNKNOWN,
+           form(grant_type="authorization_code", code=canary("a8-oauth-code")), FORM),
+    posted("a8-url-in-a-value", UNKNOWN, json.dumps({
+        "callback": f"https://x.test/?access_token={canary('a8-url-in-a-value')}",
+        "webhook": f"https://u:{canary('a8-url-in-a-value')}@x.test/hook"}).encode(),
+        "application/json"),
+    zendesk("a10-origin-userinfo", 1316, b'{"ticket": {"status": "open"}}', "application/json",
+            Origin=f"https://u:{canary('a10-origin-userinfo')}@app.test"),
+    zendesk("a10-content-type-list", 1317, b'{"ticket": {"status": "open"}}',
+            f"application/json, key={canary('a10-content-type-list')}"),
+]
 VARIANTS = [
     zendesk("json-trailing-comma", 1301,
             f'{{"ticket": {{"status": "solved", "password": "{canary("json-trailing-comma")}"}},}}'
@@ -162,6 +241,7 @@ VARIANTS = [
     graphql_get("graphql-get-variable",
                 "query($t: String!) { issues(filter: {secret: $t}) { nodes { id } } }",
                 {"t": canary("graphql-get-variable")}),
+    *RED_TEAM,
 ]
 BEARER = canary("authorization-scheme")
 
@@ -236,7 +316,7 @@ def _wait(check: Callable[[], bool], timeout: float = 15) -> None:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
         vendors: dict[str, Vendor]) -> Iterator[Run]:
-    for ticket in range(1301, 1316):
+    for ticket in range(1301, 1318):
         vendors["zendesk"].fake.seed(ticket, status="new")
     issue = vendors["linear"].fake.seed_issue("Crash on start")
     for vendor in vendors.values():
