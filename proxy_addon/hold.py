@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from mitmproxy import connection, http
 
-from connectors_schemas import BodyError, graphql_in_query
+from connectors_schemas import BodyError, graphql_in_body, graphql_in_query
 from proxy_addon import answers
 from proxy_addon.agent_auth import AgentAuth
 from proxy_addon.decoding import DecodingError, decoded
@@ -196,7 +196,20 @@ class HoldWrites:
             return "a GraphQL endpoint read with a body (a server may run the document in it)"
         if body and body_may_override(flow.request):
             return "a read whose body carries a method override (a `_method` field)"
-        return graphql_in_query(query_pairs(flow.request), endpoint) if query else None
+        if body:
+            try:
+                content = decoded(flow.request.raw_content or b"",
+                                  flow.request.headers.get("content-encoding"),
+                                  self.settings.max_body)
+            except DecodingError as exc:
+                return f"a read whose body cannot be checked: {exc}"
+            if (why := graphql_in_body(content, flow.request.headers.get("content-type"))):
+                return why
+        if not query:
+            return None
+        # Split on & only and on ; as well: a document holding ";" must be read both ways.
+        pairs = flow.request.query.items(multi=True)
+        return graphql_in_query([*pairs, *query_pairs(flow.request)], endpoint)
 
     def _decided(self, flow: http.HTTPFlow, decision: str) -> None:
         """For /metrics and the traffic record."""

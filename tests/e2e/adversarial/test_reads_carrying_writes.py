@@ -304,8 +304,6 @@ def held_or_refused(proxy: ProxyProcess, send: Callable[[], httpx.Response]) -> 
     return result
 
 
-@pytest.mark.xfail(strict=True, reason="until proxy_addon/hold.py asks graphql_in_body on the "
-                                       "read path; then remove this marker")
 def test_a_get_whose_body_carries_a_mutation_does_not_pass_to_any_path(
         proxy: ProxyProcess, vendors: dict[str, Vendor], agents: dict[str, httpx.Client]) -> None:
     """No connector knows `/other` as GraphQL, but a server may still run a GET body."""
