@@ -151,6 +151,6 @@ def _traffic_parameters(paged: bool = True) -> list[dict[str, Any]]:
         query("approvers", {"type": "integer", "minimum": 0, "maximum": 100}),
         query("source", {"type": "string", "enum": ["agent", "proxy"]}),
         *([query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-           query("cursor", {"type": "integer", "minimum": 0}),
+           query("cursor", {"type": "integer", "minimum": 0, "maximum": 2**62}),
            query("order", {"type": "string", "enum": ["asc", "desc"]})] if paged else []),
     ]
