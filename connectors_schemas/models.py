@@ -173,11 +173,27 @@ class ObjectSpec(_Strict):
     risk: RiskHints = RiskHints()
 
 
+class Description(_Strict):
+    """The vendor's own machine-readable API description(s) a connector is derived from.
+
+    Paths are relative to the connector file. `derived` and `graphql_derived` are what
+    `hitl-proxy connectors derive` wrote from them, shipped so start-up never parses a
+    multi-megabyte description; a connector with a description and no derived file is derived
+    at start-up (a site's own OpenAPI file).
+    """
+
+    openapi: str | list[str] | None = None  # OpenAPI 3 JSON or YAML, may be .gz or a .tar.gz
+    derived: str | None = None  # objects derived from `openapi`
+    graphql: str | None = None  # GraphQL SDL or an introspection result (JSON), may be .gz
+    graphql_derived: str | None = None  # mutations derived from `graphql`
+
+
 class Connector(_Strict):
     system: Annotated[str, Field(min_length=1, description="Name reviewers know, e.g. Zendesk")]
     hosts: Annotated[list[str], Field(min_length=1)]
     base_path: str | list[str] = ""
     path_suffixes: list[str] = [""]
+    description: Description | None = None
     objects: Annotated[dict[str, ObjectSpec], Field(min_length=1)]
 
     @field_validator("hosts")
