@@ -29,9 +29,32 @@ def load_connector(path: Path) -> Connector:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConnectorFileError(f"connector file {path}: cannot read it: {exc}") from exc
     try:
-        return Connector.model_validate(raw)
+        connector = Connector.model_validate(raw)
     except ValidationError as exc:
         raise ConnectorFileError(f"connector file {path}: {_describe(exc)}") from exc
+    return _with_absolute_description(connector, path.parent)
+
+
+def _with_absolute_description(connector: Connector, directory: Path) -> Connector:
+    """Description paths are relative to the connector file; everything later gets them whole,
+    and a named file that is missing stops the start naming the field."""
+    description = connector.description
+    if description is None:
+        return connector
+    resolved: dict[str, str | list[str] | None] = {}
+    for name in ("openapi", "derived", "graphql", "graphql_derived"):
+        value = getattr(description, name)
+        if value is None:
+            continue
+        paths = [value] if isinstance(value, str) else value
+        absolute = [str((directory / item).resolve()) for item in paths]
+        for item, given in zip(absolute, paths, strict=True):
+            if not Path(item).is_file():
+                raise ConnectorFileError(
+                    f"connector file {directory}: field description.{name}: no such file "
+                    f"{given!r}")
+        resolved[name] = absolute[0] if isinstance(value, str) else absolute
+    return connector.model_copy(update={"description": description.model_copy(update=resolved)})
 
 
 def load_connectors(
