@@ -32,10 +32,10 @@ def load_connector(path: Path) -> Connector:
         connector = Connector.model_validate(raw)
     except ValidationError as exc:
         raise ConnectorFileError(f"connector file {path}: {_describe(exc)}") from exc
-    return _with_absolute_description(connector, path.parent)
+    return _with_absolute_description(connector, path)
 
 
-def _with_absolute_description(connector: Connector, directory: Path) -> Connector:
+def _with_absolute_description(connector: Connector, path: Path) -> Connector:
     """Description paths are relative to the connector file; everything later gets them whole,
     and a named file that is missing stops the start naming the field."""
     description = connector.description
@@ -47,11 +47,11 @@ def _with_absolute_description(connector: Connector, directory: Path) -> Connect
         if value is None:
             continue
         paths = [value] if isinstance(value, str) else value
-        absolute = [str((directory / item).resolve()) for item in paths]
+        absolute = [str((path.parent / item).resolve()) for item in paths]
         for item, given in zip(absolute, paths, strict=True):
             if not Path(item).is_file():
                 raise ConnectorFileError(
-                    f"connector file {directory}: field description.{name}: no such file "
+                    f"connector file {path}: field description.{name}: no such file "
                     f"{given!r}")
         resolved[name] = absolute[0] if isinstance(value, str) else absolute
     return connector.model_copy(update={"description": description.model_copy(update=resolved)})
