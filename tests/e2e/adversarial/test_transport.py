@@ -340,26 +340,28 @@ def test_an_unasked_for_101_does_not_open_a_pipe(gate: ProxyProcess,
     assert not rest.startswith(b"HTTP/1.1 200"), (answer, rest)
 
 
+def _start_refused(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`hitl-proxy run` with these flags, which must stop before listening (exit 2)."""
+    done = subprocess.run([*hitl_proxy_command(), "run", "--data-dir", str(tmp_path / "d"),
+                           "--certs-dir", str(tmp_path / "c"), "--listen-port", str(free_port()),
+                           "--review-port", str(free_port()), *flags],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    return done
+
+
 @pytest.mark.parametrize("option", ["rawtcp=true", "tcp_hosts=.*", "ignore_hosts=.*",
                                     "allow_hosts=example\\.com", "udp_hosts=.*",
                                     "keep_host_header=true"])
 def test_options_that_open_a_pipe_are_refused_at_start(tmp_path: Path, option: str) -> None:
-    done = subprocess.run([*hitl_proxy_command(), "run", "--data-dir", str(tmp_path / "d"),
-                           "--certs-dir", str(tmp_path / "c"), "--listen-port", str(free_port()),
-                           "--review-port", str(free_port()), "--set", option],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2, done.stdout + done.stderr
+    done = _start_refused(tmp_path, "--set", option)
     assert option.split("=")[0] in done.stderr
 
 
 @pytest.mark.parametrize("mode", ["reverse:tcp://127.0.0.1:9", "reverse:tls://127.0.0.1:9",
                                   "reverse:dns://127.0.0.1:9", "dns"])
 def test_modes_that_are_not_http_are_refused_at_start(tmp_path: Path, mode: str) -> None:
-    done = subprocess.run([*hitl_proxy_command(), "run", "--data-dir", str(tmp_path / "d"),
-                           "--certs-dir", str(tmp_path / "c"), "--listen-port", str(free_port()),
-                           "--review-port", str(free_port()), "--mode", mode],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2, done.stdout + done.stderr
+    done = _start_refused(tmp_path, "--mode", mode)
     assert "--mode" in done.stderr
 
 
