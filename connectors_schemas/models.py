@@ -89,6 +89,7 @@ class BulkSpec(_Strict):
 
     records_path: str | None = None  # body path of the list of records
     ids_query: str | None = None  # query parameter holding comma-separated ids
+    ids_path: str | None = None  # body path of a list of ids (Jira's issueIdsOrKeys)
     id_field: str | None = None  # in each record
     type_field: str | None = None  # in each record, its object type (e.g. attributes.type)
     values_path: str | None = None  # in each record, where the fields sit (e.g. properties)
@@ -96,9 +97,27 @@ class BulkSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
-        if (self.records_path is None) == (self.ids_query is None):
-            raise ValueError("give exactly one of records_path or ids_query")
+        given = [self.records_path, self.ids_query, self.ids_path]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of records_path, ids_query or ids_path")
         return self
+
+
+class FieldMode(StrEnum):
+    set = "set"  # the body is the field's new value (PUT .../labels)
+    add = "add"  # the body's items are added to the list (POST .../labels)
+    remove = "remove"  # the items are taken out (DELETE .../labels/{name})
+    clear = "clear"  # the field is emptied (DELETE .../labels)
+
+
+class FieldWrite(_Strict):
+    """A sub-resource that is one field of its parent record: the write is an update of the
+    parent, shown as that field's old and new value (issue labels, a Jira issue's assignee)."""
+
+    name: str  # the parent's field, a dotted path inside its record
+    mode: FieldMode = FieldMode.set
+    value_path: str | None = None  # body path of the value; None: the whole body
+    value_param: str | None = None  # or the path placeholder holding it (labels/{name})
 
 
 class SubrequestsSpec(_Strict):
@@ -125,6 +144,9 @@ class Route(_Strict):
     subrequests: SubrequestsSpec | None = None
     fetch: FetchSpec | None = None  # overrides the object's
     no_fetch: bool = False  # nothing to fetch (the old state is not a record)
+    field: FieldWrite | None = None  # the write sets, adds to or empties one parent field
+    record_name: str | None = None  # a singleton's fixed record id (GitHub's /user)
+    from_root: bool = False  # the path is from the host's root, not under base_path
     object_type: str | None = None  # overrides the object's, e.g. "batch"
     risk: list[RiskNote] = []
     notes: dict[str, str] = {}  # query parameter -> what a reviewer should know when it is set
@@ -186,6 +208,9 @@ class Description(_Strict):
     derived: str | None = None  # objects derived from `openapi`
     graphql: str | None = None  # GraphQL SDL or an introspection result (JSON), may be .gz
     graphql_derived: str | None = None  # mutations derived from `graphql`
+    # Documented POSTs that only read though the description's words do not say so
+    # ("POST /rest/api/3/jql/parse"): the per-connector allow-list, read only here.
+    reads: list[str] = []
 
 
 class Connector(_Strict):
@@ -220,6 +245,7 @@ class Connector(_Strict):
             for route in spec.routes:
                 names = {found[0] for found in PLACEHOLDER.findall(route.path)}
                 named = ("id" in names or route.update_if_body_has or route.bulk
+                         or route.record_name
                          or route.id_from_body or route.subrequests or route.no_fetch
                          or spec.body is BodyFormat.graphql or route.body is BodyFormat.graphql)
                 if route.operation in (Operation.update, Operation.delete,
