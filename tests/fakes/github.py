@@ -1,6 +1,8 @@
 """A fake GitHub API (REST v3 + GraphQL v4), following the documented request and response shapes.
 
-https://docs.github.com/en/rest (issues, issue comments, pulls, merge, repository contents)
+https://docs.github.com/en/rest (issues, issue comments, issue labels, pulls, merge, pull
+request reviews, repository contents); issue labels and reviews answer as the shipped description
+(connectors_schemas/descriptions/github-rest-api.github.com.json.gz) documents them
 https://docs.github.com/en/graphql (repository.issue, updateIssue, addComment, closeIssue)
 - every REST path is also served under the Enterprise prefix `/api/v3`; GraphQL under `/graphql`
   and the Enterprise `/api/graphql`
@@ -210,6 +212,10 @@ class FakeGitHub:
         self.issues: dict[IssueKey, dict[str, Any]] = {}
         self.comments: dict[int, dict[str, Any]] = {}
         self.pulls: dict[IssueKey, dict[str, Any]] = {}
+        # review id -> {"id", "node_id", "pull": IssueKey, "user", "body", "state", "commit_id",
+        #               "submitted_at", "comments": [...]}
+        self.pull_reviews: dict[int, dict[str, Any]] = {}
+        self._review_ids = itertools.count(80000001)
         self.branches: dict[RepoKey, dict[str, str]] = {}
         self.files: dict[tuple[str, str, str, str], bytes] = {}
         self.commits: list[dict[str, Any]] = []
@@ -244,6 +250,13 @@ class FakeGitHub:
              ["GET", "POST"]),
             ("/repos/{owner}/{repo}/pulls/{number:int}", self.pull, ["GET", "PATCH"]),
             ("/repos/{owner}/{repo}/pulls/{number:int}/merge", self.merge, ["GET", "PUT"]),
+            ("/repos/{owner}/{repo}/issues/{number:int}/labels", self.issue_labels,
+             ["GET", "POST", "PUT", "DELETE"]),
+            ("/repos/{owner}/{repo}/issues/{number:int}/labels/{name}", self.issue_label,
+             ["DELETE"]),
+            ("/repos/{owner}/{repo}/pulls/{number:int}/reviews", self.reviews, ["GET", "POST"]),
+            ("/repos/{owner}/{repo}/pulls/{number:int}/reviews/{review_id:int}", self.review,
+             ["GET"]),
             ("/repos/{owner}/{repo}/contents", self.contents, ["GET"]),
             ("/repos/{owner}/{repo}/contents/{path:path}", self.contents,
              ["GET", "PUT", "DELETE"]),
@@ -402,6 +415,11 @@ class FakeGitHub:
         with self._lock:
             return copy.deepcopy(self.issues[(owner.lower(), repo.lower(), number)])
 
+    def reviews_of(self, owner: str, repo: str, number: int) -> list[dict[str, Any]]:
+        key = (owner.lower(), repo.lower(), number)
+        with self._lock:
+            return [copy.deepcopy(r) for r in self.pull_reviews.values() if r["pull"] == key]
+
     def comments_of(self, owner: str, repo: str, number: int) -> list[dict[str, Any]]:
         key = (owner.lower(), repo.lower(), number)
         with self._lock:
@@ -474,7 +492,15 @@ class FakeGitHub:
                 "avatar_url": f"https://avatars.githubusercontent.com/u/{user['id']}?v=4",
                 "gravatar_id": "", "url": f"{self.api_root}/users/{name}",
                 "html_url": f"{self.html_root}/{name}",
+                "followers_url": f"{self.api_root}/users/{name}/followers",
+                "following_url": f"{self.api_root}/users/{name}/following{{/other_user}}",
+                "gists_url": f"{self.api_root}/users/{name}/gists{{/gist_id}}",
+                "starred_url": f"{self.api_root}/users/{name}/starred{{/owner}}{{/repo}}",
+                "subscriptions_url": f"{self.api_root}/users/{name}/subscriptions",
+                "organizations_url": f"{self.api_root}/users/{name}/orgs",
                 "repos_url": f"{self.api_root}/users/{name}/repos",
+                "events_url": f"{self.api_root}/users/{name}/events{{/privacy}}",
+                "received_events_url": f"{self.api_root}/users/{name}/received_events",
                 "type": user["type"], "site_admin": user["site_admin"]}
 
     def _repo_base(self, key: RepoKey) -> tuple[str, str, str]:
@@ -971,6 +997,171 @@ class FakeGitHub:
                                  "repo": repo_key, "pull": key[2]})
         return JSONResponse({"sha": sha, "merged": True,
                              "message": "Pull Request successfully merged"})
+
+    # ----------------------------------------------------------------- issue labels
+    def _issue_key(self, request: Request) -> IssueKey | None:
+        repo_key = self._repo_key(request)
+        key = (*repo_key, request.path_params["number"]) if repo_key else None
+        return key if key in self.issues else None
+
+    @staticmethod
+    def _label_names(body: bytes, *, adding: bool) -> list[str] | JSONResponse:
+        """`{"labels": [...]}`, a bare array, or (set only) a single string, as documented;
+        each label a name or `{"name": ...}`."""
+        docs = ("https://docs.github.com/rest/issues/labels#"
+                + ("add-labels-to-an-issue" if adding else "set-labels-for-an-issue"))
+        if not body.strip():
+            return [] if not adding else _invalid(
+                [{"resource": "Label", "code": "missing_field", "field": "labels"}], docs)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return _error(400, "Problems parsing JSON")
+        if isinstance(parsed, dict):
+            parsed = parsed.get("labels")
+        elif isinstance(parsed, str) and not adding:
+            parsed = [parsed]
+        if not isinstance(parsed, list) or (adding and not parsed):
+            return _invalid([{"resource": "Label", "code": "invalid", "field": "labels"}], docs)
+        names = []
+        for item in parsed:
+            name = item.get("name") if isinstance(item, dict) else item
+            if not isinstance(name, str) or not name.strip():
+                return _invalid([{"resource": "Label", "code": "invalid", "field": "name",
+                                  "value": name}], docs)
+            names.append(name)
+        return names
+
+    async def issue_labels(self, request: Request) -> Response:
+        body, denied = await self._begin(request)
+        if denied:
+            return denied
+        with self._lock:
+            key = self._issue_key(request)
+            if key is None:
+                return _not_found()
+            repo_key = (key[0], key[1])
+            rec = self.issues[key]
+            if request.method in ("POST", "PUT"):
+                names = self._label_names(body, adding=request.method == "POST")
+                if isinstance(names, JSONResponse):
+                    return names
+                current = rec["labels"] if request.method == "POST" else []
+                known = {n.lower() for n in current}
+                merged = list(current)
+                for name in names:
+                    if name.lower() not in known:
+                        known.add(name.lower())
+                        merged.append(self._ensure_label(repo_key, name)["name"])
+                rec["labels"] = merged
+                rec["updated_at"] = _now()
+            elif request.method == "DELETE":
+                rec["labels"] = []
+                rec["updated_at"] = _now()
+                return Response(status_code=204)
+            return JSONResponse([self._label_json(repo_key, n) for n in rec["labels"]])
+
+    async def issue_label(self, request: Request) -> Response:
+        _, denied = await self._begin(request)
+        if denied:
+            return denied
+        with self._lock:
+            key = self._issue_key(request)
+            name = request.path_params["name"]
+            if key is None:
+                return _not_found()
+            rec = self.issues[key]
+            if name.lower() not in {n.lower() for n in rec["labels"]}:
+                return _error(404, "Label does not exist",
+                              "https://docs.github.com/rest/issues/labels"
+                              "#remove-a-label-from-an-issue")
+            rec["labels"] = [n for n in rec["labels"] if n.lower() != name.lower()]
+            rec["updated_at"] = _now()
+            return JSONResponse([self._label_json((key[0], key[1]), n) for n in rec["labels"]])
+
+    # ----------------------------------------------------------------- pull request reviews
+    def _review_json(self, review_id: int) -> dict[str, Any]:
+        rec = self.pull_reviews[review_id]
+        key = rec["pull"]
+        _, api, html = self._repo_base((key[0], key[1]))
+        html_url = f"{html}/pull/{key[2]}#pullrequestreview-{review_id}"
+        out = {"id": review_id, "node_id": rec["node_id"], "user": self._user_json(rec["user"]),
+               "body": rec["body"], "state": rec["state"], "html_url": html_url,
+               "pull_request_url": f"{api}/pulls/{key[2]}",
+               "_links": {"html": {"href": html_url},
+                          "pull_request": {"href": f"{api}/pulls/{key[2]}"}},
+               "commit_id": rec["commit_id"], "author_association": "CONTRIBUTOR"}
+        if rec["submitted_at"] is not None:
+            out["submitted_at"] = rec["submitted_at"]
+        return out
+
+    async def reviews(self, request: Request) -> Response:
+        body, denied = await self._begin(request)
+        if denied:
+            return denied
+        docs = "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request"
+        with self._lock:
+            key = self._issue_key(request)
+            if key is None or key not in self.pulls:
+                return _not_found()
+            if request.method == "GET":
+                return JSONResponse([self._review_json(i) for i, r in self.pull_reviews.items()
+                                     if r["pull"] == key])
+        fields = self._json(body)
+        if isinstance(fields, JSONResponse):
+            return fields
+
+        def unprocessable(message: str) -> JSONResponse:
+            return JSONResponse({"message": "Unprocessable Entity", "errors": [message],
+                                 "documentation_url": docs}, status_code=422)
+
+        event = fields.get("event")
+        text = fields.get("body")
+        comments = fields.get("comments") or []
+        if event not in (None, "APPROVE", "REQUEST_CHANGES", "COMMENT"):
+            return unprocessable(f"Event {event} is not one of APPROVE, REQUEST_CHANGES, "
+                                 "COMMENT")
+        if not isinstance(text, str | None) or not isinstance(comments, list) or not all(
+                isinstance(c, dict) and isinstance(c.get("path"), str)
+                and isinstance(c.get("body"), str) for c in comments):
+            return unprocessable("Invalid request.")
+        if event in ("REQUEST_CHANGES", "COMMENT") and not text:
+            return unprocessable(f"Review body is required when using {event}")
+        with self._lock:
+            pull = self.pulls[key]
+            author = self.issues[key]["user"]
+            if event in ("APPROVE", "REQUEST_CHANGES") and author.lower() == self.login.lower():
+                verb = "approve" if event == "APPROVE" else "request changes on"
+                return unprocessable(f"Review Can not {verb} your own pull request")
+            if event is None and any(r["pull"] == key and r["state"] == "PENDING"
+                                     and r["user"] == self.login
+                                     for r in self.pull_reviews.values()):
+                return unprocessable("User can only have one pending review per pull request")
+            commit = fields.get("commit_id") or pull["head_sha"]
+            if not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{40}", commit):
+                return unprocessable("Commit SHA is not valid")
+            review_id = next(self._review_ids)
+            state = {None: "PENDING", "APPROVE": "APPROVED",
+                     "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}[event]
+            node_id = _node_id("PRR_kwDO", review_id)
+            self.pull_reviews[review_id] = {
+                "id": review_id, "node_id": node_id, "pull": key, "user": self.login,
+                "body": text or "", "state": state, "commit_id": commit,
+                "submitted_at": None if state == "PENDING" else _now(),
+                "comments": copy.deepcopy(comments)}
+            self._nodes[node_id] = ("review", review_id)
+            return JSONResponse(self._review_json(review_id))
+
+    async def review(self, request: Request) -> Response:
+        _, denied = await self._begin(request)
+        if denied:
+            return denied
+        with self._lock:
+            key = self._issue_key(request)
+            rec = self.pull_reviews.get(request.path_params["review_id"])
+            if key is None or rec is None or rec["pull"] != key:
+                return _not_found()
+            return JSONResponse(self._review_json(rec["id"]))
 
     async def contents(self, request: Request) -> Response:
         body, denied = await self._begin(request)

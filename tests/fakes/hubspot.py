@@ -1,4 +1,5 @@
-"""A fake HubSpot CRM API v3 (contacts, companies, deals, tickets), following the documented shapes.
+"""A fake HubSpot CRM API v3 (contacts, companies, deals, tickets) and v4 associations, following
+the documented shapes.
 
 https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/objects
 - records are `{"id", "properties", "createdAt", "updatedAt", "archived"}`; property values are
@@ -8,6 +9,10 @@ https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/objects
 - errors: `{"status": "error", "message", "correlationId", "category", ...}`; unknown or invalid
   property values answer 400 "Property values were not valid: [...]" (VALIDATION_ERROR), missing
   records 404 OBJECT_NOT_FOUND, batch reads/updates naming missing records 207 with `errors`
+- v4 associations (`/crm/v4/objects/{type}/{id}/associations/...`: list, labelled create, default
+  create, archive) answer as the shipped description documents them
+  (connectors_schemas/descriptions/hubspot-public-api-specs.tar.gz, Associations v4); every
+  association is stored once and read from both ends, each direction with its own type id
 """
 
 from __future__ import annotations
@@ -119,6 +124,24 @@ def _specs() -> dict[str, TypeSpec]:
             create_defaults={"hs_pipeline": "0"}),
     }
 
+
+# HUBSPOT_DEFINED association types: (from, to) -> {typeId: (label, the reverse typeId)}; the
+# unlabeled type of a pair is its default
+ASSOCIATION_TYPES: dict[tuple[str, str], dict[int, tuple[str | None, int]]] = {
+    ("contacts", "companies"): {279: (None, 280), 1: ("Primary", 2)},
+    ("companies", "contacts"): {280: (None, 279), 2: ("Primary", 1)},
+    ("deals", "contacts"): {3: (None, 4)},
+    ("contacts", "deals"): {4: (None, 3)},
+    ("deals", "companies"): {341: (None, 342), 5: ("Primary", 6)},
+    ("companies", "deals"): {342: (None, 341), 6: ("Primary", 5)},
+    ("tickets", "contacts"): {16: (None, 15)},
+    ("contacts", "tickets"): {15: (None, 16)},
+    ("tickets", "companies"): {339: (None, 340), 26: ("Primary", 25)},
+    ("companies", "tickets"): {340: (None, 339), 25: ("Primary", 26)},
+    ("deals", "tickets"): {27: (None, 28)},
+    ("tickets", "deals"): {28: (None, 27)},
+}
+CATEGORIES = {"HUBSPOT_DEFINED", "INTEGRATOR_DEFINED", "USER_DEFINED", "WORK"}
 
 SEED_DEFAULTS: dict[str, dict[str, str]] = {
     "contacts": {"firstname": "Ada", "lastname": "Lovelace", "lifecyclestage": "lead"},
@@ -233,7 +256,13 @@ class FakeHubSpot:
         self.associations: list[dict[str, Any]] = []
         self._history: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
         base = "/crm/v3/objects/{object_type}"
+        v4 = "/crm/v4/objects/{object_type}/{object_id}/associations"
         self.app = Starlette(routes=[
+            Route(v4 + "/default/{to_object_type}/{to_object_id}", self.associate_default,
+                  methods=["PUT"]),
+            Route(v4 + "/{to_object_type}", self.associations_of, methods=["GET"]),
+            Route(v4 + "/{to_object_type}/{to_object_id}", self.association,
+                  methods=["PUT", "DELETE"]),
             Route(base, self.collection, methods=["GET", "POST"]),
             Route(base + "/search", self.search, methods=["POST"]),
             Route(base + "/batch/{action}", self.batch, methods=["POST"]),
@@ -260,6 +289,24 @@ class FakeHubSpot:
             values.update({k: _as_value(v) for k, v in properties.items()})
             self._store(kind, object_id, values)
         return object_id
+
+    def seed_association(self, from_type: str, from_id: str, to_type: str, to_id: str,
+                         type_ids: list[int] | None = None) -> None:
+        """Associates two stored records (the pair's default, unlabeled type if none given)."""
+        kind, to_kind = self._aliases[from_type.lower()], self._aliases[to_type.lower()]
+        types = type_ids or [self._default_type(kind, to_kind)]
+        with self._lock:
+            for type_id in types:
+                self._associate(kind, from_id, to_kind, to_id,
+                                {"associationCategory": "HUBSPOT_DEFINED",
+                                 "associationTypeId": type_id})
+
+    def associated(self, from_type: str, from_id: str, to_type: str) -> dict[str, list[int]]:
+        """The records of `to_type` associated with one record: to id -> type ids, from its end."""
+        kind, to_kind = self._aliases[from_type.lower()], self._aliases[to_type.lower()]
+        with self._lock:
+            return {to_id: [t["typeId"] for t in types]
+                    for to_id, types in self._associations_from(kind, from_id, to_kind).items()}
 
     def get(self, object_type: str, object_id: str) -> dict[str, Any]:
         with self._lock:
@@ -541,6 +588,194 @@ class FakeHubSpot:
                 return self._conflict_response(exc.existing_id)
             self._update(kind, record, values)
             return JSONResponse(self._written(kind, record, list(values)))
+
+    # -- v4 associations (callers of the helpers hold the lock) --------------------------------
+
+    @staticmethod
+    def _default_type(kind: str, to_kind: str) -> int:
+        return next(t for t, (label, _) in ASSOCIATION_TYPES[(kind, to_kind)].items()
+                    if label is None)
+
+    def _associate(self, kind: str, object_id: str, to_kind: str, to_id: str,
+                   spec: dict[str, Any]) -> None:
+        """Stores one association (one direction's type; the other end reads the reverse)."""
+        for existing in self.associations:
+            if (existing.get("fromObjectType") == kind and existing["fromObjectId"] == object_id
+                    and existing.get("toObjectType") == to_kind
+                    and existing["to"]["id"] == to_id and existing["types"] == [spec]):
+                return
+        self.associations.append({"fromObjectType": kind, "fromObjectId": object_id,
+                                  "toObjectType": to_kind, "to": {"id": to_id},
+                                  "types": [copy.deepcopy(spec)]})
+
+    def _to_kind(self, association: dict[str, Any]) -> str | None:
+        """The far end's type: stored for v4 writes, else known from a HubSpot-defined type."""
+        if association.get("toObjectType"):
+            return association["toObjectType"]
+        type_id = association["types"][0].get("associationTypeId") if association.get(
+            "types") else None
+        for (kind, to_kind), types in ASSOCIATION_TYPES.items():
+            if kind == association["fromObjectType"] and type_id in types:
+                return to_kind
+        return None
+
+    def _associations_from(self, kind: str, object_id: str,
+                           to_kind: str) -> dict[str, list[dict[str, Any]]]:
+        """to id -> [AssociationSpecWithLabel], as seen from (kind, object_id)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+
+        def add(to_id: str, category: str, type_id: int, label: str | None) -> None:
+            spec: dict[str, Any] = {"category": category, "typeId": type_id}
+            if label is not None:
+                spec["label"] = label
+            if spec not in found.setdefault(to_id, []):
+                found[to_id].append(spec)
+
+        for association in self.associations:
+            far = self._to_kind(association)
+            for spec in association.get("types") or []:
+                type_id = spec.get("associationTypeId")
+                category = spec.get("associationCategory", "HUBSPOT_DEFINED")
+                if (association["fromObjectType"] == kind
+                        and association["fromObjectId"] == object_id and far == to_kind):
+                    label = ASSOCIATION_TYPES.get((kind, to_kind), {}).get(type_id, (None,))[0]
+                    add(association["to"]["id"], category, type_id, label)
+                elif (far == kind and association["to"]["id"] == object_id
+                      and association["fromObjectType"] == to_kind):
+                    known = ASSOCIATION_TYPES.get((to_kind, kind), {}).get(type_id)
+                    if known is not None:
+                        reverse = known[1]
+                        label = ASSOCIATION_TYPES[(kind, to_kind)][reverse][0]
+                        add(association["fromObjectId"], category, reverse, label)
+        return found
+
+    async def _v4_prelude(self, request: Request) -> tuple[bytes, str, str] | Response:
+        body = await self._record(request)
+        if not self._authenticated(request):
+            return _error(401, AUTH_MESSAGE, "INVALID_AUTHENTICATION")
+        kinds = []
+        for name in ("object_type", "to_object_type"):
+            raw = request.path_params[name]
+            kind = self._aliases.get(raw.lower())
+            if kind is None:
+                return _error(400, f"Unable to infer object type from: {raw}", "VALIDATION_ERROR")
+            kinds.append(kind)
+        return body, kinds[0], kinds[1]
+
+    def _missing_record(self, kind: str, object_id: str) -> Response | None:
+        record = self.objects[kind].get(object_id)
+        if record is None or record["archived"]:
+            return _error(404, f"No {self.specs[kind].label.lower()} with ID {object_id} "
+                          "exists", "OBJECT_NOT_FOUND", context={"id": [object_id]})
+        return None
+
+    def _pair(self, kind: str, object_id: str, to_kind: str, to_id: str) -> dict[str, Any]:
+        """LabelsBetweenObjectPair, as answered by a labelled create."""
+        types = self._associations_from(kind, object_id, to_kind).get(to_id, [])
+        return {"fromObjectTypeId": self.specs[kind].type_id, "fromObjectId": object_id,
+                "toObjectTypeId": self.specs[to_kind].type_id, "toObjectId": to_id,
+                "labels": [t["label"] for t in types if t.get("label")]}
+
+    async def associations_of(self, request: Request) -> Response:
+        prelude = await self._v4_prelude(request)
+        if isinstance(prelude, Response):
+            return prelude
+        _, kind, to_kind = prelude
+        object_id = request.path_params["object_id"]
+        try:
+            limit = min(int(request.query_params.get("limit", "500")), 500)
+            after = int(request.query_params.get("after", "0") or "0")
+        except ValueError:
+            return _error(400, "Invalid input: limit and after must be numeric",
+                          "VALIDATION_ERROR")
+        with self._lock:
+            if (missing := self._missing_record(kind, object_id)) is not None:
+                return missing
+            found = self._associations_from(kind, object_id, to_kind)
+        ordered = sorted(found.items(), key=lambda item: int(item[0]))
+        page = [{"toObjectId": to_id, "associationTypes": types}
+                for to_id, types in ordered[after:after + limit]]
+        out: dict[str, Any] = {"results": page}
+        if after + limit < len(ordered):
+            out["paging"] = {"next": {
+                "after": str(after + limit),
+                "link": f"https://{self.host}{request.url.path}?after={after + limit}"}}
+        return JSONResponse(out)
+
+    async def association(self, request: Request) -> Response:
+        prelude = await self._v4_prelude(request)
+        if isinstance(prelude, Response):
+            return prelude
+        body, kind, to_kind = prelude
+        object_id = request.path_params["object_id"]
+        to_id = request.path_params["to_object_id"]
+        if request.method == "DELETE":
+            with self._lock:
+                self.associations = [
+                    a for a in self.associations if not (
+                        (a["fromObjectType"] == kind and a["fromObjectId"] == object_id
+                         and self._to_kind(a) == to_kind and a["to"]["id"] == to_id)
+                        or (a["fromObjectType"] == to_kind and a["fromObjectId"] == to_id
+                            and self._to_kind(a) == kind and a["to"]["id"] == object_id))]
+            return Response(status_code=204)
+        if "application/json" not in request.headers.get("content-type", ""):
+            return _error(415, "HTTP 415 Unsupported Media Type", None)
+        try:
+            specs = json.loads(body)
+        except ValueError as exc:
+            return _error(400, f"Invalid input JSON on line 1, column 1: {exc}",
+                          "VALIDATION_ERROR")
+        if not isinstance(specs, list) or not specs:
+            return _bad_input("Cannot deserialize value of type `java.util.ArrayList<com."
+                              "hubspot.crm.associations.v4.AssociationSpec>` from the body")
+        for spec in specs:
+            missing = [n for n in ("associationCategory", "associationTypeId")
+                       if not isinstance(spec, dict) or spec.get(n) is None]
+            if missing:
+                return _bad_input("Cannot build AssociationSpec, some of required attributes "
+                                  f"are not set [{', '.join(missing)}]")
+            if spec["associationCategory"] not in CATEGORIES or not isinstance(
+                    spec["associationTypeId"], int):
+                return _bad_input("Cannot deserialize value of type `AssociationCategory` "
+                                  f"from String \"{spec['associationCategory']}\"")
+        with self._lock:
+            for ref_kind, ref_id in ((kind, object_id), (to_kind, to_id)):
+                if (missing_record := self._missing_record(ref_kind, ref_id)) is not None:
+                    return missing_record
+            known = ASSOCIATION_TYPES.get((kind, to_kind), {})
+            for spec in specs:
+                if (spec["associationCategory"] == "HUBSPOT_DEFINED"
+                        and spec["associationTypeId"] not in known):
+                    return _error(400, f"{spec['associationTypeId']} is not a valid "
+                                  f"association type between {kind} and {to_kind}",
+                                  "VALIDATION_ERROR")
+            for spec in specs:
+                self._associate(kind, object_id, to_kind, to_id, spec)
+            out = self._pair(kind, object_id, to_kind, to_id)
+        location = f"https://{self.host}/crm/v4/objects/{kind}/{object_id}/associations/{to_kind}"
+        return JSONResponse(out, status_code=201, headers={"Location": location})
+
+    async def associate_default(self, request: Request) -> Response:
+        prelude = await self._v4_prelude(request)
+        if isinstance(prelude, Response):
+            return prelude
+        _, kind, to_kind = prelude
+        object_id = request.path_params["object_id"]
+        to_id = request.path_params["to_object_id"]
+        started = _now()
+        with self._lock:
+            for ref_kind, ref_id in ((kind, object_id), (to_kind, to_id)):
+                if (missing_record := self._missing_record(ref_kind, ref_id)) is not None:
+                    return missing_record
+            spec = {"associationCategory": "HUBSPOT_DEFINED",
+                    "associationTypeId": self._default_type(kind, to_kind)}
+            self._associate(kind, object_id, to_kind, to_id, spec)
+            reverse = {"associationCategory": "HUBSPOT_DEFINED",
+                       "associationTypeId": self._default_type(to_kind, kind)}
+        results = [{"from": {"id": object_id}, "to": {"id": to_id}, "associationSpec": spec},
+                   {"from": {"id": to_id}, "to": {"id": object_id}, "associationSpec": reverse}]
+        return JSONResponse({"status": "COMPLETE", "results": results, "startedAt": started,
+                             "completedAt": _now()})
 
     # -- batch --------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""A fake Jira Cloud platform REST API (issues, transitions, comments, search).
+"""A fake Jira Cloud platform REST API (issues, transitions, comments, watchers, worklogs,
+user search, search).
 
 https://developer.atlassian.com/cloud/jira/platform/rest/v3/
 - served under /rest/api/2/, /rest/api/3/ and /rest/api/latest/ (latest answers as v2)
@@ -8,6 +9,10 @@ https://developer.atlassian.com/cloud/jira/platform/rest/v3/
 - authentication is Basic `email:api_token` or Bearer; a failure is 401 with the plain-text body
   "Client must be authenticated to access this resource."
 - errors are {"errorMessages": [...], "errors": {field: message}}
+- watchers, worklogs and user search answer as the shipped description
+  (connectors_schemas/descriptions/jira-cloud-swagger-v3.json.gz) documents them; an issue's
+  `watches`, `worklog` and `timespent` fields follow its watchers and worklogs, and the reporter
+  of a seeded issue watches it, as on Jira Cloud
 """
 
 from __future__ import annotations
@@ -67,9 +72,13 @@ FIELD_NAMES = {
     "resolutiondate": "Resolved", "duedate": "Due date", "parent": "Parent",
     "subtasks": "Sub-tasks", "issuelinks": "Linked Issues", "attachment": "Attachment",
     "statuscategorychangedate": "Status Category Changed", "comment": "Comment",
+    "watches": "Watchers", "worklog": "Log Work", "timespent": "Time Spent",
 }
 ALL_FIELDS = list(FIELD_NAMES)
-NAVIGABLE = [f for f in ALL_FIELDS if f not in {"comment"}]
+NAVIGABLE = [f for f in ALL_FIELDS if f not in {"comment", "worklog"}]
+# Jira's default time tracking: a day is 8 hours, a week 5 days
+TIME_UNITS = {"w": 5 * 8 * 3600, "d": 8 * 3600, "h": 3600, "m": 60}
+ADJUST_ESTIMATE = {"new", "leave", "manual", "auto"}
 CREATE_FIELDS = {"project", "issuetype", "summary", "description", "labels", "priority",
                  "assignee", "reporter", "duedate", "parent"}
 EDIT_FIELDS = {"summary", "description", "labels", "priority", "assignee", "reporter",
@@ -411,6 +420,7 @@ class FakeJira:
         self._lock = threading.Lock()
         self._issue_ids = itertools.count(10001)
         self._comment_ids = itertools.count(10000)
+        self._worklog_ids = itertools.count(100028)
         self._project_ids = itertools.count(10000)
         self.me = ME_ID
         self.users: dict[str, dict[str, Any]] = {}
@@ -428,6 +438,12 @@ class FakeJira:
             Route(f"{api}/issue/{{issue}}/comment", self.comments, methods=["GET", "POST"]),
             Route(f"{api}/issue/{{issue}}/comment/{{comment_id}}", self.one_comment,
                   methods=["GET", "PUT", "DELETE"]),
+            Route(f"{api}/issue/{{issue}}/watchers", self.watchers,
+                  methods=["GET", "POST", "DELETE"]),
+            Route(f"{api}/issue/{{issue}}/worklog", self.worklogs, methods=["GET", "POST"]),
+            Route(f"{api}/issue/{{issue}}/worklog/{{worklog_id}}", self.one_worklog,
+                  methods=["GET", "PUT", "DELETE"]),
+            Route(f"{api}/user/search", self.user_search, methods=["GET"]),
             Route(f"{api}/search", self.search, methods=["GET", "POST"]),
             Route(f"{api}/search/jql", self.search_jql, methods=["GET", "POST"]),
             Route(f"{api}/myself", self.myself, methods=["GET"]),
@@ -456,11 +472,22 @@ class FakeJira:
     def seed_issue(self, project_key: str = "OPS", **fields: Any) -> str:
         """Adds an issue with realistic defaults; `fields` take the compact forms (see class)."""
         comments = fields.pop("comments", [])
+        watchers = fields.pop("watchers", None)
+        worklogs = fields.pop("worklogs", [])
         with self._lock:
             key = self._new_issue(project_key, fields)
             for body in comments:
                 self._add_comment(key, body, self.me)
+            if watchers is not None:
+                self.issues[key]["watchers"] = list(watchers)
+            for seconds in worklogs:
+                self._add_worklog(self.issues[key], {"timeSpentSeconds": seconds}, self.me)
         return key
+
+    def seed_worklog(self, key: str, seconds: int, comment: Any = None) -> str:
+        with self._lock:
+            return self._add_worklog(self.issues[key], {"timeSpentSeconds": seconds,
+                                                        "comment": comment}, self.me)["id"]
 
     def seed_comment(self, key: str, body: Any, author: str | None = None) -> str:
         with self._lock:
@@ -483,7 +510,8 @@ class FakeJira:
         if stored["status"] == "Done" and "resolution" not in fields:
             stored["resolution"], stored["resolutiondate"] = "Done", now
         self.issues[key] = {"id": str(next(self._issue_ids)), "key": key, "fields": stored,
-                            "comments": []}
+                            "comments": [], "watchers": [stored["reporter"]] if stored[
+                                "reporter"] else [], "worklogs": []}
         return key
 
     def _add_comment(self, key: str, body: Any, author: str,
@@ -666,6 +694,16 @@ class FakeJira:
         if name == "subtasks":
             return [self._linked(i, version) for i in self.issues.values()
                     if i["fields"]["parent"] == issue["key"]]
+        if name == "watches":
+            return {"self": self._url(version, f"issue/{issue['key']}/watchers"),
+                    "watchCount": len(issue["watchers"]),
+                    "isWatching": self.me in issue["watchers"]}
+        if name == "worklog":
+            worklogs = [self._worklog_json(issue, w, version) for w in issue["worklogs"]]
+            return {"startAt": 0, "maxResults": 20, "total": len(worklogs),
+                    "worklogs": worklogs[:20]}
+        if name == "timespent":
+            return sum(w["timeSpentSeconds"] for w in issue["worklogs"]) or None
         if name == "comment":
             comments = [self._comment_json(issue, c, version) for c in issue["comments"]]
             return {"comments": comments,
@@ -1089,6 +1127,259 @@ class FakeJira:
             if "visibility" in body:
                 comment["visibility"] = body["visibility"]
             return JSONResponse(self._comment_json(issue, comment, version))
+
+    # -- watchers -------------------------------------------------------------------------------
+
+    async def watchers(self, request: Request) -> Response:
+        begun = await self._begin(request)
+        if isinstance(begun, Response):
+            return begun
+        version, raw = begun
+        with self._lock:
+            issue = self._find(request.path_params["issue"])
+            if issue is None:
+                return _issue_missing()
+            if request.method == "GET":
+                return JSONResponse({
+                    "self": self._url(version, f"issue/{issue['key']}/watchers"),
+                    "isWatching": self.me in issue["watchers"],
+                    "watchCount": len(issue["watchers"]),
+                    "watchers": [self._user(a, version) for a in issue["watchers"]]})
+            if request.method == "DELETE":
+                account = request.query_params.get("accountId") or request.query_params.get(
+                    "username")
+                if not account:
+                    return _error(400, ["accountId must be provided"])
+                if account not in self.users:
+                    return _error(404, [f"The user with account ID '{account}' does not exist."])
+                if account in issue["watchers"]:
+                    issue["watchers"].remove(account)
+                return Response(status_code=204)
+        # POST: the body is one JSON string, the account id (v2 adds the caller without one)
+        if "json" not in request.headers.get("content-type", ""):
+            return Response(status_code=415)
+        text = raw.decode("utf-8", "replace").strip()
+        if not text and version == "2":
+            account = self.me
+        else:
+            try:
+                account = json.loads(text) if text else None
+            except ValueError:
+                return _error(400, ["Unrecognized token: was expecting (JSON String, Number, "
+                                    "Array, Object or token 'null', 'true' or 'false')"])
+            if not isinstance(account, str) or not account:
+                return _error(400, ["Cannot deserialize value of type `java.lang.String` from "
+                                    "the request body"])
+        with self._lock:
+            issue = self._find(request.path_params["issue"])
+            if issue is None:
+                return _issue_missing()
+            if account not in self.users:
+                return _error(404, [f"The user with account ID '{account}' does not exist."])
+            if account not in issue["watchers"]:
+                issue["watchers"].append(account)
+        return Response(status_code=204)
+
+    # -- worklogs -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _duration(text: Any) -> int | None:
+        """Jira's duration syntax ("1w 2d 3h 30m", a bare number is minutes) in seconds."""
+        if isinstance(text, int | float) and not isinstance(text, bool):
+            return int(text * 60)
+        if not isinstance(text, str) or not text.strip():
+            return None
+        parts = text.strip().lower().split()
+        if len(parts) == 1 and re.fullmatch(r"\d+(\.\d+)?", parts[0]):
+            return int(float(parts[0]) * 60)
+        total = 0
+        for part in parts:
+            match = re.fullmatch(r"(\d+(?:\.\d+)?)([wdhm])", part)
+            if not match:
+                return None
+            total += int(float(match.group(1)) * TIME_UNITS[match.group(2)])
+        return total
+
+    @staticmethod
+    def _formatted(seconds: int) -> str:
+        out = []
+        for unit, size in TIME_UNITS.items():
+            if seconds >= size:
+                out.append(f"{seconds // size}{unit}")
+                seconds %= size
+        return " ".join(out) or "0m"
+
+    def _add_worklog(self, issue: dict[str, Any], values: dict[str, Any],
+                     author: str) -> dict[str, Any]:
+        now = _now()
+        worklog = {"id": str(next(self._worklog_ids)), "author": author,
+                   "updateAuthor": author, "comment": values.get("comment"), "created": now,
+                   "updated": now, "started": values.get("started") or now,
+                   "timeSpentSeconds": values["timeSpentSeconds"],
+                   "visibility": values.get("visibility")}
+        issue["worklogs"].append(worklog)
+        issue["fields"]["updated"] = now
+        return worklog
+
+    def _worklog_json(self, issue: dict[str, Any], worklog: dict[str, Any],
+                      version: str) -> dict[str, Any]:
+        out = {"self": self._url(version, f"issue/{issue['id']}/worklog/{worklog['id']}"),
+               "author": self._user(worklog["author"], version),
+               "updateAuthor": self._user(worklog["updateAuthor"], version),
+               "created": worklog["created"], "updated": worklog["updated"],
+               "started": worklog["started"],
+               "timeSpent": self._formatted(worklog["timeSpentSeconds"]),
+               "timeSpentSeconds": worklog["timeSpentSeconds"], "id": worklog["id"],
+               "issueId": issue["id"]}
+        if worklog["comment"] not in (None, ""):
+            out["comment"] = _as_version(worklog["comment"], version)
+        if worklog.get("visibility"):
+            out["visibility"] = worklog["visibility"]
+        return out
+
+    def _worklog_values(self, body: dict[str, Any], version: str,
+                        creating: bool) -> dict[str, Any] | Response:
+        values: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        if "timeSpentSeconds" in body or "timeSpent" in body:
+            seconds = body.get("timeSpentSeconds")
+            if seconds is None:
+                seconds = self._duration(body.get("timeSpent"))
+                if seconds is None:
+                    errors["timeLogged"] = "Invalid time duration entered."
+            elif not isinstance(seconds, int) or isinstance(seconds, bool):
+                errors["timeLogged"] = "Invalid time duration entered."
+            if isinstance(seconds, int) and not errors:
+                if seconds <= 0:
+                    errors["timeLogged"] = "Time Spent must be greater than zero."
+                values["timeSpentSeconds"] = seconds
+        elif creating:
+            errors["timeLogged"] = "You must indicate the time spent working."
+        if "comment" in body:
+            comment = body["comment"]
+            if comment not in (None, "") and not self._valid_body(comment, version):
+                errors["comment"] = ADF_ERROR if version == "3" else "Comment is not valid."
+            values["comment"] = comment
+        if "started" in body:
+            started = body["started"]
+            if not isinstance(started, str) or not re.fullmatch(
+                    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}", started):
+                errors["started"] = ("Invalid date format. Please enter the date in the format "
+                                     "\"yyyy-MM-dd'T'HH:mm:ss.SSSZ\".")
+            values["started"] = started
+        if "visibility" in body:
+            values["visibility"] = body["visibility"]
+        if errors:
+            return _error(400, [], errors)
+        return values
+
+    @staticmethod
+    def _estimate_error(request: Request, reduce_param: str = "reduceBy") -> Response | None:
+        adjust = request.query_params.get("adjustEstimate", "auto")
+        if adjust not in ADJUST_ESTIMATE:
+            return _error(400, [f"Invalid value for adjustEstimate: {adjust}"])
+        if adjust == "new" and FakeJira._duration(request.query_params.get("newEstimate")) is None:
+            return _error(400, ["You must supply a valid new estimate."])
+        if adjust == "manual" and FakeJira._duration(
+                request.query_params.get(reduce_param)) is None:
+            return _error(400, ["You must supply a valid amount to reduce the estimate by."])
+        return None
+
+    async def worklogs(self, request: Request) -> Response:
+        begun = await self._begin(request)
+        if isinstance(begun, Response):
+            return begun
+        version, raw = begun
+        if request.method == "GET":
+            try:
+                start = int(request.query_params.get("startAt", "0"))
+                limit = int(request.query_params.get("maxResults", "5000"))
+            except ValueError:
+                return _error(400, ["The value of startAt and maxResults must be numbers."])
+            with self._lock:
+                issue = self._find(request.path_params["issue"])
+                if issue is None:
+                    return _issue_missing()
+                listed = [self._worklog_json(issue, w, version) for w in issue["worklogs"]]
+            return JSONResponse({"startAt": start, "maxResults": limit, "total": len(listed),
+                                 "worklogs": listed[max(start, 0):max(start, 0) + limit]})
+        body = self._json(request, raw)
+        if isinstance(body, Response):
+            return body
+        with self._lock:
+            issue = self._find(request.path_params["issue"])
+            if issue is None:
+                return _issue_missing()
+            if (error := self._estimate_error(request)) is not None:
+                return error
+            values = self._worklog_values(body, version, creating=True)
+            if isinstance(values, Response):
+                return values
+            worklog = self._add_worklog(issue, values, self.me)
+            return JSONResponse(self._worklog_json(issue, worklog, version), status_code=201)
+
+    async def one_worklog(self, request: Request) -> Response:
+        begun = await self._begin(request)
+        if isinstance(begun, Response):
+            return begun
+        version, raw = begun
+        body: dict[str, Any] = {}
+        if request.method == "PUT":
+            parsed = self._json(request, raw)
+            if isinstance(parsed, Response):
+                return parsed
+            body = parsed
+        worklog_id = request.path_params["worklog_id"]
+        with self._lock:
+            issue = self._find(request.path_params["issue"])
+            if issue is None:
+                return _issue_missing()
+            worklog = next((w for w in issue["worklogs"] if w["id"] == worklog_id), None)
+            if worklog is None:
+                return _error(404, [f"Cannot find worklog with id: '{worklog_id}'."])
+            if request.method == "GET":
+                return JSONResponse(self._worklog_json(issue, worklog, version))
+            if (error := self._estimate_error(request, "increaseBy")) is not None:
+                return error
+            if request.method == "DELETE":
+                issue["worklogs"].remove(worklog)
+                return Response(status_code=204)
+            values = self._worklog_values(body, version, creating=False)
+            if isinstance(values, Response):
+                return values
+            worklog.update(values, updateAuthor=self.me, updated=_now())
+            return JSONResponse(self._worklog_json(issue, worklog, version))
+
+    # -- users ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _user_matches(user: dict[str, Any], wanted: str) -> bool:
+        """A query matches the start of the display name or email, or of any word in them."""
+        texts = [user["displayName"].lower(), (user.get("emailAddress") or "").lower()]
+        return any(t.startswith(wanted) or any(w.startswith(wanted) for w in t.split())
+                   for t in texts if t)
+
+    async def user_search(self, request: Request) -> Response:
+        begun = await self._begin(request, anonymous=True)
+        if isinstance(begun, Response):
+            return begun
+        version, _ = begun
+        query = request.query_params.get("query")
+        account = request.query_params.get("accountId")
+        if query and account:
+            return _error(400, ["Provide either 'query' or 'accountId', not both."])
+        if not (query or account or request.query_params.get("property")):
+            return _error(400, ["One of 'accountId', 'query' or 'property' must be provided."])
+        try:
+            start = int(request.query_params.get("startAt", "0"))
+            limit = int(request.query_params.get("maxResults", "50"))
+        except ValueError:
+            return _error(400, ["The value of startAt and maxResults must be numbers."])
+        wanted = (query or "").lower()
+        with self._lock:
+            found = [self._user(a, version) for a, u in self.users.items()
+                     if (account and a == account) or (wanted and self._user_matches(u, wanted))]
+        return JSONResponse(found[max(start, 0):max(start, 0) + max(limit, 0)])
 
     # -- search ---------------------------------------------------------------------------------
 

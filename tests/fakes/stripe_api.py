@@ -1,4 +1,5 @@
-"""A fake Stripe API (customers, invoices, invoice items, charges, refunds, PaymentIntents).
+"""A fake Stripe API (customers, invoices, invoice items, charges, refunds, PaymentIntents,
+products, prices, subscriptions).
 
 Named `stripe_api` so that it never shadows the real `stripe` package on import.
 https://docs.stripe.com/api
@@ -10,6 +11,11 @@ https://docs.stripe.com/api
   response carries `Request-Id`
 - POSTs honour `Idempotency-Key`: a replay returns the stored answer (`Idempotent-Replayed`),
   other parameters or another endpoint with the same key answer 400 `idempotency_error`
+- products, prices and subscriptions answer with the objects as the shipped description
+  (connectors_schemas/descriptions/stripe-openapi-spec3.yaml.gz, API 2023-08-16) documents them:
+  a subscription carries its period, `items` (a list of subscription items, each with its full
+  price) and `cancellation_details`; `DELETE /v1/subscriptions/{id}` cancels it and answers the
+  canceled subscription
 """
 
 from __future__ import annotations
@@ -49,11 +55,14 @@ INT_FIELDS = {
     "amount", "balance", "amount_to_capture", "days_until_due", "due_date", "quantity",
     "application_fee_amount", "next_invoice_sequence", "unit_amount", "effective_at",
     "automatically_finalizes_at", "limit", "start", "end", "amount_to_confirm",
+    "interval_count", "proration_date", "billing_cycle_anchor", "trial_period_days",
 }
 BOOL_FIELDS = {
     "auto_advance", "capture", "confirm", "paid_out_of_band", "forgive", "off_session",
     "discountable", "validate", "error_on_requires_action", "use_stripe_sdk", "final_capture",
     "refund_application_fee", "reverse_transfer", "enabled", "pending",
+    "cancel_at_period_end", "invoice_now", "prorate", "active", "deleted", "shippable",
+    "trial_from_plan", "clear_usage",
 }
 MIN_AMOUNT = {"usd": (50, "$0.50 usd"), "eur": (50, "€0.50 eur"), "gbp": (30, "£0.30 gbp")}
 REFUND_REASONS = {"duplicate", "fraudulent", "requested_by_customer"}
@@ -143,6 +152,40 @@ PI_CAPTURE = {"amount_details", "amount_to_capture", "application_fee_amount", "
 # Fields a succeeded/canceled PaymentIntent still lets you change.
 PI_ALWAYS_EDITABLE = {"description", "metadata", "receipt_email", "shipping", "expand",
                       "statement_descriptor", "statement_descriptor_suffix", "transfer_group"}
+# Parameters as the shipped description documents them (tests/fakes/test_fake_stripe.py checks).
+PRODUCT_CREATE = {
+    "active", "default_price_data", "description", "expand", "features", "id", "images",
+    "metadata", "name", "package_dimensions", "shippable", "statement_descriptor", "tax_code",
+    "unit_label", "url",
+}
+PRODUCT_UPDATE = (PRODUCT_CREATE - {"default_price_data", "id"}) | {"default_price"}
+PRICE_CREATE = {
+    "active", "billing_scheme", "currency", "currency_options", "custom_unit_amount", "expand",
+    "lookup_key", "metadata", "nickname", "product", "product_data", "recurring",
+    "tax_behavior", "tiers", "tiers_mode", "transfer_lookup_key", "transform_quantity",
+    "unit_amount", "unit_amount_decimal",
+}
+PRICE_UPDATE = {"active", "currency_options", "expand", "lookup_key", "metadata", "nickname",
+                "tax_behavior", "transfer_lookup_key"}
+SUBSCRIPTION_UPDATE = {
+    "add_invoice_items", "application_fee_percent", "automatic_tax", "billing_cycle_anchor",
+    "billing_thresholds", "cancel_at", "cancel_at_period_end", "cancellation_details",
+    "collection_method", "coupon", "days_until_due", "default_payment_method",
+    "default_source", "default_tax_rates", "description", "expand", "items", "metadata",
+    "off_session", "on_behalf_of", "pause_collection", "payment_behavior", "payment_settings",
+    "pending_invoice_item_interval", "promotion_code", "proration_behavior", "proration_date",
+    "transfer_data", "trial_end", "trial_from_plan", "trial_settings",
+}
+SUBSCRIPTION_CREATE = (SUBSCRIPTION_UPDATE - {
+    "cancellation_details", "pause_collection", "proration_date"}) | {
+    "backdate_start_date", "currency", "customer", "trial_period_days"}
+SUBSCRIPTION_CANCEL = {"cancellation_details", "expand", "invoice_now", "prorate"}
+# What a canceled subscription still lets you change
+SUBSCRIPTION_CANCELED_EDITABLE = {"cancellation_details", "metadata", "expand"}
+CANCELLATION_FEEDBACK = {"customer_service", "low_quality", "missing_features", "other",
+                         "switched_service", "too_complex", "too_expensive", "unused"}
+PRORATION_BEHAVIORS = {"always_invoice", "create_prorations", "none"}
+INTERVAL_SECONDS = {"day": 86400, "week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400}
 NOT_UNSETTABLE = {"amount", "currency", "collection_method", "auto_advance", "customer",
                   "capture_method", "charge", "payment_intent"}
 
@@ -391,6 +434,18 @@ class FakeStripe:
             self._route("/v1/payment_intents/{id}/confirm", POST=self._confirm_payment_intent),
             self._route("/v1/payment_intents/{id}/cancel", POST=self._cancel_payment_intent),
             self._route("/v1/payment_intents/{id}/capture", POST=self._capture_payment_intent),
+            self._route("/v1/products", GET=self._list_of("product", {"active"}),
+                        POST=self._create_product),
+            self._route("/v1/products/{id}", GET=self._retrieve("product"),
+                        POST=self._update_product),
+            self._route("/v1/prices", GET=self._list_of("price", {"active", "product"}),
+                        POST=self._create_price),
+            self._route("/v1/prices/{id}", GET=self._retrieve("price"),
+                        POST=self._update_price),
+            self._route("/v1/subscriptions", GET=self._list_of("subscription", {
+                        "customer", "status"}), POST=self._create_subscription),
+            self._route("/v1/subscriptions/{id}", GET=self._retrieve("subscription"),
+                        POST=self._update_subscription, DELETE=self._cancel_subscription),
             Route("/{path:path}", self.unknown,
                   methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
         ])
@@ -460,14 +515,45 @@ class FakeStripe:
             refund.update(copy.deepcopy(fields))
             return refund["id"]
 
-    def get(self, object_id: str) -> dict[str, Any]:
+    def seed_product(self, name: str = "Gold Plan", **fields: Any) -> str:
         with self._lock:
-            return copy.deepcopy(self.objects[object_id])
+            product = self._new_product({"name": name})
+            product.update(copy.deepcopy(fields))
+            return product["id"]
+
+    def seed_price(self, product: str | None = None, unit_amount: int = 2000,
+                   currency: str = "usd", interval: str | None = "month", **fields: Any) -> str:
+        """A price of `product` (a new one when not given), recurring unless `interval=None`."""
+        product = product or self.seed_product()
+        with self._lock:
+            params: Params = {"product": product, "unit_amount": unit_amount,
+                              "currency": currency}
+            if interval:
+                params["recurring"] = {"interval": interval}
+            price = self._new_price(params)
+            price.update(copy.deepcopy(fields))
+            return price["id"]
+
+    def seed_subscription(self, customer: str, prices: list[str] | None = None,
+                          quantity: int = 1, **fields: Any) -> str:
+        """An active subscription of `customer` to `prices` (a new monthly price if not given)."""
+        prices = prices or [self.seed_price()]
+        with self._lock:
+            subscription = self._new_subscription({
+                "customer": customer, "items": [{"price": p, "quantity": quantity}
+                                                for p in prices]})
+            subscription.update(copy.deepcopy(fields))
+            return subscription["id"]
+
+    def get(self, object_id: str) -> dict[str, Any]:
+        """One stored object as the API answers it."""
+        with self._lock:
+            return copy.deepcopy(self._present(self.objects[object_id]))
 
     def of_type(self, object_name: str) -> list[dict[str, Any]]:
         """Every stored object of one kind ("customer", "invoice", ...), oldest first."""
         with self._lock:
-            return [copy.deepcopy(o) for o in self.objects.values()
+            return [copy.deepcopy(self._present(o)) for o in self.objects.values()
                     if o.get("object") == object_name]
 
     # ---------------------------------------------------------------------------- plumbing
@@ -550,7 +636,8 @@ class FakeStripe:
                         return self._replay(stored, request, key, params, headers)
                 try:
                     result = handler(params, dict(request.path_params))
-                    answer = (200, self._expanded(result, params.get("expand")))
+                    answer = (200, self._expanded(self._present(result),
+                                                  params.get("expand")))
                 except StripeError as error:
                     if not (key and error.replayable):
                         raise
@@ -588,6 +675,14 @@ class FakeStripe:
 
     async def unknown(self, request: Request) -> Response:
         return await self._serve(request, {})
+
+    def _present(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Stored objects as answered: a subscription embeds its items' prices."""
+        if result.get("object") == "list":
+            return {**result, "data": [self._present(o) for o in result["data"]]}
+        if result.get("object") == "subscription" and "_items" in result:
+            return self._rendered_subscription(result)
+        return result
 
     def _expanded(self, result: dict[str, Any], expand: Any) -> dict[str, Any]:
         result = copy.deepcopy(result)
@@ -1337,3 +1432,337 @@ class FakeStripe:
                       balance_transaction="txn_" + charge["id"][3:])
         intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
         return intent
+
+    # ------------------------------------------------------------------ products and prices
+
+    def _new_product(self, params: Params) -> dict[str, Any]:
+        ident = params.get("id") or self._id("prod")
+        if ident in self.objects:
+            raise _invalid("Product already exists.", "id", "resource_already_exists")
+        now = int(time.time())
+        product: dict[str, Any] = {
+            "id": ident, "object": "product", "active": True, "created": now,
+            "default_price": None, "description": None, "features": [], "images": [],
+            "livemode": False, "metadata": {}, "name": params["name"],
+            "package_dimensions": None, "shippable": None, "statement_descriptor": None,
+            "tax_code": None, "unit_label": None, "updated": now, "url": None,
+        }
+        self.objects[ident] = product
+        self._apply_product(product, {k: v for k, v in params.items()
+                                      if k not in ("id", "default_price_data")})
+        if isinstance(params.get("default_price_data"), dict):
+            data = params["default_price_data"]
+            price = self._new_price({**data, "product": ident})
+            product["default_price"] = price["id"]
+        return product
+
+    def _apply_product(self, product: dict[str, Any], params: Params) -> None:
+        for name, value in params.items():
+            if name == "expand":
+                continue
+            if name == "metadata":
+                _merge_metadata(product, value)
+            elif name == "default_price" and value not in (None, ""):
+                price = self._get("price", value, "default_price")
+                if price["product"] != product["id"]:
+                    raise _invalid(f"The price `{value}` does not belong to this product.",
+                                   "default_price")
+                product[name] = value
+            elif name in ("features", "images"):
+                product[name] = [] if value == "" else value
+            else:
+                product[name] = _blank_to_none(value)
+        product["updated"] = int(time.time())
+
+    def _create_product(self, params: Params, path: dict[str, str]) -> dict[str, Any]:
+        _check(params, PRODUCT_CREATE, creating=True)
+        _require(params, "name")
+        return self._new_product(params)
+
+    def _update_product(self, params: Params, path: dict[str, str]) -> dict[str, Any]:
+        _check(params, PRODUCT_UPDATE)
+        if params.get("name") == "":
+            raise _empty_error("name")
+        product = self._get("product", path["id"])
+        self._apply_product(product, params)
+        return product
+
+    def _new_price(self, params: Params) -> dict[str, Any]:
+        if isinstance(params.get("product_data"), dict):
+            _require(params["product_data"], "name")
+            params = {**params, "product": self._new_product(params["product_data"])["id"]}
+        _require(params, "currency", "product")
+        self._get("product", params["product"], "product")
+        ident = self._id("price")
+        recurring = params.get("recurring")
+        if recurring is not None:
+            if not isinstance(recurring, dict) or recurring.get("interval") not in (
+                    INTERVAL_SECONDS):
+                raise _invalid("Invalid recurring[interval]: must be one of day, month, week, "
+                               "or year", "recurring[interval]")
+            recurring = {"aggregate_usage": recurring.get("aggregate_usage"),
+                         "interval": recurring["interval"],
+                         "interval_count": recurring.get("interval_count", 1),
+                         "usage_type": recurring.get("usage_type", "licensed")}
+        amount = params.get("unit_amount")
+        price: dict[str, Any] = {
+            "id": ident, "object": "price", "active": params.get("active", True),
+            "billing_scheme": params.get("billing_scheme", "per_unit"),
+            "created": int(time.time()), "currency": str(params["currency"]).lower(),
+            "custom_unit_amount": None, "livemode": False,
+            "lookup_key": params.get("lookup_key"), "metadata": {},
+            "nickname": params.get("nickname"), "product": params["product"],
+            "recurring": recurring, "tax_behavior": params.get("tax_behavior", "unspecified"),
+            "tiers_mode": None, "transform_quantity": None,
+            "type": "recurring" if recurring else "one_time", "unit_amount": amount,
+            "unit_amount_decimal": None if amount is None else str(amount),
+        }
+        if params.get("metadata"):
+            _merge_metadata(price, params["metadata"])
+        self.objects[ident] = price
+        return price
+
+    def _create_price(self, params: Params, path: dict[str, str]) -> dict[str, Any]:
+        _check(params, PRICE_CREATE, creating=True)
+        if not params.get("product") and not params.get("product_data"):
+            raise _invalid("Missing required param: product.", "product", "parameter_missing")
+        return self._new_price(params)
+
+    def _update_price(self, params: Params, path: dict[str, str]) -> dict[str, Any]:
+        _check(params, PRICE_UPDATE)
+        price = self._get("price", path["id"])
+        for name, value in params.items():
+            if name == "metadata":
+                _merge_metadata(price, value)
+            elif name in ("active", "nickname", "lookup_key", "tax_behavior"):
+                price[name] = _blank_to_none(value)
+        return price
+
+    # -------------------------------------------------------------------------- subscriptions
+
+    def _subscription_item(self, subscription: dict[str, Any], spec: Params) -> dict[str, Any]:
+        price = self._get("price", spec.get("price", ""), "items[0][price]")
+        if price["type"] != "recurring":
+            raise _invalid("The price specified is set to `type=one_time` but this field only "
+                           "accepts prices with `type=recurring`.", "items[0][price]")
+        quantity = spec.get("quantity", 1)
+        if not isinstance(quantity, int) or quantity < 0:
+            raise _invalid("Invalid integer", "items[0][quantity]")
+        item: dict[str, Any] = {
+            "id": self._id("si"), "object": "subscription_item", "billing_thresholds": None,
+            "created": int(time.time()), "metadata": {}, "price": price["id"],
+            "quantity": quantity, "subscription": subscription["id"], "tax_rates": [],
+        }
+        if spec.get("metadata"):
+            _merge_metadata(item, spec["metadata"])
+        return item
+
+    def _check_items(self, items: list[dict[str, Any]]) -> None:
+        prices = [item["price"] for item in items]
+        if len(set(prices)) != len(prices):
+            raise _invalid("Cannot add multiple subscription items with the same price.",
+                           "items")
+        currencies = {self.objects[p]["currency"] for p in prices}
+        if len(currencies) > 1:
+            raise _invalid("The price specified only supports a single currency.", "items")
+
+    def _rendered_subscription(self, subscription: dict[str, Any]) -> dict[str, Any]:
+        """The stored subscription keeps item ids and price ids; answers embed the prices."""
+        out = copy.deepcopy(subscription)
+        data = [{**item, "price": copy.deepcopy(self.objects[item["price"]])}
+                for item in subscription["_items"]]
+        out.pop("_items")
+        out["items"] = _list(data, f"/v1/subscription_items?subscription={subscription['id']}")
+        return out
+
+    def _new_subscription(self, params: Params) -> dict[str, Any]:
+        customer = self._get("customer", params.get("customer", ""), "customer")
+        items = params.get("items")
+        if not isinstance(items, list) or not items:
+            raise _invalid("Missing required param: items.", "items", "parameter_missing")
+        now = int(time.time())
+        ident = self._id("sub")
+        subscription: dict[str, Any] = {
+            "id": ident, "object": "subscription", "application": None,
+            "application_fee_percent": None, "automatic_tax": {"enabled": False},
+            "billing_cycle_anchor": now, "billing_thresholds": None, "cancel_at": None,
+            "cancel_at_period_end": False, "canceled_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+            "collection_method": "charge_automatically", "created": now, "currency": "usd",
+            "current_period_end": now, "current_period_start": now,
+            "customer": customer["id"], "days_until_due": None,
+            "default_payment_method": None, "default_source": None, "default_tax_rates": [],
+            "description": None, "discount": None, "ended_at": None, "_items": [],
+            "latest_invoice": None, "livemode": False, "metadata": {},
+            "next_pending_invoice_item_invoice": None, "on_behalf_of": None,
+            "pause_collection": None,
+            "payment_settings": {"payment_method_options": None, "payment_method_types": None,
+                                 "save_default_payment_method": "off"},
+            "pending_invoice_item_interval": None, "pending_setup_intent": None,
+            "pending_update": None, "schedule": None, "start_date": now, "status": "active",
+            "test_clock": None, "transfer_data": None, "trial_end": None,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+            "trial_start": None,
+        }
+        subscription["_items"] = [self._subscription_item(subscription, spec) for spec in items]
+        self._check_items(subscription["_items"])
+        first = self.objects[subscription["_items"][0]["price"]]
+        subscription["currency"] = first["currency"]
+        subscription["current_period_end"] = now + INTERVAL_SECONDS[
+            first["recurring"]["interval"]] * first["recurring"]["interval_count"]
+        self._apply_subscription(subscription, {k: v for k, v in params.items()
+                                                if k not in ("customer", "items", "currency")})
+        if params.get("trial_period_days"):
+            subscription.update(status="trialing", trial_start=now,
+                                trial_end=now + 86400 * params["trial_period_days"])
+        self.objects[ident] = subscription
+        return subscription
+
+    def _apply_subscription(self, subscription: dict[str, Any], params: Params) -> None:
+        if params.get("proration_behavior") not in (None, *PRORATION_BEHAVIORS):
+            raise _invalid("Invalid proration_behavior: must be one of always_invoice, "
+                           "create_prorations, or none", "proration_behavior")
+        for name in ("coupon", "promotion_code"):
+            if params.get(name):
+                raise _invalid(f"No such {name.replace('_', ' ')}: '{params[name]}'", name,
+                               "resource_missing")
+        for name, value in params.items():
+            if name in ("expand", "proration_behavior", "proration_date", "payment_behavior",
+                        "off_session", "trial_from_plan", "trial_period_days",
+                        "backdate_start_date", "add_invoice_items", "coupon",
+                        "promotion_code"):
+                continue
+            if name == "metadata":
+                _merge_metadata(subscription, value)
+            elif name == "items":
+                self._update_items(subscription, value)
+            elif name == "cancellation_details":
+                details = _blank_to_none(value) or {}
+                if details.get("feedback") not in (None, *CANCELLATION_FEEDBACK):
+                    raise _invalid("Invalid cancellation_details[feedback]",
+                                   "cancellation_details[feedback]")
+                subscription["cancellation_details"].update(
+                    {k: details[k] for k in ("comment", "feedback") if k in details})
+            elif name == "cancel_at_period_end":
+                subscription[name] = value
+                subscription["cancel_at"] = (subscription["current_period_end"] if value
+                                             else None)
+            elif name == "cancel_at":
+                subscription[name] = None if value == "" else value
+                subscription["cancel_at_period_end"] = False
+            elif name == "trial_end":
+                if value == "now":
+                    subscription.update(trial_end=int(time.time()), status="active")
+                elif not re.fullmatch(r"\d+", str(value)):
+                    raise _invalid("Invalid timestamp: must be an integer Unix timestamp in "
+                                   "the future, or `now`.", "trial_end")
+                else:
+                    subscription.update(trial_end=int(value), status="trialing",
+                                        trial_start=subscription["trial_start"]
+                                        or int(time.time()))
+            elif name == "pause_collection":
+                if value == "":
+                    subscription[name] = None
+                elif not isinstance(value, dict) or value.get("behavior") not in (
+                        "keep_as_draft", "mark_uncollectible", "void"):
+                    raise _invalid("Invalid pause_collection[behavior]",
+                                   "pause_collection[behavior]")
+                else:
+                    subscription[name] = {"behavior": value["behavior"],
+                                          "resumes_at": value.get("resumes_at")}
+            elif name == "collection_method":
+                if value not in ("charge_automatically", "send_invoice"):
+                    raise _invalid("Invalid collection_method: must be one of "
+                                   "charge_automatically or send_invoice", "collection_method")
+                subscription[name] = value
+                if value == "charge_automatically":
+                    subscription["days_until_due"] = None
+            elif name == "default_payment_method" and value not in (None, ""):
+                subscription[name] = value
+            elif name in ("payment_settings", "automatic_tax", "trial_settings") and isinstance(
+                    value, dict):
+                merged = subscription[name] or {}
+                merged.update(_blank_to_none(value))
+                subscription[name] = merged
+            elif name == "default_tax_rates":
+                subscription[name] = [] if value == "" else value
+            else:
+                subscription[name] = _blank_to_none(value)
+        if (subscription["collection_method"] == "send_invoice"
+                and subscription["days_until_due"] is None):
+            raise _invalid("Missing required param: days_until_due.", "days_until_due",
+                           "parameter_missing")
+
+    def _update_items(self, subscription: dict[str, Any], specs: Any) -> None:
+        if not isinstance(specs, list):
+            raise _invalid("Invalid array", "items")
+        items = {item["id"]: item for item in subscription["_items"]}
+        order = list(items)
+        for index, spec in enumerate(specs):
+            if not isinstance(spec, dict):
+                raise _invalid("Invalid hash", f"items[{index}]")
+            if spec.get("id"):
+                item = items.get(spec["id"])
+                if item is None:
+                    raise _invalid(f"No such subscription item: '{spec['id']}'",
+                                   f"items[{index}][id]", "resource_missing")
+                if spec.get("deleted"):
+                    items.pop(spec["id"])
+                    continue
+                if spec.get("price"):
+                    self._get("price", spec["price"], f"items[{index}][price]")
+                    item["price"] = spec["price"]
+                if "quantity" in spec:
+                    item["quantity"] = spec["quantity"]
+                if "metadata" in spec:
+                    _merge_metadata(item, spec["metadata"])
+            else:
+                item = self._subscription_item(subscription, spec)
+                items[item["id"]] = item
+                order.append(item["id"])
+        remaining = [items[i] for i in order if i in items]
+        if not remaining:
+            raise _invalid("A subscription must have at least one active plan. To cancel a "
+                           "subscription, please use the cancel API endpoint on "
+                           "/v1/subscriptions.", "items")
+        self._check_items(remaining)
+        subscription["_items"] = remaining
+
+    def _create_subscription(self, params: Params, path: dict[str, str]) -> dict[str, Any]:
+        _check(params, SUBSCRIPTION_CREATE, creating=True)
+        _require(params, "customer")
+        return self._new_subscription(params)
+
+    def _update_subscription(self, params: Params, path: dict[str, str]) -> dict[str, Any]:
+        _check(params, SUBSCRIPTION_UPDATE)
+        subscription = self._get("subscription", path["id"])
+        if subscription["status"] in ("canceled", "incomplete_expired"):
+            for name in params:
+                if name not in SUBSCRIPTION_CANCELED_EDITABLE:
+                    raise _state("A canceled subscription can only update its "
+                                 "cancellation_details and metadata.", name)
+        # validate on a copy, so a failing update changes nothing
+        working = copy.deepcopy(subscription)
+        self._apply_subscription(working, params)
+        subscription.clear()
+        subscription.update(working)
+        return subscription
+
+    def _cancel_subscription(self, params: Params, path: dict[str, str]) -> dict[str, Any]:
+        _check(params, SUBSCRIPTION_CANCEL)
+        subscription = self._get("subscription", path["id"])
+        if subscription["status"] == "canceled":
+            raise _state("This subscription has already been canceled.", None,
+                         "subscription_canceled")
+        details = params.get("cancellation_details") or {}
+        if details.get("feedback") not in (None, "", *CANCELLATION_FEEDBACK):
+            raise _invalid("Invalid cancellation_details[feedback]",
+                           "cancellation_details[feedback]")
+        now = int(time.time())
+        subscription.update(status="canceled", canceled_at=now, ended_at=now,
+                            cancel_at_period_end=False, cancel_at=None)
+        subscription["cancellation_details"] = {
+            "comment": _blank_to_none(details.get("comment")),
+            "feedback": _blank_to_none(details.get("feedback")),
+            "reason": "cancellation_requested"}
+        return subscription

@@ -13,6 +13,7 @@ import pytest
 import trustme
 from github import Auth, Github, GithubException
 
+from tests.fakes import described
 from tests.fakes.github import FakeGitHub, blob_sha
 from tests.fakes.server import HTTPSFake
 
@@ -369,3 +370,88 @@ def test_pygithub_graphql_and_enterprise(sdk: tuple[FakeGitHub, Github],
     assert data["data"]["viewer"]["login"] == "octocat"
     assert fake.log.of("POST", "/api/graphql")
     ghe.close()
+
+
+# ------------------------------------------------------ issue labels and reviews (described)
+
+LABELS = "/repos/{owner}/{repo}/issues/{issue_number}/labels"
+REVIEWS = "/repos/{owner}/{repo}/pulls/{pull_number}/reviews"
+
+
+def test_issue_labels_add_set_remove_as_described(served: tuple[FakeGitHub, httpx.Client]) -> None:
+    fake, client = served
+    number = fake.seed_issue("acme", "app", title="Label me", labels=["bug"])
+    base = f"/repos/acme/app/issues/{number}/labels"
+    listed = client.get(base)
+    described.check("github", "get", LABELS, 200, listed.json())
+    assert [label["name"] for label in listed.json()] == ["bug"]
+    added = client.post(base, json={"labels": ["triage", {"name": "BUG"}]})
+    described.check("github", "post", LABELS, 200, added.json())
+    assert [label["name"] for label in added.json()] == ["bug", "triage"]
+    bare = client.post(base, json=["p1"])  # a bare array, as PyGithub sends it
+    assert [label["name"] for label in bare.json()] == ["bug", "triage", "p1"]
+    assert client.post(base, json={"labels": []}).status_code == 422
+    replaced = client.put(base, json={"labels": ["p2"]})
+    described.check("github", "put", LABELS, 200, replaced.json())
+    assert fake.issue_record("acme", "app", number)["labels"] == ["p2"]
+    assert [x["name"] for x in client.put(base, json="wontfix").json()] == ["wontfix"]
+    removed = client.delete(f"{base}/wontfix")
+    described.check("github", "delete", LABELS + "/{name}", 200, removed.json())
+    assert removed.json() == []
+    assert client.delete(f"{base}/wontfix").json()["message"] == "Label does not exist"
+    assert client.put(base, json=["a", "b"]).status_code == 200
+    assert client.delete(base).status_code == 204
+    assert fake.issue_record("acme", "app", number)["labels"] == []
+    assert client.post("/repos/acme/app/issues/999/labels", json=["x"]).status_code == 404
+    # the issue's own answer carries the labels the same way
+    issue = client.get(f"/repos/acme/app/issues/{number}").json()
+    described.check("github", "get", "/repos/{owner}/{repo}/issues/{issue_number}", 200, issue)
+
+
+def test_pull_reviews_as_described(served: tuple[FakeGitHub, httpx.Client]) -> None:
+    fake, client = served
+    mine = fake.seed_pull("acme", "app", head="mine")
+    theirs = fake.seed_pull("acme", "app", head="theirs", user="monalisa")
+    base = f"/repos/acme/app/pulls/{theirs}/reviews"
+    approved = client.post(base, json={"event": "APPROVE", "body": "LGTM"})
+    assert approved.status_code == 200  # the description documents 200, not 201
+    described.check("github", "post", REVIEWS, 200, approved.json())
+    review = approved.json()
+    assert (review["state"], review["body"], review["user"]["login"]) == (
+        "APPROVED", "LGTM", "octocat")
+    assert review["commit_id"] == fake.pulls[("acme", "app", theirs)]["head_sha"]
+    pending = client.post(base, json={"comments": [{"path": "a.py", "position": 1,
+                                                    "body": "nit"}]}).json()
+    assert pending["state"] == "PENDING" and "submitted_at" not in pending
+    again = client.post(base, json={})
+    assert again.status_code == 422
+    described.check("github", "post", REVIEWS, 422, again.json())
+    assert again.json()["errors"] == ["User can only have one pending review per pull request"]
+    assert client.post(base, json={"event": "COMMENT"}).status_code == 422
+    own = client.post(f"/repos/acme/app/pulls/{mine}/reviews", json={"event": "APPROVE"})
+    assert own.json()["errors"] == ["Review Can not approve your own pull request"]
+    listed = client.get(base)
+    described.check("github", "get", REVIEWS, 200, listed.json())
+    assert [r["state"] for r in listed.json()] == ["APPROVED", "PENDING"]
+    one = client.get(f"{base}/{review['id']}")
+    described.check("github", "get", REVIEWS + "/{review_id}", 200, one.json())
+    assert client.get(f"/repos/acme/app/pulls/{mine}/reviews/{review['id']}").status_code == 404
+    assert [r["state"] for r in fake.reviews_of("acme", "app", theirs)] == [
+        "APPROVED", "PENDING"]
+
+
+def test_pygithub_labels_and_review(sdk: tuple[FakeGitHub, Github]) -> None:
+    fake, gh = sdk
+    repo = gh.get_repo("acme/app")
+    number = fake.seed_issue("acme", "app", title="SDK labels", labels=["bug"])
+    issue = repo.get_issue(number)
+    issue.add_to_labels("needs-triage", "p1")
+    assert fake.issue_record("acme", "app", number)["labels"] == ["bug", "needs-triage", "p1"]
+    issue.set_labels("p3")
+    assert fake.issue_record("acme", "app", number)["labels"] == ["p3"]
+    assert [label.name for label in issue.get_labels()] == ["p3"]
+    pull = repo.get_pull(fake.seed_pull("acme", "app", head="sdk-review", user="hubot"))
+    review = pull.create_review(body="Please add a test", event="REQUEST_CHANGES")
+    assert (review.state, review.body, review.user.login) == (
+        "CHANGES_REQUESTED", "Please add a test", "octocat")
+    assert [r.id for r in pull.get_reviews()] == [review.id]

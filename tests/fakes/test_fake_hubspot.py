@@ -10,7 +10,11 @@ from typing import Any
 import httpx
 import pytest
 import trustme
+from hubspot import HubSpot
+from hubspot.crm.associations.v4 import AssociationSpec
+from urllib3.util.retry import Retry
 
+from tests.fakes import described
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.server import HTTPSFake
 
@@ -20,7 +24,8 @@ C = "/crm/v3/objects/contacts"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeHubSpot, httpx.Client]]:
+def serving(tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[FakeHubSpot, httpx.Client, str, str]]:
     d = tmp_path_factory.mktemp("tls")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
@@ -30,7 +35,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeHubSp
     tls = ssl.create_default_context(cafile=str(d / "ca.pem"))
     with HTTPSFake(fake.app, d / "server.pem", d / "server.pem") as server, httpx.Client(
             base_url=f"https://127.0.0.1:{server.port}", verify=tls, headers=AUTH) as client:
-        yield fake, client
+        yield fake, client, f"https://127.0.0.1:{server.port}", str(d / "ca.pem")
+
+
+@pytest.fixture(scope="module")
+def served(serving: tuple[FakeHubSpot, httpx.Client, str, str]
+           ) -> tuple[FakeHubSpot, httpx.Client]:
+    return serving[0], serving[1]
+
+
+@pytest.fixture
+def served_base(serving: tuple[FakeHubSpot, httpx.Client, str, str]) -> tuple[str, str]:
+    """The fake's base URL and CA, for an SDK configured with them."""
+    return serving[2], serving[3]
 
 
 def _error_shape(body: dict[str, Any], category: str | None) -> None:
@@ -325,3 +342,77 @@ def test_unknown_path_is_recorded(served: tuple[FakeHubSpot, httpx.Client]) -> N
     assert r.status_code == 404
     seen = fake.log.of("PUT", "/crm/v3/nowhere")[-1]
     assert seen.query == "x=1" and seen.body == b"hello"
+
+
+# ---------------------------------------------------------------- v4 associations (described)
+
+ASSOC = "hubspot-associations-v4"
+LABELLED = "/crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}/{toObjectId}"
+LISTED = "/crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}"
+DEFAULT = ("/crm/v4/objects/{fromObjectType}/{fromObjectId}/associations/default/"
+           "{toObjectType}/{toObjectId}")
+
+
+def test_v4_associations_as_described(served: tuple[FakeHubSpot, httpx.Client]) -> None:
+    fake, client = served
+    contact = fake.seed("contacts", email="assoc@acme.test")
+    company, other = fake.seed("companies", name="Initech"), fake.seed("companies", name="Hooli")
+    v4 = f"/crm/v4/objects/contacts/{contact}/associations"
+    empty = client.get(f"{v4}/companies")
+    described.check(ASSOC, "get", LISTED, 200, empty.json())
+    assert empty.json() == {"results": []}
+    created = client.put(f"{v4}/companies/{company}", json=[
+        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}])
+    assert created.status_code == 201
+    described.check(ASSOC, "put", LABELLED, 201, created.json())
+    assert created.json() == {"fromObjectTypeId": "0-1", "fromObjectId": contact,
+                              "toObjectTypeId": "0-2", "toObjectId": company,
+                              "labels": ["Primary"]}
+    unlabelled = client.put(f"{v4}/company/{other}", json=[
+        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]).json()
+    assert unlabelled["labels"] == []
+    listed = client.get(f"{v4}/companies")
+    described.check(ASSOC, "get", LISTED, 200, listed.json())
+    assert listed.json()["results"] == [
+        {"toObjectId": company, "associationTypes": [
+            {"category": "HUBSPOT_DEFINED", "typeId": 1, "label": "Primary"}]},
+        {"toObjectId": other, "associationTypes": [
+            {"category": "HUBSPOT_DEFINED", "typeId": 279}]}]
+    # read from the other end, with that direction's type ids
+    reverse = client.get(f"/crm/v4/objects/companies/{company}/associations/contacts").json()
+    assert reverse["results"] == [{"toObjectId": contact, "associationTypes": [
+        {"category": "HUBSPOT_DEFINED", "typeId": 2, "label": "Primary"}]}]
+    paged = client.get(f"{v4}/companies", params={"limit": 1}).json()
+    assert paged["paging"]["next"]["after"] == "1"
+    default = client.put(f"/crm/v4/objects/deals/{fake.seed('deals')}/associations/default/"
+                         f"companies/{company}")
+    described.check(ASSOC, "put", DEFAULT, 200, default.json())
+    assert default.json()["results"][0]["associationSpec"]["associationTypeId"] == 341
+    assert client.delete(f"{v4}/companies/{other}").status_code == 204
+    assert fake.associated("contacts", contact, "companies") == {company: [1]}
+
+    bad_type = client.put(f"{v4}/companies/{company}", json=[
+        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}])
+    assert bad_type.status_code == 400
+    assert client.put(f"{v4}/companies/{company}", json=[{"associationTypeId": 1}]
+                      ).status_code == 400
+    assert client.put(f"{v4}/companies/999999", json=[
+        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]).status_code == 404
+    assert client.get(f"{v4}/widgets").status_code == 400
+    assert client.get(f"{v4}/companies", headers={"Authorization": ""}).status_code == 401
+
+
+def test_hubspot_api_client_v4_associations(
+        served: tuple[FakeHubSpot, httpx.Client], served_base: tuple[str, str]) -> None:
+    fake, _ = served
+    host, ca = served_base
+    contact, company = fake.seed("contacts"), fake.seed("companies", name="Globex")
+    client = HubSpot(access_token=TOKEN, host=host, ssl_ca_cert=ca, retry=Retry(0))
+    basic = client.crm.associations.v4.basic_api
+    pair = basic.create("contacts", contact, "companies", company, [AssociationSpec(
+        association_category="HUBSPOT_DEFINED", association_type_id=279)])
+    assert (pair.from_object_id, pair.to_object_id, pair.labels) == (contact, company, [])
+    page = basic.get_page("contacts", contact, "companies")
+    assert [(r.to_object_id, [t.type_id for t in r.association_types])
+            for r in page.results] == [(company, [279])]
+    assert fake.associated("companies", company, "contacts") == {contact: [280]}

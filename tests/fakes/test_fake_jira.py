@@ -10,8 +10,17 @@ from typing import Any
 import httpx
 import pytest
 import trustme
+from jira import JIRA
 
-from tests.fakes.jira import ADF_ERROR, ISSUE_MISSING, UNAUTHORIZED_TEXT, FakeJira, text_to_adf
+from tests.fakes import described
+from tests.fakes.jira import (
+    ADF_ERROR,
+    ISSUE_MISSING,
+    TEAMMATE_ID,
+    UNAUTHORIZED_TEXT,
+    FakeJira,
+    text_to_adf,
+)
 from tests.fakes.server import HTTPSFake
 
 AUTH = "Basic " + base64.b64encode(b"agent@acme.test:jira-api-token-123").decode()
@@ -19,7 +28,8 @@ V2, V3 = "/rest/api/2", "/rest/api/3"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeJira, httpx.Client]]:
+def serving(tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[FakeJira, httpx.Client, str, str]]:
     d = tmp_path_factory.mktemp("tls")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
@@ -30,7 +40,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeJira,
             base_url=f"https://127.0.0.1:{server.port}",
             verify=ssl.create_default_context(cafile=str(d / "ca.pem")),
             headers={"Authorization": AUTH}) as client:
-        yield fake, client
+        yield fake, client, f"https://127.0.0.1:{server.port}", str(d / "ca.pem")
+
+
+@pytest.fixture(scope="module")
+def served(serving: tuple[FakeJira, httpx.Client, str, str]) -> tuple[FakeJira, httpx.Client]:
+    return serving[0], serving[1]
+
+
+@pytest.fixture
+def served_url(serving: tuple[FakeJira, httpx.Client, str, str],
+               monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The fake's base URL and CA, for an SDK; loopback bypasses any proxy env."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    return serving[2], serving[3]
 
 
 @pytest.fixture
@@ -378,3 +401,94 @@ def test_unknown_paths_are_recorded(fake: FakeJira, client: httpx.Client) -> Non
     assert client.patch(f"{V3}/issue/OPS-1", json={}).status_code == 405
     assert fake.log.of("GET", f"{V3}/nothing-here")
     assert fake.log.of("PATCH", f"{V3}/issue/OPS-1")[-1].body == b"{}"
+
+
+# ------------------------------------------------------ watchers, worklogs, users (described)
+
+WATCHERS = "/rest/api/3/issue/{issueIdOrKey}/watchers"
+WORKLOG = "/rest/api/3/issue/{issueIdOrKey}/worklog"
+
+
+def test_watchers_as_described(fake: FakeJira, client: httpx.Client) -> None:
+    key = fake.seed_issue(summary="Watch me")
+    listed = client.get(f"{V3}/issue/{key}/watchers")
+    described.check("jira", "get", WATCHERS, 200, listed.json())
+    assert [w["accountId"] for w in listed.json()["watchers"]] == [fake.me]  # the reporter
+    added = client.post(f"{V3}/issue/{key}/watchers", json=TEAMMATE_ID)
+    assert (added.status_code, added.content) == (204, b"")
+    assert "204" in described.operation("jira", "post", WATCHERS)["responses"]
+    again = client.get(f"{V2}/issue/{key}/watchers").json()
+    assert (again["watchCount"], again["isWatching"]) == (2, True)
+    assert client.post(f"{V3}/issue/{key}/watchers", json="nobody").status_code == 404
+    assert client.post(f"{V3}/issue/{key}/watchers", json={"accountId": TEAMMATE_ID}
+                       ).status_code == 400
+    assert client.post(f"{V3}/issue/OPS-999/watchers", json=TEAMMATE_ID).status_code == 404
+    issue = client.get(f"{V3}/issue/{key}", params={"fields": "watches"}).json()
+    assert issue["fields"]["watches"]["watchCount"] == 2
+    assert client.delete(f"{V3}/issue/{key}/watchers").status_code == 400
+    assert client.delete(f"{V3}/issue/{key}/watchers",
+                         params={"accountId": fake.me}).status_code == 204
+    assert fake.issue(key)["watchers"] == [TEAMMATE_ID]
+    # v2 without a body adds the caller
+    assert client.post(f"{V2}/issue/{key}/watchers", headers={
+        "Content-Type": "application/json"}).status_code == 204
+    assert fake.issue(key)["watchers"] == [TEAMMATE_ID, fake.me]
+
+
+def test_worklogs_as_described(fake: FakeJira, client: httpx.Client) -> None:
+    key = fake.seed_issue(summary="Log time", worklogs=[3600])
+    created = client.post(f"{V3}/issue/{key}/worklog", json={
+        "timeSpentSeconds": 12000, "started": "2021-01-17T12:34:00.000+0000",
+        "comment": text_to_adf("I did some work here.")})
+    assert created.status_code == 201
+    described.check("jira", "post", WORKLOG, 201, created.json())
+    worklog = created.json()
+    assert (worklog["timeSpent"], worklog["issueId"]) == ("3h 20m", fake.issue(key)["id"])
+    v2 = client.post(f"{V2}/issue/{key}/worklog?adjustEstimate=leave",
+                     json={"timeSpent": "1d 2h", "comment": "plain text"}).json()
+    assert (v2["timeSpentSeconds"], v2["comment"]) == (10 * 3600, "plain text")
+    listed = client.get(f"{V3}/issue/{key}/worklog")
+    described.check("jira", "get", WORKLOG, 200, listed.json())
+    assert listed.json()["total"] == 3
+    issue = client.get(f"{V3}/issue/{key}", params={"fields": "worklog,timespent"}).json()
+    assert issue["fields"]["timespent"] == 3600 + 12000 + 36000
+    assert issue["fields"]["worklog"]["total"] == 3
+    one = f"{V3}/issue/{key}/worklog/{worklog['id']}"
+    described.check("jira", "get", WORKLOG + "/{id}", 200, client.get(one).json())
+    updated = client.put(one, json={"timeSpent": "4h"})
+    described.check("jira", "put", WORKLOG + "/{id}", 200, updated.json())
+    assert updated.json()["timeSpentSeconds"] == 4 * 3600
+    assert client.post(f"{V3}/issue/{key}/worklog", json={}).json()["errors"] == {
+        "timeLogged": "You must indicate the time spent working."}
+    assert client.post(f"{V3}/issue/{key}/worklog", json={"timeSpent": "soon"}
+                       ).json()["errors"] == {"timeLogged": "Invalid time duration entered."}
+    assert client.post(f"{V3}/issue/{key}/worklog", json={
+        "timeSpent": "1h", "comment": "not ADF"}).json()["errors"] == {"comment": ADF_ERROR}
+    assert client.post(f"{V3}/issue/{key}/worklog?adjustEstimate=new",
+                       json={"timeSpent": "1h"}).status_code == 400
+    assert client.delete(one).status_code == 204
+    assert client.get(one).status_code == 404
+    assert len(fake.issue(key)["worklogs"]) == 2
+
+
+def test_user_search_as_described(client: httpx.Client) -> None:
+    found = client.get(f"{V3}/user/search", params={"query": "mia"})
+    described.check("jira", "get", "/rest/api/3/user/search", 200, found.json())
+    assert [u["accountId"] for u in found.json()] == [TEAMMATE_ID]
+    assert client.get(f"{V3}/user/search", params={"accountId": TEAMMATE_ID}).json()[0][
+        "displayName"] == "Mia Krystof"
+    assert client.get(f"{V3}/user/search").status_code == 400
+
+
+def test_jira_package_watchers_and_worklogs(fake: FakeJira, served_url: tuple[str, str]) -> None:
+    base, ca = served_url
+    jira = JIRA(server=base, basic_auth=("agent@acme.test", "jira-api-token-123"),
+                options={"verify": ca}, max_retries=0)
+    key = fake.seed_issue(summary="SDK watchers")
+    jira.add_watcher(key, "Mia Krystof")
+    assert fake.issue(key)["watchers"] == [fake.me, TEAMMATE_ID]
+    assert [w.accountId for w in jira.watchers(key).watchers] == [fake.me, TEAMMATE_ID]
+    worklog = jira.add_worklog(key, timeSpent="2h", comment="pairing")
+    assert (worklog.timeSpentSeconds, worklog.comment) == (7200, "pairing")
+    assert [w.id for w in jira.worklogs(key)] == [worklog.id]
+    jira.close()

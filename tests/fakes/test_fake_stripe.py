@@ -13,6 +13,7 @@ import pytest
 import stripe
 import trustme
 
+from tests.fakes import described, stripe_api
 from tests.fakes.server import HTTPSFake
 from tests.fakes.stripe_api import FakeStripe, parse_form
 
@@ -384,3 +385,126 @@ def test_sdk_global_invoice_finalize_and_void(sdk: SDK) -> None:
     customer = stripe.Customer.retrieve(cus)
     assert stripe.Customer.modify(cus, description="gold").description == "gold"
     assert customer.id == cus and stripe.Customer.delete(cus).deleted is True
+
+
+# ------------------------------------------------- products, prices, subscriptions (described)
+
+SUB = "/v1/subscriptions/{subscription_exposed_id}"
+
+
+def test_documented_parameters_are_the_ones_accepted() -> None:
+    documented = {
+        (method, path): set(_form_fields("post" if method != "delete" else "delete", path))
+        for method, path in [("post", "/v1/products"), ("post", "/v1/products/{id}"),
+                             ("post", "/v1/prices"), ("post", "/v1/prices/{price}"),
+                             ("post", "/v1/subscriptions"), ("post", SUB), ("delete", SUB)]}
+    assert documented[("post", "/v1/products")] == stripe_api.PRODUCT_CREATE
+    assert documented[("post", "/v1/products/{id}")] == stripe_api.PRODUCT_UPDATE
+    assert documented[("post", "/v1/prices")] == stripe_api.PRICE_CREATE
+    assert documented[("post", "/v1/prices/{price}")] == stripe_api.PRICE_UPDATE
+    assert documented[("post", "/v1/subscriptions")] == stripe_api.SUBSCRIPTION_CREATE
+    assert documented[("post", SUB)] == stripe_api.SUBSCRIPTION_UPDATE
+    assert documented[("delete", SUB)] == stripe_api.SUBSCRIPTION_CANCEL
+    assert described.required_request_fields("stripe", "post", "/v1/subscriptions") == {
+        "customer"}
+
+
+def _form_fields(method: str, path: str) -> list[str]:
+    body = described.operation("stripe", method, path)["requestBody"]
+    return list(body["content"]["application/x-www-form-urlencoded"]["schema"]["properties"])
+
+
+def test_products_and_prices_answer_the_documented_objects(
+        served: tuple[FakeStripe, httpx.Client, str]) -> None:
+    _, client, _ = served
+    product = post(client, "/v1/products", {"name": "Gold", "metadata[tier]": "1"})
+    described.check("stripe", "post", "/v1/products", 200, product.json())
+    pid = product.json()["id"]
+    price = post(client, "/v1/prices", {"product": pid, "unit_amount": "1500",
+                                        "currency": "USD", "recurring[interval]": "month"})
+    described.check("stripe", "post", "/v1/prices", 200, price.json())
+    assert price.json()["type"] == "recurring" and price.json()["currency"] == "usd"
+    updated = post(client, f"/v1/products/{pid}", {"default_price": price.json()["id"],
+                                                   "description": "the gold plan"})
+    described.check("stripe", "post", "/v1/products/{id}", 200, updated.json())
+    assert updated.json()["default_price"] == price.json()["id"]
+    nick = post(client, f"/v1/prices/{price.json()['id']}", {"nickname": "monthly"})
+    described.check("stripe", "post", "/v1/prices/{price}", 200, nick.json())
+    described.check("stripe", "get", "/v1/prices/{price}", 200,
+                    client.get(f"/v1/prices/{price.json()['id']}").json())
+    assert error_of(post(client, "/v1/products", {}), 400)["param"] == "name"
+    assert error_of(post(client, f"/v1/prices/{price.json()['id']}",
+                         {"unit_amount": "1"}), 400)["code"] == "parameter_unknown"
+
+
+def test_subscription_create_update_items_and_cancel(
+        served: tuple[FakeStripe, httpx.Client, str]) -> None:
+    fake, client, _ = served
+    customer = fake.seed_customer()
+    basic, pro = fake.seed_price(unit_amount=1000), fake.seed_price(unit_amount=5000)
+    assert error_of(post(client, "/v1/subscriptions", {"items[0][price]": basic}),
+                    400)["param"] == "customer"
+    created = post(client, "/v1/subscriptions", {
+        "customer": customer, "items[0][price]": basic, "items[0][quantity]": "2",
+        "metadata[team]": "ops"})
+    subscription = created.json()
+    described.check("stripe", "post", "/v1/subscriptions", 200, subscription)
+    assert subscription["status"] == "active" and len(subscription["items"]["data"]) == 1
+    [item] = subscription["items"]["data"]
+    assert (item["price"]["id"], item["quantity"]) == (basic, 2)
+    assert subscription["current_period_end"] > subscription["current_period_start"]
+    sid = subscription["id"]
+    described.check("stripe", "get", SUB, 200, client.get(f"/v1/subscriptions/{sid}").json())
+
+    updated = post(client, f"/v1/subscriptions/{sid}", {
+        "items[0][id]": item["id"], "items[0][price]": pro, "items[0][quantity]": "3",
+        "proration_behavior": "none", "cancel_at_period_end": "true",
+        "description": "upgraded", "metadata[team]": ""}).json()
+    described.check("stripe", "post", SUB, 200, updated)
+    [changed] = updated["items"]["data"]
+    assert (changed["id"], changed["price"]["id"], changed["quantity"]) == (item["id"], pro, 3)
+    assert updated["cancel_at_period_end"] is True
+    assert updated["cancel_at"] == updated["current_period_end"]
+    assert (updated["description"], updated["metadata"]) == ("upgraded", {})
+    error = error_of(post(client, f"/v1/subscriptions/{sid}", {
+        "items[0][price]": pro}), 400)
+    assert error["message"].startswith("Cannot add multiple subscription items")
+    assert fake.get(sid)["items"]["data"][0]["quantity"] == 3  # a failed update changes nothing
+    assert error_of(post(client, f"/v1/subscriptions/{sid}", {"collection_method": "x"}),
+                    400)["param"] == "collection_method"
+
+    canceled = client.delete(f"/v1/subscriptions/{sid}",
+                             params={"cancellation_details[comment]": "too pricey",
+                                     "cancellation_details[feedback]": "too_expensive"})
+    assert canceled.status_code == 200
+    described.check("stripe", "delete", SUB, 200, canceled.json())
+    assert canceled.json()["status"] == "canceled" and canceled.json()["ended_at"]
+    assert canceled.json()["cancellation_details"] == {
+        "comment": "too pricey", "feedback": "too_expensive", "reason": "cancellation_requested"}
+    error = error_of(post(client, f"/v1/subscriptions/{sid}", {"description": "back"}), 400)
+    assert "canceled subscription" in error["message"]
+    assert error_of(client.delete(f"/v1/subscriptions/{sid}"), 400)["code"] == (
+        "subscription_canceled")
+    assert error_of(client.get("/v1/subscriptions/sub_missing"), 404)["code"] == (
+        "resource_missing")
+
+
+def test_sdk_subscription_modify_and_cancel(sdk: SDK) -> None:
+    fake, base, http = sdk
+    customer = fake.seed_customer()
+    price = fake.seed_price(unit_amount=900)
+    sid = fake.seed_subscription(customer, [price], description="starter")
+    client = stripe.StripeClient(KEY, base_addresses={"api": base}, max_network_retries=0,
+                                 http_client=http)
+    modified = stripe.Subscription.modify(sid, metadata={"seats": "5"}, description="team")
+    assert (modified.description, modified.metadata["seats"]) == ("team", "5")
+    item = modified["items"]["data"][0]
+    assert item.price.unit_amount == 900
+    updated = client.v1.subscriptions.update(sid, {"items": [{"id": item.id, "quantity": 4}]})
+    assert updated["items"]["data"][0].quantity == 4
+    canceled = client.v1.subscriptions.cancel(sid, {"cancellation_details": {
+        "comment": "moving on"}})
+    assert canceled.status == "canceled"
+    assert canceled.cancellation_details.comment == "moving on"
+    [seen] = fake.log.of("DELETE", f"/v1/subscriptions/{sid}")
+    assert "cancellation_details" in seen.query  # stripe-python sends DELETE params in the URL
