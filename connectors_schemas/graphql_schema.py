@@ -70,7 +70,6 @@ from graphql import (
     GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
-    GraphQLOutputType,
     GraphQLScalarType,
     GraphQLSchema,
 )
@@ -102,8 +101,10 @@ def load_schema(source_path: str | Path) -> GraphQLSchema:
     if text.lstrip()[:1] == "{":
         data = json.loads(text)
         data = data.get("data", data) if isinstance(data, dict) else data
-        return graphql.build_client_schema(data)
-    return graphql.build_schema(text, assume_valid_sdl=True)
+        return graphql.build_client_schema(data, assume_valid=True)
+    # vendors' schemas break rules graphql-core checks (Shopify deprecates Node.id on some
+    # types); they are what the vendor's server runs, so they are taken as they are
+    return graphql.build_schema(text, assume_valid_sdl=True, assume_valid=True)
 
 
 def _lower_first(name: str) -> str:
@@ -627,12 +628,12 @@ class DerivedGraphQL:
         if reader is None:
             return None, (f"the vendor's GraphQL schema has no query reading a {object_type} "
                           "by id")
-        if operation is Operation.delete:
-            selection, reads = " ".join(entry.get("all", [])), {
-                name: name for name in entry.get("all", []) if name != "id"}
+        if operation is Operation.delete:  # what is lost: every scalar field
+            reads = {name: name for name in entry.get("all", []) if name != "id"}
+            selection = " ".join(reads)
         else:
             selection, reads = self._selection(entry.get("fields", {}), values or {}, 0)
-        inner = f"id {selection}".strip() if "id" not in selection.split() else selection
+        inner = f"id {selection}".strip()
         if reader.get("fragment"):
             body = f"__typename ... on {object_type} {{ {inner} }}"
         else:
@@ -692,11 +693,12 @@ def _without_id(arguments: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in arguments.items() if k != "id"}
 
 
-def schemaless_writes(name: str, arguments: dict[str, Any]) -> list[GraphQLWrite]:
+def schemaless_writes(name: str, arguments: dict[str, Any],
+                      why: str = "no GraphQL schema is shipped for this API, so the record "
+                                 "is not read") -> list[GraphQLWrite]:
     """No schema (GitHub): the mutation's name as its object and action; nothing is guessed."""
     return [GraphQLWrite(name, Operation.action, _any_id(arguments), _without_id(arguments),
-                         name, None, "no GraphQL schema is shipped for this API, so the record "
-                         "cannot be read")]
+                         name, None, why)]
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -704,17 +706,31 @@ def schemaless_writes(name: str, arguments: dict[str, Any]) -> list[GraphQLWrite
 @cache
 def _load(derived_path: str | None, source_path: str | None) -> DerivedGraphQL | None:
     if derived_path is not None:
-        data = json.loads(Path(derived_path).read_text(encoding="utf-8"))
-        if source_path is None or data.get("source_sha256") == _sha256(Path(source_path)):
+        try:
+            data = json.loads(Path(derived_path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"field description.graphql_derived: cannot read it: {exc}") \
+                from exc
+        if not isinstance(data, dict) or not isinstance(data.get("mutations"), dict):
+            raise ValueError("field description.graphql_derived: not a derived GraphQL file "
+                             "(run `hitl-proxy connectors derive`)")
+        current = data.get("format") == FORMAT
+        if current and (source_path is None
+                        or data.get("source_sha256") == _sha256(Path(source_path))):
             return DerivedGraphQL(data)
     if source_path is None:
-        return None
-    return DerivedGraphQL(derive_graphql(source_path))  # no derived file, or a stale one
+        raise ValueError("field description.graphql_derived: derived by another version and "
+                         "no description.graphql to derive it again from")
+    try:  # no derived file, or a stale one: derived again, once
+        return DerivedGraphQL(derive_graphql(source_path))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, graphql.GraphQLError) as exc:
+        raise ValueError(f"field description.graphql: not a GraphQL schema (SDL or "
+                         f"introspection JSON): {str(exc)[:300]}") from exc
 
 
 def derived_for(description: Description | None) -> DerivedGraphQL | None:
     """The connector's derived mutations: the shipped file, else derived from the schema now
-    (once per process: the Matcher asks at start-up)."""
+    (once per process: the loader asks at start-up). ValueError names the field at fault."""
     if description is None or (description.graphql is None
                                and description.graphql_derived is None):
         return None
@@ -723,3 +739,20 @@ def derived_for(description: Description | None) -> DerivedGraphQL | None:
 
 def iter_mutations(derived: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     yield from derived.get("mutations", {}).items()
+
+
+def derive_connector(connector_path: str | Path) -> Path | None:
+    """Regenerates one connector file's derived GraphQL file (for `hitl-proxy connectors
+    derive`): its `graphql_derived`, else `derived/<stem>.graphql.json` beside it; None when
+    the connector names no GraphQL schema."""
+    from connectors_schemas.loader import load_connector  # the loader needs no GraphQL
+
+    path = Path(connector_path)
+    description = load_connector(path).description
+    if description is None or description.graphql is None:
+        return None
+    target = Path(description.graphql_derived or
+                  path.parent / "derived" / f"{path.stem}.graphql.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_derived(derive_graphql(description.graphql), target)
+    return target

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from connectors_schemas import graphql_schema
 from connectors_schemas.models import Connector
 
 SCHEMAS_DIR = Path(__file__).parent
@@ -54,7 +55,12 @@ def _with_absolute_description(connector: Connector, path: Path) -> Connector:
                     f"connector file {path}: field description.{name}: no such file "
                     f"{given!r}")
         resolved[name] = absolute[0] if isinstance(value, str) else absolute
-    return connector.model_copy(update={"description": description.model_copy(update=resolved)})
+    description = description.model_copy(update=resolved)
+    try:  # read (or derived) now, so the first write waits for nothing and a bad file stops us
+        graphql_schema.derived_for(description)
+    except ValueError as exc:
+        raise ConnectorFileError(f"connector file {path}: {exc}") from exc
+    return connector.model_copy(update={"description": description})
 
 
 def load_connectors(

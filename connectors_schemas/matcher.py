@@ -12,6 +12,12 @@ from urllib.parse import parse_qsl, quote, unquote, unquote_to_bytes
 
 from connectors_schemas.bodies import AmbiguousBodyError, BodyError, at_path, parse_body
 from connectors_schemas.graphql_request import parse_graphql
+from connectors_schemas.graphql_schema import (
+    DerivedGraphQL,
+    GraphQLRead,
+    derived_for,
+    schemaless_writes,
+)
 from connectors_schemas.models import (
     PLACEHOLDER,
     READ_METHODS,
@@ -51,6 +57,7 @@ class RecordWrite:
     values: dict[str, Any] | None
     action: str | None = None
     ops: dict[str, Any] | None = None  # per-field operations (Jira's `update`)
+    read: GraphQLRead | None = None  # GraphQL: the query generated to read this record
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,7 @@ class FetchRequest:
     query: list[tuple[str, str]]
     json_body: Any
     record_ids: list[str | None]
+    graphql: GraphQLRead | None = None  # a generated GraphQL read, answered in its own shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,7 @@ class Classification:
     body: Any = None
     body_problem: str | None = None
     parts: list[Classification] = field(default_factory=list)  # subrequests, each on its own
+    unfetchable: str | None = None  # why a record has no fetch (GraphQL: what the schema lacks)
 
     @property
     def bulk(self) -> bool:
@@ -104,6 +113,10 @@ class Classification:
 
     def fetch_requests(self, agent_query: list[tuple[str, str]]) -> list[FetchRequest]:
         """The GETs (or read POSTs) that return the records as they stand now."""
+        reads = [record.read for record in self.records if record.read is not None]
+        if reads:  # GraphQL: each record's generated query, POSTed to the agent's endpoint
+            return [FetchRequest("POST", self.base + self.route.path, [], read.body(),
+                                 [read.record_id], read) for read in reads[:MAX_FETCHES]]
         spec = self.fetch_spec
         wanted = [r for r in self.records
                   if r.operation is not Operation.create and r.record_id is not None]
@@ -159,6 +172,9 @@ class Classification:
 
     def records_from(self, request: FetchRequest, answer: Any) -> dict[str | None, dict[str, Any]]:
         """Records found in a fetch answer, by record id."""
+        if request.graphql is not None:
+            found, _ = request.graphql.record(answer)
+            return {request.record_ids[0]: found} if found is not None else {}
         spec = self.fetch_spec
         assert spec is not None
         record_path = spec.record_path or self.spec.record_path or self.spec.values_path
@@ -291,16 +307,6 @@ def _overridden(query: list[tuple[str, str]], method: str) -> str | None:
     return None
 
 
-def _graphql_operation(name: str) -> Operation:
-    lowered = name.lower()
-    for words, operation in ((("delete", "remove", "archive", "destroy"), Operation.delete),
-                             (("create", "add", "insert"), Operation.create),
-                             (("update", "edit", "set", "upsert"), Operation.update)):
-        if any(word in lowered for word in words):
-            return operation
-    return Operation.action
-
-
 class Matcher:
     def __init__(self, connectors: dict[str, Connector]) -> None:
         self._connectors = list(connectors.values())
@@ -309,6 +315,7 @@ class Matcher:
         self._graphql: dict[str, list[_CompiledRoute]] = {}  # asked on reads with a `query`
         self._graphql_paths: dict[str, list[re.Pattern[str]]] = {}
         for connector in self._connectors:
+            derived_for(connector.description)  # a schema without a derived file: now, once
             self._routes[connector.system] = [
                 _CompiledRoute(_compile(base, route, connector.path_suffixes), base, route, key,
                                spec, connector)
@@ -555,7 +562,7 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
         return outcome(False, [fallback], None, str(exc))
     try:
         if body_format is BodyFormat.graphql:
-            return _classify_graphql(outcome, body, query)
+            return _classify_graphql(outcome, body, query, derived_for(connector.description))
         if route.bulk is not None:
             return outcome(False, _bulk_records(route, spec, object_type, body, dict(query)),
                            body)
@@ -623,23 +630,33 @@ def _bulk_records(route: Route, spec: ObjectSpec, object_type: str, body: Any,
     return records
 
 
-def _classify_graphql(outcome: Any, body: Any,
-                     url_query: list[tuple[str, str]]) -> Classification:
-    """A read only if every document in the body, the batch and the URL holds only queries."""
+def _classify_graphql(outcome: Any, body: Any, url_query: list[tuple[str, str]],
+                      schema: DerivedGraphQL | None = None) -> Classification:
+    """A read only if every document in the body, the batch and the URL holds only queries.
+
+    Each mutation field is a record as the vendor's schema reads it (`graphql_schema`): its
+    object, operation, record id and the query reading it now. Without a schema (GitHub), or
+    for a field the schema lacks, the field's name is the object and the action, and nothing
+    is guessed from the words in it.
+    """
     request = parse_graphql(body, url_query)
     if request.read:
         return outcome(True, [], body)
     records = []
+    unfetchable = None
     for operation in request.writes():
         for mutation in operation.fields:
             arguments = dict(mutation.arguments)
-            values = arguments.get("input") if isinstance(arguments.get("input"), dict) else None
-            if values is None:
-                values = {k: v for k, v in arguments.items() if k != "id"}
-            record_id = arguments.get("id") or (values or {}).get("id")
-            kind = (_graphql_operation(mutation.name) if operation.kind == "mutation"
-                    else Operation.action)  # a subscription: held, though it changes nothing
-            records.append(RecordWrite(mutation.name, kind,
-                                       None if record_id is None else str(record_id),
-                                       dict(values), action=mutation.name))
-    return outcome(False, records, body, request.problem)
+            if operation.kind != "mutation":  # a subscription: held, though it changes nothing
+                writes = schemaless_writes(mutation.name, arguments,
+                                           "a subscription changes no record to read")
+            elif schema is None:
+                writes = schemaless_writes(mutation.name, arguments)
+            else:
+                writes = schema.writes(mutation.name, arguments)
+            for write in writes:
+                records.append(RecordWrite(write.object_type, write.operation, write.record_id,
+                                           write.values, write.action, read=write.read))
+                if write.read is None and write.operation is not Operation.create:
+                    unfetchable = unfetchable or write.unreadable
+    return replace(outcome(False, records, body, request.problem), unfetchable=unfetchable)

@@ -148,9 +148,10 @@ class ProposalBuilder:
                                      write.content, write.content_type)
 
     async def _fetch(self, write: WriteRequest, classification: Classification) -> _Currents:
-        if classification.fetch_spec is None:
-            return _Currents({}, "this connector has no way to fetch the current record")
         requests = classification.fetch_requests(write.query)
+        if classification.fetch_spec is None and not requests:
+            return _Currents({}, classification.unfetchable
+                             or "this connector has no way to fetch the current record")
         parts = urlsplit(write.url)
         answers = await asyncio.gather(*[
             self.upstream.fetch_json(
@@ -165,15 +166,24 @@ class ProposalBuilder:
         for request, fetched in zip(requests, answers, strict=True):
             if fetched.problem is not None:
                 problems.append(fetched.problem)
-                if fetched.status_code == 404:
+                if fetched.status_code == 404 and request.graphql is None:
                     not_found.update(request.record_ids)
                 continue
             found = classification.records_from(request, fetched.record)
-            if not found:
+            if not found and request.graphql is not None:
+                # GraphQL: errors leave the record unknown; null alone says it does not exist
+                why = request.graphql.record(fetched.record)[1]
+                if why is None:
+                    not_found.update(request.record_ids)
+                problems.append(why or f"the upstream has no {request.graphql.object_type} "
+                                "with this id")
+            elif not found:
                 where = classification.spec.record_path or classification.spec.values_path
                 problems.append("the upstream's answer holds no record"
                                 + (f" under {where!r}" if where else ""))
             records.update(found)
+        if classification.unfetchable is not None:
+            problems.append(classification.unfetchable)  # records the schema cannot read
         return _Currents(records, problems[0] if problems else None, frozenset(not_found))
 
     async def _diff_part(self, write: WriteRequest, part: Classification,

@@ -93,7 +93,7 @@ def test_the_url_mutation_is_what_the_reviewer_sees() -> None:
     found = held(graphql_post(LINEAR, {"query": READ_DOC}, q(MUTATION)))
     [record] = found.records
     assert (record.object_type, record.record_id, record.values) == (
-        "issueUpdate", "I-1", {"title": "x"})
+        "Issue", "I-1", {"title": "x"})
     assert "body and the URL carry different GraphQL documents" in (found.body_problem or "")
 
 
@@ -131,7 +131,7 @@ def test_a_batched_body_is_a_read_only_if_every_operation_is_a_query(batch: Any)
 
 def test_a_batched_mutation_names_its_record() -> None:
     found = held(graphql_post(LINEAR, [{"query": READ_DOC}, {"query": MUTATION}]))
-    assert [(r.object_type, r.record_id) for r in found.records] == [("issueUpdate", "I-1")]
+    assert [(r.object_type, r.record_id) for r in found.records] == [("Issue", "I-1")]
     assert found.body_problem is None
 
 
@@ -263,7 +263,7 @@ def test_graphql_endpoints_are_known_from_the_connectors(host: str, path: str,
 @pytest.mark.parametrize("method", sorted(READ_METHODS))
 def test_a_held_get_names_the_mutation_its_url_carries(method: str) -> None:
     found = held(classify(LINEAR[0], method, f"{LINEAR[1]}?{q(MUTATION)}"))
-    assert [(r.object_type, r.record_id) for r in found.records] == [("issueUpdate", "I-1")]
+    assert [(r.object_type, r.record_id) for r in found.records] == [("Issue", "I-1")]
 
 
 # -- 3. JSON that servers read differently -----------------------------------------------------
@@ -611,7 +611,8 @@ def test_query_in_any_case_is_the_document(spelling: str, content_type: str,
     content = (form((spelling, DELETE)) if content_type == FORM
                else json.dumps({spelling: DELETE}).encode())
     found = held(graphql_post(LINEAR, content, url_query, content_type))
-    assert [(r.object_type, r.record_id) for r in found.records] == [("issueDelete", "I-1")]
+    assert [(r.object_type, r.record_id, r.action) for r in found.records] == [
+        ("Issue", "I-1", "issueDelete")]
     reading = (form((spelling, READ_DOC)) if content_type == FORM
                else json.dumps({spelling: READ_DOC}).encode())
     assert (read := graphql_post(LINEAR, reading, url_query, content_type)) is not None
