@@ -10,6 +10,8 @@ Shopify: https://shopify.dev/docs/api/admin-graphql (2024-10)
 - `productCreate`/`productUpdate` take the 2024-10 `product:` argument (ProductCreateInput /
   ProductUpdateInput) or the deprecated `input: ProductInput`; responses carry
   `extensions.cost`
+- `Product` carries every scalar field the 2026-07 schema gives it (types as there), and `seo`,
+  so the proxy's generated reads of a product (`product(id:)`) validate and answer as Shopify's
 Linear: https://developers.linear.app/docs/graphql/working-with-the-graphql-api
 - `POST /graphql`, `Authorization: <personal api key>` or `Authorization: Bearer <oauth token>`
 - errors: {"errors": [{"message", "extensions": {"type", "code", "userPresentableMessage",
@@ -109,14 +111,22 @@ scalar URL
 scalar UnsignedInt64
 
 enum ProductStatus { ACTIVE ARCHIVED DRAFT }
+enum CombinedListingsRole { PARENT CHILD }
 enum ProductSortKeys { ID TITLE VENDOR PRODUCT_TYPE CREATED_AT UPDATED_AT }
 
 type Product {
   id: ID! legacyResourceId: UnsignedInt64! title: String! handle: String!
   status: ProductStatus! vendor: String! productType: String! tags: [String!]!
   description: String! descriptionHtml: HTML! createdAt: DateTime! updatedAt: DateTime!
-  onlineStoreUrl: URL
+  onlineStoreUrl: URL onlineStorePreviewUrl: URL publishedAt: DateTime
+  combinedListingRole: CombinedListingsRole defaultCursor: String!
+  giftCardTemplateSuffix: String templateSuffix: String hasOnlyDefaultVariant: Boolean!
+  hasOutOfStockVariants: Boolean! hasVariantsThatRequiresComponents: Boolean!
+  isGiftCard: Boolean! requiresSellingPlan: Boolean! totalInventory: Int!
+  tracksInventory: Boolean! seo: SEO!
 }
+type SEO { title: String description: String }
+input SEOInput { title: String description: String }
 type PageInfo {
   hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String
 }
@@ -126,15 +136,15 @@ type UserError { field: [String!] message: String! }
 
 input ProductInput {
   id: ID title: String handle: String descriptionHtml: String vendor: String
-  productType: String tags: [String!] status: ProductStatus
+  productType: String tags: [String!] status: ProductStatus seo: SEOInput
 }
 input ProductCreateInput {
   title: String handle: String descriptionHtml: String vendor: String productType: String
-  tags: [String!] status: ProductStatus
+  tags: [String!] status: ProductStatus seo: SEOInput
 }
 input ProductUpdateInput {
   id: ID title: String handle: String descriptionHtml: String vendor: String
-  productType: String tags: [String!] status: ProductStatus
+  productType: String tags: [String!] status: ProductStatus seo: SEOInput
 }
 input ProductDeleteInput { id: ID! }
 
@@ -191,7 +201,14 @@ class FakeShopify:
             product = {"id": gid, "legacyResourceId": str(number), "title": title,
                        "handle": _handleize(title), "status": "ACTIVE", "vendor": "Acme",
                        "productType": "", "tags": [], "descriptionHtml": "",
-                       "createdAt": now, "updatedAt": now}
+                       "createdAt": now, "updatedAt": now, "publishedAt": now,
+                       "seo": {"title": None, "description": None},
+                       "combinedListingRole": None, "giftCardTemplateSuffix": None,
+                       "templateSuffix": None, "hasOnlyDefaultVariant": True,
+                       "hasOutOfStockVariants": False,
+                       "hasVariantsThatRequiresComponents": False, "isGiftCard": False,
+                       "requiresSellingPlan": False, "totalInventory": 0,
+                       "tracksInventory": True}
             product.update(fields)
             self.products[gid] = product
             return gid
@@ -250,6 +267,8 @@ class FakeShopify:
         product["description"] = re.sub(r"<[^>]+>", "", product["descriptionHtml"])
         product["onlineStoreUrl"] = (f"https://{self.host}/products/{product['handle']}"
                                      if product["status"] == "ACTIVE" else None)
+        product["onlineStorePreviewUrl"] = f"https://{self.host}/products/{product['handle']}"
+        product["defaultCursor"] = _shopify_cursor(product)
         return product
 
 
@@ -329,7 +348,9 @@ class _ShopifyRoot:
             return {"product": None, "userErrors": errors}
         stored = self.fake.products[gid]
         for name, value in fields.items():
-            if value is not None:
+            if name == "seo" and isinstance(value, dict):  # a nested input merges
+                stored["seo"] = {**stored["seo"], **value}
+            elif value is not None:
                 stored[name] = value
         stored["updatedAt"] = _now()
         return {"product": self.fake._render(gid), "userErrors": []}
@@ -415,6 +436,9 @@ type Mutation {
   issueCreate(input: IssueCreateInput!): IssuePayload!
   issueUpdate(id: String!, input: IssueUpdateInput!): IssuePayload!
   issueDelete(id: String!, permanentlyDelete: Boolean): IssueArchivePayload!
+  issueArchive(id: String!, trash: Boolean): IssueArchivePayload!
+  issueUnarchive(id: String!): IssueArchivePayload!
+  issueAddLabel(id: String!, labelId: String!): IssuePayload!
 }
 """
 
@@ -729,6 +753,34 @@ class _LinearRoot:
             fake.issues[issue_id].update({"trashed": True, "archivedAt": now, "updatedAt": now})
             entity = fake._render(issue_id)
         return {"lastSyncId": float(next(fake._sync)), "success": True, "entity": entity}
+
+    def issueArchive(self, _info: Any, id: str, trash: bool = False) -> dict[str, Any]:
+        fake = self.fake
+        issue_id = fake._find(id)
+        now = _now_ms()
+        fake.issues[issue_id].update({"archivedAt": now, "updatedAt": now,
+                                      "trashed": True if trash else None})
+        return {"lastSyncId": float(next(fake._sync)), "success": True,
+                "entity": fake._render(issue_id)}
+
+    def issueUnarchive(self, _info: Any, id: str) -> dict[str, Any]:
+        fake = self.fake
+        issue_id = fake._find(id)
+        fake.issues[issue_id].update({"archivedAt": None, "trashed": None,
+                                      "updatedAt": _now_ms()})
+        return {"lastSyncId": float(next(fake._sync)), "success": True,
+                "entity": fake._render(issue_id)}
+
+    def issueAddLabel(self, _info: Any, id: str, labelId: str) -> dict[str, Any]:
+        fake = self.fake
+        issue_id = fake._find(id)
+        fake._check_ref(fake.labels, "IssueLabel", "labelId", labelId)
+        labels = fake.issues[issue_id]["labelIds"]
+        if labelId not in labels:
+            labels.append(labelId)
+            fake.issues[issue_id]["updatedAt"] = _now_ms()
+        return {"lastSyncId": float(next(fake._sync)), "success": True,
+                "issue": fake._render(issue_id)}
 
 
 def _graphql_ext(message: str, code: str = "GRAPHQL_VALIDATION_FAILED") -> dict[str, Any]:
