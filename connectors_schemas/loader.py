@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
-from connectors_schemas import graphql_schema
+from connectors_schemas import graphql_schema, openapi
 from connectors_schemas.models import Connector
 
 SCHEMAS_DIR = Path(__file__).parent
@@ -33,7 +34,35 @@ def load_connector(path: Path) -> Connector:
         connector = Connector.model_validate(raw)
     except ValidationError as exc:
         raise ConnectorFileError(f"connector file {path}: {_describe(exc)}") from exc
-    return _with_absolute_description(connector, path)
+    return with_derived(_with_absolute_description(connector, path), str(path))
+
+
+def with_derived(connector: Connector, where: str) -> Connector:
+    """The connector with the routes its OpenAPI description documents, merged under its own.
+
+    Start-up reads the small derived file when one is named; a description without one (a
+    site's own API) is derived here, once.
+    """
+    description = connector.description
+    if description is None or description.openapi is None:
+        return connector
+    if description.derived is not None:
+        field, source = "description.derived", description.derived
+    else:
+        field = "description.openapi"
+        source = ", ".join([description.openapi] if isinstance(description.openapi, str)
+                           else description.openapi)
+    try:
+        if description.derived is not None:
+            data = json.loads(Path(description.derived).read_text(encoding="utf-8"))
+        else:
+            files = [description.openapi] if isinstance(description.openapi, str) else list(
+                description.openapi)
+            data = openapi.derive_objects(openapi.read_documents(files))
+        derived = openapi.validate_derived(data, source)
+        return openapi.merge(connector, derived)
+    except (OSError, ValueError) as exc:
+        raise ConnectorFileError(f"connector file {where}: field {field}: {exc}") from exc
 
 
 def _with_absolute_description(connector: Connector, path: Path) -> Connector:
@@ -65,7 +94,7 @@ def _with_absolute_description(connector: Connector, path: Path) -> Connector:
 
 def load_connectors(
     directory: Path = SCHEMAS_DIR, extra_hosts: dict[str, list[str]] | None = None,
-    extra_directory: Path | None = None,
+    extra_directory: Path | None = None, site_connectors: dict[str, Connector] | None = None,
 ) -> dict[str, Connector]:
     """Connectors by file stem (`zendesk` for zendesk.yaml), with configured extra hosts added.
 
@@ -77,6 +106,7 @@ def load_connectors(
             raise ConnectorFileError(f"connectors_dir {extra_directory} is not a directory")
         paths += sorted(extra_directory.glob("*.yaml"))
     connectors = {path.stem: load_connector(path) for path in paths}
+    connectors.update(site_connectors or {})  # a site's own API, from its OpenAPI file
     for name, hosts in (extra_hosts or {}).items():
         if name not in connectors:
             known = ", ".join(sorted(connectors)) or "none"

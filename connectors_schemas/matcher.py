@@ -25,6 +25,8 @@ from connectors_schemas.models import (
     BodyFormat,
     Connector,
     FetchSpec,
+    FieldMode,
+    FieldWrite,
     ObjectSpec,
     Operation,
     Route,
@@ -530,8 +532,9 @@ def _values(body: Any, path: str | None) -> dict[str, Any]:
     return values
 
 
-def _object_type(spec: ObjectSpec, key: str, params: dict[str, str]) -> str:
-    template = spec.object_type or key
+def _object_type(spec: ObjectSpec, key: str, params: dict[str, str],
+                 route_type: str | None = None) -> str:
+    template = route_type or spec.object_type or key
     return PLACEHOLDER.sub(lambda m: params.get(m[1], m[0]), template)
 
 
@@ -540,7 +543,7 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
                     content_type: str | None) -> Classification:
     route, spec = candidate.route, candidate.spec
     body_format = route.body or spec.body
-    object_type = route.object_type or _object_type(spec, candidate.key, params)
+    object_type = _object_type(spec, candidate.key, params, route.object_type)
 
     def outcome(read: bool, records: list[RecordWrite], body: Any = None,
                 problem: str | None = None) -> Classification:
@@ -575,7 +578,9 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
 def _single_record(route: Route, spec: ObjectSpec, object_type: str, params: dict[str, str],
                    body: Any) -> RecordWrite:
     values_path = route.values_path if route.values_path is not None else spec.values_path
-    operation, record_id = route.operation, params.get("id")
+    operation, record_id = route.operation, params.get("id") or route.record_name
+    if route.field is not None:
+        return _field_record(route.field, object_type, record_id, params, body)
     if route.id_from_body is not None:
         found = at_path(body, route.id_from_body)
         if found in (None, ""):
@@ -598,6 +603,27 @@ def _single_record(route: Route, spec: ObjectSpec, object_type: str, params: dic
     return RecordWrite(object_type, operation, record_id, values, ops=ops)
 
 
+def _field_record(write: FieldWrite, object_type: str, record_id: str | None,
+                  params: dict[str, str], body: Any) -> RecordWrite:
+    """A sub-resource that is one field of its parent: an update of the parent, its field set
+    (old -> new) or items added to or removed from it (shown as added and removed items)."""
+    if write.value_param is not None:
+        value: Any = params.get(write.value_param)
+    elif write.value_path is not None and isinstance(body, dict):
+        value = at_path(body, write.value_path)
+    else:
+        value = body  # the whole body (Jira's assignee), or a bare list of labels
+    if write.mode is FieldMode.clear:
+        return RecordWrite(object_type, Operation.update, record_id, {write.name: []})
+    if write.mode is FieldMode.set:
+        return RecordWrite(object_type, Operation.update, record_id, {write.name: value})
+    if value is None:
+        raise BodyShapeError(f"expected the items to {write.mode} in the body")
+    items = value if isinstance(value, list) else [value]
+    return RecordWrite(object_type, Operation.update, record_id, {},
+                       ops={write.name: [{write.mode.value: item} for item in items]})
+
+
 def _bulk_records(route: Route, spec: ObjectSpec, object_type: str, body: Any,
                   query: dict[str, str]) -> list[RecordWrite]:
     bulk = route.bulk
@@ -611,6 +637,13 @@ def _bulk_records(route: Route, spec: ObjectSpec, object_type: str, body: Any,
         if operation is not Operation.delete:
             shared = dict(_values(body, bulk.shared_values_path))
         return [RecordWrite(object_type, operation, record_id, shared) for record_id in ids]
+    if bulk.ids_path is not None:
+        listed = at_path(body, bulk.ids_path)
+        if not isinstance(listed, list) or not listed or any(
+                isinstance(item, dict | list) or item in (None, "") for item in listed):
+            raise BodyShapeError(f"expected a non-empty list of ids under {bulk.ids_path!r}")
+        return [RecordWrite(object_type, operation, str(item), None, route.action)
+                for item in listed]
     items = at_path(body, bulk.records_path)
     if not isinstance(items, list) or not items:
         raise BodyShapeError(f"expected a non-empty list under {bulk.records_path!r}")

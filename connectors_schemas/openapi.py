@@ -110,7 +110,9 @@ class Index:
 
     writes: list[Op] = field(default_factory=list)
     gets: dict[str, Op] = field(default_factory=dict)  # by shape: placeholders as {}
-    nouns_by_schema: dict[str, set[str]] = field(default_factory=dict)
+    nouns_by_schema: dict[str, set[str]] = field(default_factory=dict)  # answers
+    nouns_by_request: dict[str, set[str]] = field(default_factory=dict)  # request bodies
+    nouns_by_record: dict[str, set[str]] = field(default_factory=dict)  # GETs of one record
 
 
 # ---------------------------------------------------------------- reading descriptions
@@ -184,13 +186,19 @@ def index(specs: list[Spec]) -> Index:
                 seen.add((method, path))
                 op = _marked(Op(method.upper(), path, operation, spec))
                 if method == "get":
-                    found.gets.setdefault(shape(path), op)
+                    found.gets.setdefault(shape(op.path), op)
                 elif method in WRITE_VERBS:
                     found.writes.append(op)
     for op in [*found.writes, *found.gets.values()]:
-        name = _schema_name(op, _response_schema(op))
-        if name:
+        if name := _schema_name(op, _response_schema(op)):
             found.nouns_by_schema.setdefault(name, set()).add(_noun(op.path))
+        if name := _schema_name(op, _request_schema(op)[0]):
+            found.nouns_by_request.setdefault(name, set()).add(_noun(op.path))
+    for op in found.gets.values():
+        segments = _segments(op.path)
+        if len(segments) > 1 and _is_param(segments[-1]) and (
+                name := _schema_name(op, _response_schema(op))):
+            found.nouns_by_record.setdefault(name, set()).add(segments[-2])
     return found
 
 
@@ -344,18 +352,19 @@ def _is_map(spec: Spec, schema: Any) -> bool:
 def is_documented_read(op: Op) -> bool:
     """A documented POST that only reads: the one rule deciding it, kept conservative.
 
-    A write taken for a read passes unreviewed, so both must hold: the vendor says it reads
-    (its first verb is a read verb, or the path is one of the read shapes HubSpot and Jira
-    use: `/search`, `/batch/read`, `/read`), and no word of its summary or operationId names a
-    change. Anything else stays a write; a connector's `description.reads` lists the rest.
+    A write taken for a read passes unreviewed, so the vendor must say it: the path is one of
+    HubSpot's read shapes (`.../search`, `.../batch/read`), or the summary's first word is a
+    read verb and no word of the summary names a change ("Get ... and update" stays a
+    write). Anything else stays a write; a connector's `description.reads` lists the rest.
     """
     if op.method != "POST":
         return False
-    words = _words(_summary(op)) + _words(str(op.operation.get("operationId") or ""))
+    if any(pattern.search(op.path) for pattern in _READ_SHAPES):
+        return True
     first = _first_words(op)[:1]
-    said = bool(first) and _stem(first[0]) in _READ or any(pattern.search(op.path) for pattern in _READ_SHAPES)
-    changes = {_stem(word) for word in words} & _CHANGE
-    return said and not changes
+    if not first or _stem(first[0]) not in _READ:
+        return False
+    return not {_stem(word) for word in _words(_summary(op))} & _CHANGE
 
 
 # ---------------------------------------------------------------- naming
@@ -391,7 +400,12 @@ def _named(found: Index, op: Op | None, schema: Any) -> str | None:
     if op is None:
         return None
     name = _schema_name(op, schema)
-    if not name or len(found.nouns_by_schema.get(name, ())) >= _GENERIC_NOUNS:
+    if not name:
+        return None
+    # The records one GET answers with name the schema best; failing that, every use does.
+    nouns = (found.nouns_by_record.get(name) or found.nouns_by_schema.get(name)
+             or found.nouns_by_request.get(name, set()))
+    if len(nouns) >= _GENERIC_NOUNS:
         return None
     return _clean(name)
 
@@ -407,7 +421,7 @@ def _object_type(found: Index, path: str, *ops: tuple[Op | None, Any]) -> str:
         if _is_param(segment):
             before = segments[index_ - 1] if index_ else ""
             if before and not _is_param(before) and before not in ("objects", "batch"):
-                return _singular(before).replace("-", "_")
+                return before.replace("-", "_")  # as the vendor spells it: contacts
             if before in ("objects",):
                 return segment  # HubSpot /objects/{objectType}
             continue
@@ -481,7 +495,7 @@ def _operation(op: Op, default: Operation) -> tuple[Operation, str | None]:
 def _rename(path: str, record: str | None) -> str:
     """The record's placeholder becomes `{id}` (what the matcher names records by)."""
     names = [m[1] for m in PLACEHOLDER.finditer(path)]
-    if record == "id" or "id" not in names and record is None:
+    if record == "id" or ("id" not in names and record is None):
         return path
     path = path.replace("{id}", "{parent_id}")
     if record is None:
@@ -530,7 +544,9 @@ def _body_records(op: Op, operation: Operation) -> dict[str, Any]:
     for name, schema in props.items():
         if _IDS_PROPERTY.match(name) and _is_array(op.spec, schema):
             return {"bulk": {"ids_path": name}}
-    ids = [name for name in props if _ID_PROPERTY.match(name)]
+    required = set(op.spec.resolve(request).get("required") or []) if isinstance(
+        op.spec.resolve(request), dict) else set()
+    ids = [name for name in props if _ID_PROPERTY.match(name) and name in required]
     ids.sort(key=lambda name: (name != "id", not name.lower().startswith("primary")))
     return {"id_from_body": ids[0]} if ids else {}
 
@@ -547,9 +563,9 @@ def _parent_field(found: Index, op: Op, segments: list[str], anchor: int) -> dic
     own_get = _get(found, segments)
     if len(tail) == 2 and own_get is not None:
         return None  # /customers/{c}/subscriptions/{s}: a record of its own
-    if noun in held and (_is_array(parent.spec, held[noun])
-                         or isinstance(parent.spec.resolve(held[noun]), dict)
-                         and parent.spec.resolve(held[noun]).get("type") != "integer"):
+    target = parent.spec.resolve(held.get(noun))
+    if noun in held and (_is_array(parent.spec, held[noun]) or (
+            isinstance(target, dict) and target.get("type") != "integer")):
         if not _is_array(parent.spec, held[noun]) and op.method == "POST":
             return None
         return _field_spec(op, noun, tail, array=_is_array(parent.spec, held[noun]))
@@ -583,8 +599,25 @@ def derive_write(found: Index, op: Op) -> Derived | None:
     derived = _derive(found, _marked(op))
     if derived is None:
         return None
-    route = json.loads(_SELECTOR.sub(r"{\1}", json.dumps(derived.route)))
+    text = re.sub(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}", lambda m: "{" + m[1].replace("-", "_") + "}",
+                  _SELECTOR.sub(r"{\1}", json.dumps(derived.route)))
+    route = json.loads(text)
+    if route["path"].endswith("/{id}") and _multi_segment(op, derived.route):
+        route["path"] = route["path"][:-len("{id}")] + "{id+}"  # GitHub's git/refs/heads/x
     return Derived(_SELECTOR.sub(r"{\1}", derived.object_type), route)
+
+
+def _multi_segment(op: Op, route: dict[str, Any]) -> bool:
+    """The record's parameter may hold slashes (GitHub's `x-multi-segment`)."""
+    last = _segments(op.path)[-1] if _segments(op.path) else ""
+    found = PLACEHOLDER.fullmatch(last)
+    if found is None or not route["path"].endswith("/{id}"):
+        return False
+    for raw in op.operation.get("parameters") or []:
+        parameter = op.spec.resolve(raw)
+        if isinstance(parameter, dict) and parameter.get("name") == found[1]:
+            return bool(parameter.get("x-multi-segment"))
+    return False
 
 
 def _marked(op: Op) -> Op:
@@ -626,7 +659,57 @@ def _derive(found: Index, op: Op) -> Derived | None:
             getter, _response_schema(getter) if getter else None)), route)
     if anchor is not None:
         return _action_route(found, op, segments, anchor, route, response)
+    if any(_is_param(segment) for segment in segments):
+        return _bare_record_route(found, op, segments, route, response, request)
     return _collection_route(found, op, segments, route, response, request)
+
+
+def _filtered_fetch(found: Index, segments: list[str], record: str) -> dict[str, Any] | None:
+    """No GET of the record itself: the collection's documented GET filtered to it by an `id`
+    query parameter (Jira's `GET /fieldconfiguration?id=10`), the record found in its list."""
+    collection = segments[:-1]
+    getter = found.gets.get(shape(_join(collection))) if collection else None
+    if getter is None:
+        return None
+    names = set()
+    for raw in getter.operation.get("parameters") or []:
+        parameter = getter.spec.resolve(raw)
+        if isinstance(parameter, dict) and parameter.get("in") == "query":
+            names.add(str(parameter.get("name")))
+    query = next((name for name in ("id", record) if name in names), None)
+    props = _properties(getter.spec, _response_schema(getter))
+    lists = [name for name, value in props.items() if _is_array(getter.spec, value)]
+    if query is None or len(lists) != 1:
+        return None
+    item = _properties(getter.spec, props[lists[0]])
+    if "id" not in item:
+        return None
+    return {"path": _rename(_join(collection), None), "query": {query: "{id}"}, "many": True,
+            "record_path": lists[0], "id_field": "id"}
+
+
+def _bare_record_route(found: Index, op: Op, segments: list[str], route: dict[str, Any],
+                       response: Any, request: Any) -> Derived:
+    """A write under a record the description documents no GET for (Stripe's test helpers):
+    named by its last placeholder, with nothing to fetch."""
+    position = max(i for i, segment in enumerate(segments) if _is_param(segment))
+    record = PLACEHOLDER.fullmatch(segments[position])[1]  # type: ignore[index]
+    tail = segments[position + 1:]
+    if op.method == "POST" and _verb(op) in _NEW_VERBS:
+        route.update(path=_rename(op.path, None), operation="create")
+        return Derived(_object_type(found, op.path, (op, response), (op, request)), route)
+    default = {"DELETE": Operation.delete, "POST": Operation.action}.get(op.method,
+                                                                         Operation.update)
+    operation, action = _operation(op, default)
+    if operation is Operation.action and not action:
+        action = _action_name(tail[-1]) if tail else (_verb(op) or "post")
+    filtered = _filtered_fetch(found, segments[:position + 1], record)
+    route.update({"fetch": filtered} if filtered else {"no_fetch": True})
+    route.update(path=_rename(op.path, record), operation=operation.value)
+    if action:
+        route["action"] = action
+    return Derived(_object_type(found, _join(segments[:position + 1]), (op, response),
+                                (op, request)), route)
 
 
 def _field_route(found: Index, op: Op, segments: list[str], anchor: int,
@@ -644,10 +727,6 @@ def _record_route(found: Index, op: Op, segments: list[str], own: Op | None,
                   route: dict[str, Any], response: Any, request: Any) -> Derived:
     """A write to `.../{id}`: update, delete, an upsert, or what the vendor's verb says."""
     record = PLACEHOLDER.fullmatch(segments[-1])[1]  # type: ignore[index]
-    if own is None and len(segments) > 3 and not _is_param(segments[-2]) and _is_param(
-            segments[-3]) and _get(found, segments[:-2]) is not None and not _holds_records(
-            found, segments[:-1]):
-        return _action_route(found, op, segments, len(segments) - 2, route, response)
     default = Operation.update
     if op.method == "PUT" and _verb(op) in _CREATE:
         default = Operation.upsert  # PUT .../collaborators/{username}: adds or keeps one
@@ -660,7 +739,8 @@ def _record_route(found: Index, op: Op, segments: list[str], own: Op | None,
         if (wrapper := _wrapper(op, own)) is not None:
             route["values_path"] = wrapper
     elif operation is not Operation.create:
-        route["no_fetch"] = True
+        filtered = _filtered_fetch(found, segments, record)
+        route.update({"fetch": filtered} if filtered else {"no_fetch": True})
     object_type = _object_type(found, op.path, (own, _response_schema(own) if own else None),
                                (op, response), (op, request))
     return Derived(object_type, route)
@@ -676,6 +756,9 @@ def _subresource_route(found: Index, op: Op, segments: list[str], own: Op,
     if op.method == "POST" and listing and (added := _added_to_parent(found, op, segments,
                                                                       route)):
         return added
+    if op.method == "POST" and listing and _verb(op) in _NEW_VERBS:
+        route.update(path=_rename(op.path, None), operation="create")
+        return Derived(_object_type(found, op.path, (op, response)), route)
     if op.method == "POST" and listing:
         operation, action = _operation(op, Operation.create)
         route.update(path=_rename(op.path, None), operation=operation.value)
@@ -758,7 +841,8 @@ def _action_route(found: Index, op: Op, segments: list[str], anchor: int,
             or _holds_records(found, segments[:-1])):
         target = len(segments) - 1  # /charges/{charge}/dispute/close acts on the dispute
     record_path = _join(segments[:target])
-    if op.method == "POST" and _is_array(op.spec, response) and _named(found, op, response):
+    made = _schema_name(op, response)
+    if op.method == "POST" and _verb(op) in _NEW_VERBS and made in found.nouns_by_record:
         route.update(path=_rename(op.path, None), operation="create")  # .../attachments
         return Derived(_object_type(found, op.path, (op, response)), route)
     operation, action = _operation(op, Operation.action)
@@ -798,11 +882,10 @@ def _collection_route(found: Index, op: Op, segments: list[str], route: dict[str
     if action:
         route["action"] = action
     holder = _join(segments[:collection]) if collection is not None else op.path
-    object_source: list[tuple[Op | None, Any]] = []
-    if collection is not None:
+    object_source: list[tuple[Op | None, Any]] = [(op, response), (op, request)]
+    if collection is not None:  # the records of the collection, not the request's wrapper
         getter = found.gets.get(shape(holder) + "/{}")
-        object_source.append((getter, _response_schema(getter) if getter else None))
-    object_source += [(op, response), (op, request)]
+        object_source = [(getter, _response_schema(getter) if getter else None)]
     object_type = _object_type(found, holder + ("/{id}" if collection is not None else ""),
                                *object_source)
     if operation is Operation.create:
@@ -855,13 +938,18 @@ def validate_derived(data: Any, where: str) -> dict[str, ObjectSpec]:
     """The derived objects as models; a problem names the file and the field."""
     try:
         objects = data["objects"]
-        return {key: ObjectSpec.model_validate(value) for key, value in objects.items()}
-    except (KeyError, TypeError) as exc:
+        items = list(objects.items())
+    except (KeyError, TypeError, AttributeError) as exc:
         raise DescriptionError(f"{where}: expected {{'objects': {{...}}}}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(part) for part in first["loc"])
-        raise DescriptionError(f"{where}: field {loc}: {first['msg']}") from exc
+    validated = {}
+    for key, value in items:
+        try:
+            validated[key] = ObjectSpec.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(part) for part in (key, *first["loc"]))
+            raise DescriptionError(f"{where}: field {loc}: {first['msg']}") from exc
+    return validated
 
 
 def derived_path(name: str) -> Path:
@@ -1032,3 +1120,26 @@ def counts(data: dict[str, Any]) -> Counter[str]:
     """Operations in a derived file, for a one-line summary."""
     return Counter(route["operation"] for obj in data["objects"].values()
                    for route in obj["routes"])
+
+
+def site_connector(system: str, hosts: list[str], files: list[str], base_path: str,
+                   where: str) -> Connector:
+    """A site's own API as a connector, from its OpenAPI file alone (no YAML of its own).
+
+    `where` names the config file and field; every problem is raised as a
+    ConnectorFileError starting with it, so start-up stops with exit 2 saying which.
+    """
+    from connectors_schemas.loader import ConnectorFileError
+
+    try:
+        data = derive_objects(read_documents(files))
+        objects = validate_derived(data, ", ".join(files))
+        if not objects:
+            raise DescriptionError(f"{', '.join(files)} documents no write operation")
+        connector = Connector(system=system, hosts=hosts, base_path=base_path, objects={
+            "_": ObjectSpec(routes=[Route(method="POST", path="/", operation=Operation.read)])})
+        merged = merge(connector, objects)
+        own = {key: spec for key, spec in merged.objects.items() if key != "_"}
+        return merged.model_copy(update={"objects": own})
+    except (DescriptionError, ValidationError) as exc:
+        raise ConnectorFileError(f"{where}: {exc}") from exc

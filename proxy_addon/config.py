@@ -151,8 +151,24 @@ class RiskSettings(_Strict):
     allow_loosening_money: bool = False
 
 
+def _hosts_only(value: object) -> object:
+    """`zendesk: ["support.example.com"]` is short for `zendesk: {hosts: [...]}`."""
+    return {"hosts": value} if isinstance(value, list) else value
+
+
 class ConnectorOverride(_Strict):
+    """Extra hosts for a connector, or a site's own API from its OpenAPI description."""
+
     hosts: list[str] = []
+    openapi: Names | None = None  # OpenAPI 3 file(s), relative to the config file
+    system: str | None = None  # the name reviewers see (default: the key)
+    base_path: str = ""
+
+    @model_validator(mode="after")
+    def _described_needs_hosts(self) -> Self:
+        if self.openapi is not None and not self.hosts:
+            raise ValueError("a connector given by its openapi file needs hosts")
+        return self
 
 
 class Defaults(_Strict):
@@ -222,7 +238,7 @@ class HitlConfig(_Strict):
     passthrough_hosts: list[str] = []
     # Hosts an agent may open WebSocket connections to (globs); their messages are not reviewed.
     websocket_hosts: list[str] = []
-    connectors: dict[str, ConnectorOverride] = {}
+    connectors: dict[str, Annotated[ConnectorOverride, BeforeValidator(_hosts_only)]] = {}
     connectors_dir: Path | None = None  # more connector files, next to the built-in ones
     defaults: Defaults = Defaults()
     fetch_timeout: Duration = Field(default=10.0)

@@ -106,3 +106,174 @@ def test_bad_connector_files_name_file_and_field(tmp_path: Path, text: str, mess
     with pytest.raises(ConnectorFileError, match=message) as caught:
         load_connector(path)
     assert str(path) in str(caught.value)
+
+
+# Routes derived from the vendors' OpenAPI descriptions (connectors_schemas/derived/*.json),
+# merged under the hand-written files: object, operation, record id and the documented GET.
+_FORM, _JSON = "application/x-www-form-urlencoded", "application/json"
+_STRIPE, _GITHUB = "api.stripe.com", "api.github.com"
+_JIRA, _HUBSPOT = "acme.atlassian.net", "api.hubapi.com"
+
+
+@pytest.mark.parametrize(("host", "method", "path", "body", "expected", "fetch"), [
+    (_STRIPE, "POST", "/v1/subscriptions/sub_1", b"metadata[a]=b",
+     ("subscription", Operation.update, "sub_1", None), ["/v1/subscriptions/sub_1"]),
+    (_STRIPE, "DELETE", "/v1/subscriptions/sub_1", b"",
+     ("subscription", Operation.action, "sub_1", "cancel"), ["/v1/subscriptions/sub_1"]),
+    (_STRIPE, "POST", "/v1/subscriptions", b"customer=cus_1",
+     ("subscription", Operation.create, None, None), []),
+    (_STRIPE, "POST", "/v1/products/prod_1", b"name=x",
+     ("product", Operation.update, "prod_1", None), ["/v1/products/prod_1"]),
+    (_STRIPE, "POST", "/v1/prices/price_1", b"nickname=x",
+     ("price", Operation.update, "price_1", None), ["/v1/prices/price_1"]),
+    (_STRIPE, "POST", "/v1/invoiceitems/ii_1", b"amount=5",
+     ("invoiceitem", Operation.update, "ii_1", None), ["/v1/invoiceitems/ii_1"]),
+    (_STRIPE, "POST", "/v1/checkout/sessions", b"mode=payment",
+     ("checkout.session", Operation.create, None, None), []),
+    (_STRIPE, "POST", "/v1/checkout/sessions/cs_1/expire", b"",
+     ("checkout.session", Operation.action, "cs_1", "expire"), ["/v1/checkout/sessions/cs_1"]),
+    (_STRIPE, "POST", "/v1/credit_notes", b"invoice=in_1",
+     ("credit_note", Operation.create, None, None), []),
+    (_STRIPE, "POST", "/v1/credit_notes/cn_1/void", b"",
+     ("credit_note", Operation.action, "cn_1", "void"), ["/v1/credit_notes/cn_1"]),
+    (_STRIPE, "POST", "/v1/payment_methods/pm_1/attach", b"customer=cus_1",
+     ("payment_method", Operation.action, "pm_1", "attach"), ["/v1/payment_methods/pm_1"]),
+    (_STRIPE, "POST", "/v1/payment_methods/pm_1/detach", b"",
+     ("payment_method", Operation.action, "pm_1", "detach"), ["/v1/payment_methods/pm_1"]),
+    (_GITHUB, "POST", "/repos/o/r/labels", b'{"name": "bug"}',
+     ("label", Operation.create, None, None), []),
+    (_GITHUB, "PATCH", "/repos/o/r/labels/bug", b'{"color": "f00"}',
+     ("label", Operation.update, "bug", None), ["/repos/o/r/labels/bug"]),
+    (_GITHUB, "PUT", "/repos/o/r/issues/5/labels", b'{"labels": ["bug"]}',
+     ("issue", Operation.update, "5", None), ["/repos/o/r/issues/5"]),
+    (_GITHUB, "POST", "/repos/o/r/issues/5/assignees", b'{"assignees": ["al"]}',
+     ("issue", Operation.update, "5", None), ["/repos/o/r/issues/5"]),
+    (_GITHUB, "POST", "/repos/o/r/pulls/5/requested_reviewers", b'{"reviewers": ["al"]}',
+     ("pull_request", Operation.update, "5", None), ["/repos/o/r/pulls/5"]),
+    (_GITHUB, "POST", "/repos/o/r/pulls/5/reviews", b'{"event": "APPROVE"}',
+     ("pull_request_review", Operation.create, None, None), []),
+    (_GITHUB, "PUT", "/repos/o/r/pulls/5/reviews/8", b'{"body": "ok"}',
+     ("pull_request_review", Operation.update, "8", None), ["/repos/o/r/pulls/5/reviews/8"]),
+    (_GITHUB, "POST", "/repos/o/r/pulls/5/comments", b'{"body": "x"}',
+     ("pull_request_review_comment", Operation.create, None, None), []),
+    (_GITHUB, "PATCH", "/repos/o/r/pulls/comments/9", b'{"body": "x"}',
+     ("pull_request_review_comment", Operation.update, "9", None),
+     ["/repos/o/r/pulls/comments/9"]),
+    (_GITHUB, "POST", "/repos/o/r/releases", b'{"tag_name": "v1"}',
+     ("release", Operation.create, None, None), []),
+    (_GITHUB, "PATCH", "/repos/o/r/releases/3", b'{"name": "v1"}',
+     ("release", Operation.update, "3", None), ["/repos/o/r/releases/3"]),
+    (_GITHUB, "POST", "/repos/o/r/git/refs", b'{"ref": "refs/heads/x", "sha": "a"}',
+     ("git_ref", Operation.create, None, None), []),
+    (_GITHUB, "PATCH", "/repos/o/r/git/refs/heads/main", b'{"sha": "a"}',
+     ("git_ref", Operation.update, "heads/main", None), ["/repos/o/r/git/ref/heads/main"]),
+    (_GITHUB, "POST", "/user/repos", b'{"name": "x"}',
+     ("repository", Operation.create, None, None), []),
+    (_GITHUB, "PATCH", "/repos/o/r", b'{"description": "x"}',
+     ("repository", Operation.update, "r", None), ["/repos/o/r"]),
+    (_GITHUB, "DELETE", "/repos/o/r", b"",
+     ("repository", Operation.delete, "r", None), ["/repos/o/r"]),
+    (_GITHUB, "POST", "/repos/o/r/actions/workflows/ci.yml/dispatches", b'{"ref": "main"}',
+     ("workflow", Operation.action, "ci.yml", "dispatch"),
+     ["/repos/o/r/actions/workflows/ci.yml"]),
+    (_JIRA, "POST", "/rest/api/3/issue/P-1/worklog", b'{"timeSpent": "1h"}',
+     ("issue", Operation.update, "P-1", None), ["/rest/api/3/issue/P-1"]),
+    (_JIRA, "PUT", "/rest/api/2/issue/P-1/worklog/10", b'{"timeSpent": "2h"}',
+     ("Worklog", Operation.update, "10", None), ["/rest/api/2/issue/P-1/worklog/10"]),
+    (_JIRA, "POST", "/rest/api/3/issue/P-1/watchers", b'"5b10ac8d82e05b22cc7d4ef5"',
+     ("Watchers", Operation.update, "P-1", None), ["/rest/api/3/issue/P-1/watchers"]),
+    (_JIRA, "POST", "/rest/api/latest/issue/P-1/votes", b"",
+     ("Votes", Operation.action, "P-1", "vote"), ["/rest/api/latest/issue/P-1/votes"]),
+    (_JIRA, "POST", "/rest/api/3/issueLink", b'{"type": {"name": "Blocks"}}',
+     ("IssueLink", Operation.create, None, None), []),
+    (_JIRA, "DELETE", "/rest/api/3/issueLink/10", b"",
+     ("IssueLink", Operation.delete, "10", None), ["/rest/api/3/issueLink/10"]),
+    (_JIRA, "PUT", "/rest/api/3/issue/P-1/remotelink/4", b'{"object": {"url": "u"}}',
+     ("RemoteIssueLink", Operation.update, "4", None), ["/rest/api/3/issue/P-1/remotelink/4"]),
+    (_JIRA, "DELETE", "/rest/api/3/attachment/12", b"",
+     ("AttachmentMetadata", Operation.delete, "12", None), ["/rest/api/3/attachment/12"]),
+    (_JIRA, "PUT", "/rest/api/3/issue/P-1/assignee", b'{"accountId": "a1"}',
+     ("issue", Operation.update, "P-1", None), ["/rest/api/3/issue/P-1"]),
+    (_JIRA, "PUT", "/rest/api/3/issue/P-1/properties/flag", b'{"x": 1}',
+     ("EntityProperty", Operation.update, "flag", None),
+     ["/rest/api/3/issue/P-1/properties/flag"]),
+    (_JIRA, "PUT", "/rest/api/3/project/PRJ", b'{"name": "x"}',
+     ("Project", Operation.update, "PRJ", None), ["/rest/api/3/project/PRJ"]),
+    (_JIRA, "PUT", "/rest/api/3/version/7", b'{"name": "x"}',
+     ("Version", Operation.update, "7", None), ["/rest/api/3/version/7"]),
+    (_JIRA, "PUT", "/rest/api/3/component/7", b'{"name": "x"}',
+     ("ProjectComponent", Operation.update, "7", None), ["/rest/api/3/component/7"]),
+    (_JIRA, "PUT", "/rest/api/3/filter/7", b'{"name": "x"}',
+     ("Filter", Operation.update, "7", None), ["/rest/api/3/filter/7"]),
+    (_HUBSPOT, "PUT", "/crm/v4/objects/contacts/1/associations/companies/2", b"{}",
+     ("LabelsBetweenObjectPair", Operation.upsert, "2", None), []),
+    (_HUBSPOT, "POST", "/crm/v3/objects/contacts/merge",
+     b'{"primaryObjectId": "1", "objectIdToMerge": "2"}',
+     ("contacts", Operation.action, "1", "merge"), ["/crm/v3/objects/contacts/1"]),
+    (_HUBSPOT, "POST", "/crm/v3/objects/contacts/gdpr-delete", b'{"objectId": "1"}',
+     ("contacts", Operation.delete, "1", None), ["/crm/v3/objects/contacts/1"]),
+    (_HUBSPOT, "PATCH", "/crm/v3/properties/contacts/email", b'{"label": "E"}',
+     ("Property", Operation.update, "email", None), ["/crm/v3/properties/contacts/email"]),
+    (_HUBSPOT, "PATCH", "/crm/objects/2026-03/deals/1", b'{"properties": {"amount": "5"}}',
+     ("deals", Operation.update, "1", None), ["/crm/objects/2026-03/deals/1"]),
+])
+def test_derived_routes_of_the_shipped_connectors(
+        matcher: Matcher, host: str, method: str, path: str, body: bytes,
+        expected: tuple[str, Operation, str | None, str | None], fetch: list[str]) -> None:
+    content_type = _FORM if host == _STRIPE else _JSON
+    found = matcher.classify(method, host, path, [], body, content_type)
+    assert found is not None and not found.read
+    [record] = found.records
+    assert (record.object_type, record.operation, record.record_id, record.action) == expected
+    assert [request.path for request in found.fetch_requests([])] == fetch
+
+
+def test_github_label_writes_are_the_issues_labels(matcher: Matcher) -> None:
+    """Old labels -> new labels: the issue is fetched and its labels compared by name."""
+    found = matcher.classify("PUT", _GITHUB, "/repos/o/r/issues/5/labels", [],
+                             b'{"labels": ["bug"]}', _JSON)
+    assert found is not None and found.spec.list_keys == {"labels": "name", "assignees": "login"}
+    assert found.records[0].values == {"labels": ["bug"]}
+    added = matcher.classify("POST", _GITHUB, "/repos/o/r/issues/5/labels", [], b'["bug"]',
+                             _JSON)
+    assert added is not None and added.records[0].ops == {"labels": [{"add": "bug"}]}
+    removed = matcher.classify("DELETE", _GITHUB, "/repos/o/r/issues/5/labels/bug", [], b"",
+                               None)
+    assert removed is not None and removed.records[0].ops == {"labels": [{"remove": "bug"}]}
+
+
+def test_jira_assignee_is_the_issues_field_under_fields(matcher: Matcher) -> None:
+    found = matcher.classify("PUT", _JIRA, "/rest/api/2/issue/P-1/assignee", [],
+                             b'{"accountId": "a1"}', _JSON)
+    assert found is not None and found.spec.record_path == "fields"  # inherited from `issue`
+    assert found.records[0].values == {"assignee": {"accountId": "a1"}}
+
+
+def test_jira_issue_archive_is_the_bodys_issues_not_an_issue_named_archive(
+        matcher: Matcher) -> None:
+    found = matcher.classify("PUT", _JIRA, "/rest/api/3/issue/archive", [],
+                             b'{"issueIdsOrKeys": ["P-1", "P-2"]}', _JSON)
+    assert found is not None
+    assert [(r.object_type, r.operation, r.action, r.record_id) for r in found.records] == [
+        ("issue", Operation.action, "archive", "P-1"),
+        ("issue", Operation.action, "archive", "P-2")]
+    assert [r.path for r in found.fetch_requests([])] == ["/rest/api/3/issue/P-1",
+                                                          "/rest/api/3/issue/P-2"]
+
+
+def test_hubspot_date_versioned_objects_are_named_and_unwrapped(matcher: Matcher) -> None:
+    found = matcher.classify("PATCH", _HUBSPOT, "/crm/objects/2026-03/contacts/1", [],
+                             b'{"properties": {"email": "a@b.c"}}', _JSON)
+    assert found is not None and found.object_type == "contacts"
+    assert found.records[0].values == {"email": "a@b.c"}  # the description's `properties` map
+    assert [r.path for r in found.fetch_requests([])] == ["/crm/objects/2026-03/contacts/1"]
+
+
+@pytest.mark.parametrize(("host", "path"), [
+    (_JIRA, "/rest/api/3/search/jql"), (_JIRA, "/rest/api/2/jql/parse"),
+    (_HUBSPOT, "/crm/objects/2026-03/contacts/search"),
+    (_HUBSPOT, "/crm/v4/associations/contacts/companies/batch/read"),
+])
+def test_documented_post_reads_pass(matcher: Matcher, host: str, path: str) -> None:
+    found = matcher.classify("POST", host, path, [], b"{}", _JSON)
+    assert found is not None and found.read
