@@ -34,6 +34,8 @@ from connectors_schemas.models import (
 )
 
 HOSTS_REMEMBERED = 4096
+IDENTIFIED_REMEMBERED = 4096  # (system, path) -> what a read names, for the traffic record
+IDENTIFIED_PATH_MAX = 512  # longer paths are looked up each time, so the cache stays small
 MAX_FETCHES = 50  # a bulk write whose vendor has no collection read: at most this many GETs
 # Query parameters (and subrequest headers) some vendors read as the method, e.g. Salesforce's
 # `?_HttpMethod=PATCH` on a POST; compared case-insensitively.
@@ -204,6 +206,133 @@ class _CompiledRoute:
     key: str
     spec: ObjectSpec
     connector: Connector
+    precedence: tuple[int, ...]  # `_precedence`: the lower is tried first
+
+    @property
+    def graphql(self) -> bool:
+        return (self.route.body or self.spec.body) is BodyFormat.graphql
+
+
+# A segment's rank, lower first: OpenAPI's rule (a concrete path before a templated one), and a
+# greedy `{x+}` last since it can swallow whatever follows. _ENDED is a template with no more.
+_LITERAL, _PLACEHOLDER, _GREEDY, _ENDED = range(4)
+_ANY, _GRAPHQL = "any method", "graphql"  # index names beside the write methods
+
+
+def _split(template: str) -> list[str]:
+    """The segments of a template or path that starts with '/'."""
+    return template[1:].split("/")
+
+
+def _precedence(base: str, route: Route) -> tuple[int, ...]:
+    """Segment ranks from the left: `/issue/archive` before `/issue/{id}` (and `{id}.json`,
+    which is a placeholder too), `/{path+}` after both, a template before a shorter one it
+    begins with; ties keep file order.
+
+    The base path's segments count as literal: every route under a base shares them, so the
+    connector's own `/issue/{id}` under `/rest/api/{api_version}` ties with a derived
+    `/rest/api/3/issue/{id}` and the earlier in the file (the hand-written one) wins.
+    """
+    ranks = [_LITERAL] * len(_split(base)) if base else []
+    for segment in _split(route.path):
+        found = PLACEHOLDER.findall(segment)
+        ranks.append(_GREEDY if any(plus for _, plus in found) else _PLACEHOLDER if found
+                     else _LITERAL)
+    return (*ranks, _ENDED)
+
+
+@dataclass(slots=True)
+class _Node:
+    """A segment trie: exact segments, one child for any non-empty segment (a placeholder, whole
+    or inside the segment), the routes ending here, and those whose greedy segment is next."""
+
+    literal: dict[str, _Node] = field(default_factory=dict)
+    wildcard: _Node | None = None
+    ends: list[int] = field(default_factory=list)
+    greedy: list[int] = field(default_factory=list)
+
+    def add(self, keys: list[str | None], greedy: bool, position: int) -> None:
+        """A route by `_trie_keys`: None is the wildcard; a greedy route stops after them."""
+        node = self
+        for key in keys:
+            if key is None:
+                if node.wildcard is None:
+                    node.wildcard = _Node()
+                node = node.wildcard
+            else:
+                if key not in node.literal:
+                    node.literal[key] = _Node()
+                node = node.literal[key]
+        _append_once(node.greedy if greedy else node.ends, position)
+
+    def walk(self, segments: list[str], into: list[int]) -> None:
+        """Every route whose template could match these segments (never one fewer)."""
+        frontier = [self]
+        for segment in segments:
+            following: list[_Node] = []
+            for node in frontier:
+                if node.greedy:
+                    into += node.greedy
+                if (child := node.literal.get(segment)) is not None:
+                    following.append(child)
+                if segment and node.wildcard is not None:  # `[^/]+?` takes no empty segment
+                    following.append(node.wildcard)
+            if not following:
+                return
+            frontier = following
+        for node in frontier:
+            into += node.ends
+
+
+def _trie_keys(template: str) -> tuple[list[str | None], bool]:
+    """The template's segments up to a greedy one (then True): literal ones as they are, None
+    for one holding a placeholder (`{id}`, `{id}.json`); the regex checks what they hold."""
+    keys: list[str | None] = []
+    for segment in _split(template):
+        found = PLACEHOLDER.findall(segment)
+        if any(plus for _, plus in found):
+            return keys, True
+        keys.append(None if found else segment)
+    return keys, False
+
+
+def _append_once(positions: list[int], position: int) -> None:
+    if not positions or positions[-1] != position:  # a route's variants may share a node
+        positions.append(position)
+
+
+class _RouteIndex:
+    """One connector's routes in precedence order, and a segment trie per write method (one for
+    any method, one for GraphQL routes) so a lookup costs what the path's segments fit, not
+    what the connector holds. The compiled regex stays the final check."""
+
+    def __init__(self, routes: list[_CompiledRoute], suffixes: list[str]) -> None:
+        self.routes = sorted(routes, key=lambda candidate: candidate.precedence)  # stable
+        self._tries: dict[str, _Node] = {}
+        for position, candidate in enumerate(self.routes):
+            names = [candidate.route.method, _ANY] + ([_GRAPHQL] if candidate.graphql else [])
+            template = candidate.base + candidate.route.path
+            # What `_compile`'s `(?:suffixes)/?$` lets the path end in, spelt into the trie, so
+            # a lookup is one walk: `tickets.json` and `tickets/` are segments like any other.
+            for ending in {suffix + slash for suffix in suffixes or [""] for slash in ("", "/")}:
+                keys, greedy = _trie_keys(template + ending)
+                for name in names:
+                    self._tries.setdefault(name, _Node()).add(keys, greedy, position)
+
+    def candidates(self, path: str, among: str) -> list[_CompiledRoute]:
+        """Routes of `among` (a method, _ANY or _GRAPHQL) the path may match, in precedence
+        order; a superset of those whose regex matches."""
+        trie = self._tries.get(among)
+        if trie is None or not path.startswith("/"):
+            return []
+        found: list[int] = []
+        trie.walk(_split(path), found)
+        return [self.routes[position] for position in sorted(set(found))]
+
+    def scan(self, among: str) -> list[_CompiledRoute]:
+        """Every route of `among` in precedence order: what `candidates` must agree with."""
+        return [candidate for candidate in self.routes if among in (_ANY, candidate.route.method)
+                or (among == _GRAPHQL and candidate.graphql)]
 
 
 def _compile(base: str, route: Route, suffixes: list[str]) -> re.Pattern[str]:
@@ -313,26 +442,24 @@ class Matcher:
     def __init__(self, connectors: dict[str, Connector]) -> None:
         self._connectors = list(connectors.values())
         self._by_host: dict[str, Connector | None] = {}  # every read asks; globs are slow
-        self._routes: dict[str, list[_CompiledRoute]] = {}
-        self._graphql: dict[str, list[_CompiledRoute]] = {}  # asked on reads with a `query`
+        self._routes: dict[str, _RouteIndex] = {}
         self._graphql_paths: dict[str, list[re.Pattern[str]]] = {}
+        self._identified: dict[tuple[str, str], Identified] = {}  # every read asks
         for connector in self._connectors:
             derived_for(connector.description)  # a schema without a derived file: now, once
-            self._routes[connector.system] = [
+            index = self._routes[connector.system] = _RouteIndex([  # file order, then sorted
                 _CompiledRoute(_compile(base, route, connector.path_suffixes), base, route, key,
-                               spec, connector)
-                for base in connector.base_paths
+                               spec, connector, _precedence(base, route))
                 for key, spec in connector.objects.items()
                 for route in spec.routes
-            ]
-            self._graphql[connector.system] = [
-                candidate for candidate in self._routes[connector.system]
-                if (candidate.route.body or candidate.spec.body) is BodyFormat.graphql]
+                for base in ([""] if route.from_root else connector.base_paths)
+            ], connector.path_suffixes)
             # Express and others route without regard to case: `/GraphQL` is the endpoint too.
-            # Only for failing closed; write routes still match exactly.
-            self._graphql_paths[connector.system] = [
-                re.compile(candidate.pattern.pattern, re.IGNORECASE)
-                for candidate in self._graphql[connector.system]]
+            # Only for failing closed; write routes still match exactly. A connector has a few
+            # GraphQL endpoints however many routes it has, so these are tried one by one.
+            self._graphql_paths[connector.system] = list({
+                candidate.pattern.pattern: re.compile(candidate.pattern.pattern, re.IGNORECASE)
+                for candidate in index.scan(_GRAPHQL)}.values())
 
     def connector_for(self, host: str) -> Connector | None:
         if host in self._by_host:
@@ -373,13 +500,12 @@ class Matcher:
                               f"{why}; servers differ on which route and record it names, so "
                               "no connector route is matched")
         reading = method in READ_METHODS
-        candidates = self._graphql[connector.system] if reading else self._routes[
-            connector.system]
+        # Reads only on GraphQL routes, whatever their method; writes on their method's routes.
+        candidates = self._routes[connector.system].candidates(
+            path, _GRAPHQL if reading else method)
         query_map = dict(query)
-        for candidate in candidates:
+        for candidate in candidates:  # in precedence order; the first that fits is the route
             route = candidate.route
-            if route.method != method and not reading:
-                continue
             found = candidate.pattern.match(path)
             if found is None:
                 continue
@@ -465,8 +591,21 @@ class Matcher:
         connector = self.connector_for(host)
         if connector is None:
             return None
+        key = (connector.system, path)
+        if (known := self._identified.get(key)) is not None:
+            return known  # agents poll the same records: most reads end here
+        identified = self._identify(connector, path)
+        if len(path) <= IDENTIFIED_PATH_MAX:
+            if len(self._identified) >= IDENTIFIED_REMEMBERED:
+                self._identified.clear()  # a crawl of distinct paths starts afresh
+            self._identified[key] = identified
+        return identified
+
+    def _identify(self, connector: Connector, path: str) -> Identified:
+        """The first route in precedence order that names a record, else the first that
+        matches (a collection), whatever the routes' methods."""
         collection: Identified | None = None
-        for candidate in self._routes[connector.system]:
+        for candidate in self._routes[connector.system].candidates(path, _ANY):
             found = candidate.pattern.match(path)
             if found is None:
                 continue
