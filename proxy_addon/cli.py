@@ -159,7 +159,71 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--config", type=Path, help="YAML config (loosening criteria)")
     stats.add_argument("--data-dir", type=Path, default=Path("./data"))
     stats.add_argument("--format", choices=["json", "table"], default="table")
+    connectors = commands.add_parser("connectors", help="connectors and their descriptions")
+    connectors_commands = connectors.add_subparsers(dest="connectors_command", required=True,
+                                                    parser_class=_Parser)
+    _add_coverage_parser(connectors_commands)
     return parser
+
+
+def connectors_command(args: argparse.Namespace) -> int:
+    if args.connectors_command == "coverage":
+        return coverage_command(args)
+    raise UsageError(f"unknown connectors command {args.connectors_command!r}")
+
+
+def _add_coverage_parser(group: argparse._SubParsersAction[_Parser]) -> None:
+    coverage = group.add_parser(
+        "coverage", help="classify every documented write of the vendors' descriptions (or of "
+                         "--spec) with the loaded connectors; report what they name right")
+    coverage.add_argument("--spec", type=Path, metavar="FILE",
+                          help="an OpenAPI 3 file (JSON or YAML, may be .gz) instead of the "
+                               "shipped descriptions")
+    coverage.add_argument("--host", help="with --spec: the host its requests go to")
+    coverage.add_argument("--connector", metavar="NAME",
+                          help="with --spec: classify with this connector (file stem) only")
+    coverage.add_argument("--config", type=Path, help="YAML config: the connectors `run` loads")
+    coverage.add_argument("--json", action="store_true", help="machine-readable numbers")
+
+
+def coverage_command(args: argparse.Namespace) -> int:
+    """Every documented write instantiated and classified by the real matcher."""
+    import time
+
+    from connectors_schemas import Matcher
+    from connectors_schemas.coverage import (
+        CoverageError,
+        as_json,
+        builtin_apis,
+        run,
+        spec_api,
+        table,
+    )
+
+    if args.spec is None and (args.host or args.connector):
+        raise UsageError("--host and --connector go with --spec FILE")
+    if args.spec is not None and not args.host:
+        raise UsageError("--spec needs --host HOST (where its requests go)")
+    run_args = ["run", *(["--config", str(args.config)] if args.config else [])]
+    _, connectors = load_setup(settings_from_args(build_parser().parse_args(run_args)))
+    if args.connector is not None and args.connector not in connectors:
+        raise UsageError(f"--connector {args.connector}: no such connector (known: "
+                         f"{', '.join(sorted(connectors))})")
+    started = time.perf_counter()
+    try:
+        if args.spec is None:
+            apis = builtin_apis(connectors)
+        else:
+            chosen = connectors.get(args.connector or "")
+            apis = [spec_api(args.spec, args.host, chosen.system if chosen else None)]
+            connectors = {args.connector: chosen} if chosen else connectors
+        reports = run(apis, Matcher(connectors))
+    except CoverageError as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(as_json(reports) + "\n" if args.json else table(reports))
+    print(f"coverage: {len(reports)} API(s) in {time.perf_counter() - started:.1f} s",
+          file=sys.stderr)
+    return 0
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -441,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
             return traffic_command(args)
         if args.command == "demo":
             return demo_command(args)
+        if args.command == "connectors":
+            return connectors_command(args)
         settings = settings_from_args(args)
         config, connectors = load_setup(settings)
         token_note = ""
