@@ -189,6 +189,7 @@ class ObjectSpec(_Strict):
     list_keys: dict[str, str] = {}  # list field -> key its items are compared by
     ops_path: str | None = None  # body path of per-field operations (Jira's `update`)
     base64_fields: list[str] = []  # shown decoded (GitHub file contents)
+    empty_is_absent: bool = False  # the vendor stores null, "", {} and [] as nothing (QuickBooks)
     body: BodyFormat = BodyFormat.json
     fetch: FetchSpec | None = None
     routes: Annotated[list[Route], Field(min_length=1)]

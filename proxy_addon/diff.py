@@ -86,33 +86,78 @@ def _pointer(path: str) -> str:
     return "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in path.split("."))
 
 
-def _changes_and_patch(current: dict[str, Any], after: dict[str, Any],
-                       paths: list[str]) -> Diff:
-    """One pass over the paths the write can touch: linear in the write, not the record."""
+def _empty(value: Any) -> bool:
+    """Absent, null, "", [] or an object of only such: no value, to an empty_is_absent vendor."""
+    if value is _MISSING or value is None:
+        return True
+    if isinstance(value, str | list):
+        return not value
+    if isinstance(value, dict):
+        return all(_empty(item) for item in value.values())
+    return False
+
+
+def _pruned(value: Any) -> Any:
+    """The value without its empty members: what such a vendor keeps of it."""
+    if isinstance(value, dict):
+        return {key: _pruned(item) for key, item in value.items() if not _empty(item)}
+    if isinstance(value, list):
+        return [_pruned(item) for item in value]
+    return value
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _nothing_to_show(old: Any, new: Any, current_walked: bool) -> bool:
+    """Under empty_is_absent: both sides empty, or an object whose own leaves are compared."""
+    if _empty(old) and _empty(new):
+        return True
+    if isinstance(new, dict) and _empty(old):
+        return True  # the new object's fields are paths of their own
+    return current_walked and isinstance(old, dict) and _empty(new)
+
+
+def _changes_and_patch(current: dict[str, Any], after: dict[str, Any], paths: list[str],
+                       empty_is_absent: bool = False, current_walked: bool = False) -> Diff:
+    """One pass over the paths the write can touch: linear in the write, not the record.
+
+    With `empty_is_absent` a path empty on both sides is no change and gets no patch operation,
+    and objects and lists are shown and patched without their empty members.
+    """
     changes: list[FieldChange] = []
     operations: list[dict[str, Any]] = []
     added: set[str] = set()
+    shown = _pruned if empty_is_absent else _as_is
     for path in paths:
         old, new = _lookup(current, path), _lookup(after, path)
-        shown_old = None if old is _MISSING else old
-        shown_new = None if new is _MISSING else new
+        if empty_is_absent and _nothing_to_show(old, new, current_walked):
+            continue
+        shown_old = None if old is _MISSING else shown(old)
+        shown_new = None if new is _MISSING else shown(new)
         if same_json(shown_old, shown_new):
             continue
         changes.append(FieldChange(path, shown_old, shown_new))
         if new is _MISSING:
             operations.append({"op": "remove", "path": _pointer(path)})
         elif old is not _MISSING:
-            operations.append({"op": "replace", "path": _pointer(path), "value": new})
+            operations.append({"op": "replace", "path": _pointer(path), "value": shown_new})
+            added.add(path)
         else:
-            # Add at the shallowest ancestor the current record lacks, once.
+            # Add at the shallowest ancestor the current record lacks (or holds as a
+            # non-object, replaced whole), once.
             parts = path.split(".")
             for depth in range(1, len(parts) + 1):
                 prefix = ".".join(parts[:depth])
-                if _lookup(current, prefix) is _MISSING:
-                    if prefix not in added:
-                        added.add(prefix)
-                        operations.append({"op": "add", "path": _pointer(prefix),
-                                           "value": _lookup(after, prefix)})
+                if prefix in added:
+                    break
+                held = _lookup(current, prefix)
+                if held is _MISSING or not isinstance(held, dict):
+                    added.add(prefix)
+                    operations.append({"op": "add" if held is _MISSING else "replace",
+                                       "path": _pointer(prefix),
+                                       "value": shown(_lookup(after, prefix))})
                     break
     return Diff(changes, operations)
 
@@ -126,19 +171,28 @@ def compute_diff(
     current: dict[str, Any] | None,
     proposed: dict[str, Any] | None,
     semantics: UpdateSemantics = UpdateSemantics.merge,
+    empty_is_absent: bool = False,
 ) -> Diff:
-    """`current` None means the old record is unknown: old values show as null, no patch."""
+    """`current` None means the old record is unknown: old values show as null, no patch.
+
+    `empty_is_absent` (the object's connector flag): null, "", {} and [] are all "no value", so
+    sending one for a field that has none is no change; clearing a real value still is.
+    """
     if operation is Operation.create:
         after = proposed or {}
+        if empty_is_absent:
+            after = _pruned(after)  # an SDK's create sends every field, unset ones as ""
         changes = [FieldChange(path, None, value) for path, value in leaves(after).items()]
         return Diff(changes, jsonpatch.make_patch({}, after).patch)
     if operation is Operation.delete:
         if current is None:
             return Diff([], [{"op": "remove", "path": ""}])
-        changes = [FieldChange(path, value, None) for path, value in leaves(current).items()]
+        changes = [FieldChange(path, value, None) for path, value in leaves(current).items()
+                   if not (empty_is_absent and _empty(value))]
         return Diff(changes, [{"op": "remove", "path": ""}])
     proposed = proposed or {}
     if current is None:
+        # Old values unknown: a "" may be clearing one, so every field sent is shown.
         return Diff([FieldChange(path, None, new) for path, new in leaves(proposed).items()], [])
     if semantics is UpdateSemantics.merge:
         after = merge(current, proposed)
@@ -146,7 +200,8 @@ def compute_diff(
     else:
         after = proposed
         paths = _ordered_union(leaves(current), leaves(proposed))
-    return _changes_and_patch(current, after, paths)
+    return _changes_and_patch(current, after, paths, empty_is_absent,
+                              current_walked=semantics is UpdateSemantics.replace)
 
 
 def _without(record: dict[str, Any], fields: list[str]) -> dict[str, Any]:
@@ -248,5 +303,5 @@ def diff_record(spec: ObjectSpec, record: RecordWrite, current: dict[str, Any] |
     if current is not None:
         current = _keyed_lists(_without(current, spec.read_only), spec.list_keys)
         current = _decoded(current, spec.base64_fields)
-    diff = compute_diff(operation, current, values, semantics)
+    diff = compute_diff(operation, current, values, semantics, spec.empty_is_absent)
     return Diff(diff.changes + extra, diff.patch)

@@ -1,7 +1,16 @@
+from typing import Any
+
 import jsonpatch
 
-from connectors_schemas import Operation, UpdateSemantics
-from proxy_addon.diff import FieldChange, compute_diff, leaves, same_json
+from connectors_schemas import (
+    ObjectSpec,
+    Operation,
+    RecordWrite,
+    Route,
+    UpdateSemantics,
+    load_connectors,
+)
+from proxy_addon.diff import Diff, FieldChange, compute_diff, diff_record, leaves, same_json
 
 CURRENT = {
     "id": 1,
@@ -71,3 +80,152 @@ def test_unknown_current_record_shows_old_none_and_no_patch() -> None:
 
 def test_leaves_keep_empty_objects_and_lists_as_values() -> None:
     assert leaves({"a": {}, "b": [], "c": {"d": {}}}) == {"a": {}, "b": [], "c.d": {}}
+
+
+# --- empty_is_absent: a vendor that stores null, "", {} and [] as nothing (QuickBooks) -----
+
+def _empty_is_absent(current: dict[str, Any], proposed: dict[str, Any],
+                     semantics: UpdateSemantics = UpdateSemantics.replace) -> Diff:
+    """The diff under the flag, checked: each patch operation is for a shown change, and the
+    patch turns current into the shown new values."""
+    diff = compute_diff(Operation.update, current, proposed, semantics, empty_is_absent=True)
+    shown = ["/" + change.field.replace(".", "/") for change in diff.changes]
+    for op in diff.patch:
+        assert any(field == op["path"] or field.startswith(op["path"] + "/")
+                   for field in shown), (op, diff.changes)
+    patched = jsonpatch.apply_patch(current, diff.patch)
+    for change in diff.changes:
+        node: Any = patched
+        for part in change.field.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        assert same_json(node, change.new), (change, patched)
+    return diff
+
+
+def _spec(**fields: Any) -> ObjectSpec:
+    return ObjectSpec(routes=[Route(method="POST", path="/customer", operation=Operation.update,
+                                    id_from_body="Id")], id_field="Id", **fields)
+
+
+SDK_FULL_UPDATE = {  # python-quickbooks' Customer.save(): every field, unset ones as ""
+    "Id": "58", "DisplayName": "Tern", "CompanyName": "Tern & Sons", "Title": "", "Notes": "",
+    "MiddleName": "", "Suffix": "", "PrimaryPhone": {"FreeFormNumber": "(650) 555-0100"},
+    "BillAddr": {"Line1": "12 Harbour Rd", "Line2": "", "City": "Bayshore", "Lat": ""},
+    "CurrencyRef": {"value": "USD", "name": "United States Dollar", "type": ""},
+}
+STORED = {
+    "Id": "58", "DisplayName": "Tern", "CompanyName": "Tern",
+    "PrimaryPhone": {"FreeFormNumber": "(650) 555-0100"},
+    "BillAddr": {"Line1": "12 Harbour Rd", "City": "Bayshore"},
+    "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
+}
+
+
+def test_empty_values_for_fields_the_record_lacks_are_no_change() -> None:
+    diff = _empty_is_absent(STORED, SDK_FULL_UPDATE)
+    assert diff.changes == [FieldChange("CompanyName", "Tern", "Tern & Sons")]
+    assert diff.patch == [{"op": "replace", "path": "/CompanyName", "value": "Tern & Sons"}]
+
+
+def test_null_empty_string_empty_object_and_empty_list_are_all_nothing() -> None:
+    current = {"a": None, "b": "", "c": {}, "d": [], "e": {"f": ""}}
+    proposed = {"a": "", "b": None, "c": [], "d": {}, "e": None, "g": {"h": {"i": ""}}, "j": []}
+    diff = _empty_is_absent(current, proposed)
+    assert diff == Diff([], [])
+    assert _empty_is_absent(current, {}) == Diff([], [])
+    assert _empty_is_absent(current, proposed, UpdateSemantics.merge) == Diff([], [])
+
+
+def test_clearing_a_value_the_record_has_is_still_a_change() -> None:
+    current = {"Notes": "VIP", "Memo": "call first", "Qty": 0, "Active": False, "Tags": ["a"]}
+    diff = _empty_is_absent(current, {"Notes": "", "Qty": "", "Tags": []})
+    assert diff.changes == [FieldChange("Notes", "VIP", ""),
+                            FieldChange("Memo", "call first", None), FieldChange("Qty", 0, ""),
+                            FieldChange("Active", False, None), FieldChange("Tags", ["a"], [])]
+    assert [op["op"] for op in diff.patch] == ["replace", "remove", "replace", "remove", "replace"]
+    sparse = _empty_is_absent(current, {"Notes": "", "Title": ""}, UpdateSemantics.merge)
+    assert sparse.changes == [FieldChange("Notes", "VIP", "")]
+    assert sparse.patch == [{"op": "replace", "path": "/Notes", "value": ""}]
+
+
+def test_nested_objects_collapse_the_same_way() -> None:
+    current = {"BillAddr": {"Line1": "1 Main", "City": "Bay"}, "ShipAddr": {}}
+    diff = _empty_is_absent(current, {
+        "BillAddr": {"Line1": "1 Main", "City": "", "Line2": "", "Lat": ""},
+        "ShipAddr": {"Line1": ""}, "Fax": {}})
+    assert diff.changes == [FieldChange("BillAddr.City", "Bay", "")]
+    assert diff.patch == [{"op": "replace", "path": "/BillAddr/City", "value": ""}]
+    gone = _empty_is_absent(current, {"BillAddr": None})  # a full update without the address
+    assert gone.changes == [FieldChange("BillAddr.Line1", "1 Main", None),
+                            FieldChange("BillAddr.City", "Bay", None)]
+    assert jsonpatch.apply_patch(current, gone.patch)["BillAddr"] == {}
+
+
+def test_a_new_object_is_shown_and_added_without_its_empty_fields() -> None:
+    added = _empty_is_absent({}, {"BillAddr": {"Line1": "5 Elm", "Line2": "", "Geo": {}}})
+    assert added.changes == [FieldChange("BillAddr.Line1", None, "5 Elm")]
+    assert added.patch == [{"op": "add", "path": "/BillAddr", "value": {"Line1": "5 Elm"}}]
+    over_null = _empty_is_absent({"BillAddr": None}, {"BillAddr": {"Line1": "5 Elm", "City": ""}})
+    assert over_null.changes == [FieldChange("BillAddr.Line1", None, "5 Elm")]
+    assert over_null.patch == [{"op": "replace", "path": "/BillAddr", "value": {"Line1": "5 Elm"}}]
+
+
+def test_list_items_are_compared_without_their_empty_fields() -> None:
+    current = {"Line": [{"Amount": 100.0, "DetailType": "SubTotalLineDetail"}]}
+    same = {"Line": [{"Amount": 100.0, "DetailType": "SubTotalLineDetail", "LinkedTxn": [],
+                      "SubTotalLineDetail": {}, "Description": ""}], "CustomField": []}
+    assert _empty_is_absent(current, same) == Diff([], [])
+    more = {"Line": [{"Amount": 120.0, "DetailType": "SubTotalLineDetail", "LinkedTxn": []}]}
+    diff = _empty_is_absent(current, more)
+    new_line = [{"Amount": 120.0, "DetailType": "SubTotalLineDetail"}]
+    assert diff.changes == [FieldChange("Line", current["Line"], new_line)]
+    assert diff.patch == [{"op": "replace", "path": "/Line", "value": new_line}]
+
+
+def test_creates_and_deletes_leave_out_empty_fields_and_unknown_old_values_do_not() -> None:
+    create = compute_diff(Operation.create, None, {"Name": "A", "Notes": "", "Addr": {"L": ""},
+                                                   "Tags": [], "Lines": [{"x": 1, "y": ""}]},
+                          empty_is_absent=True)
+    assert create.changes == [FieldChange("Name", None, "A"),
+                              FieldChange("Lines", None, [{"x": 1}])]
+    assert jsonpatch.apply_patch({}, create.patch) == {"Name": "A", "Lines": [{"x": 1}]}
+    delete = compute_diff(Operation.delete, {"Name": "A", "Notes": "", "Addr": {}}, None,
+                          empty_is_absent=True)
+    assert delete.changes == [FieldChange("Name", "A", None)]
+    unknown = compute_diff(Operation.update, None, {"Notes": ""}, empty_is_absent=True)
+    assert unknown.changes == [FieldChange("Notes", None, "")]  # "" may be clearing a value
+
+
+def test_without_the_flag_empty_values_are_changes_as_before() -> None:
+    diff = compute_diff(Operation.update, STORED, SDK_FULL_UPDATE, UpdateSemantics.replace)
+    assert len(diff.changes) == 8
+    assert FieldChange("Title", None, "") in diff.changes
+    assert FieldChange("BillAddr.Lat", None, "") in diff.changes
+    assert {"op": "add", "path": "/Title", "value": ""} in diff.patch
+    plain = _spec(update=UpdateSemantics.replace)
+    record = RecordWrite("customer", Operation.update, "58", SDK_FULL_UPDATE)
+    assert diff_record(plain, record, STORED, Operation.update, {}, SDK_FULL_UPDATE) == diff
+    flagged = _spec(update=UpdateSemantics.replace, empty_is_absent=True)
+    assert diff_record(flagged, record, STORED, Operation.update, {}, SDK_FULL_UPDATE).changes == [
+        FieldChange("CompanyName", "Tern", "Tern & Sons")]
+
+
+def test_shipped_quickbooks_full_update_shows_only_the_real_change() -> None:
+    spec = load_connectors()["quickbooks"].objects["entity"]
+    assert spec.empty_is_absent
+    body = {**SDK_FULL_UPDATE, "SyncToken": "0", "sparse": False, "IsProject": False,
+            "Level": 0, "BalanceWithJobs": 0, "OpenBalanceDate": ""}
+    record = RecordWrite("customer", Operation.update, "58", body)
+    diff = diff_record(spec, record, {**STORED, "SyncToken": "0"}, Operation.update, {}, body)
+    assert diff.changes == [FieldChange("CompanyName", "Tern", "Tern & Sons")]
+    assert diff.patch == [{"op": "replace", "path": "/CompanyName", "value": "Tern & Sons"}]
+
+
+def test_stripe_form_empty_value_still_unsets() -> None:
+    spec = load_connectors()["stripe"].objects["customer"]
+    assert not spec.empty_is_absent  # Stripe's form "" already unsets (read as null)
+    record = RecordWrite("customer", Operation.update, "cus_1", {"description": ""})
+    cleared = diff_record(spec, record, {"description": "VIP"}, Operation.update, {}, None)
+    assert cleared.changes == [FieldChange("description", "VIP", None)]
+    unset = diff_record(spec, record, {"description": None}, Operation.update, {}, None)
+    assert unset.changes == []

@@ -1,11 +1,21 @@
-"""QuickBooks Online through the real proxy: full vs sparse updates, delete, void, send, query."""
+"""QuickBooks Online through the real proxy: full vs sparse updates, delete, void, send, query.
+
+The python-quickbooks tests drive the real SDK, configured only through HTTPS_PROXY,
+REQUESTS_CA_BUNDLE and its own settings (intuitlib's AuthClient with an access token).
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from intuitlib.client import AuthClient
+from quickbooks import QuickBooks
+from quickbooks.exceptions import QuickbooksException
+from quickbooks.objects.customer import Customer
 
 from tests.e2e.conftest import Vendor
 from tests.e2e.harness import ProxyProcess, agent_client, held, triples
@@ -13,6 +23,9 @@ from tests.fakes.quickbooks import FakeQuickBooks
 
 REALM = "9130347596283816"
 BASE = f"https://quickbooks.api.intuit.com/v3/company/{REALM}"
+# intuitlib takes a discovery URL as its environment; Intuit's sits on developer.intuit.com,
+# the fake serves it on the API host the tests map to it.
+DISCOVERY = "https://quickbooks.api.intuit.com/.well-known/openid_configuration/"
 
 
 @pytest.fixture
@@ -27,6 +40,91 @@ def agent(proxy: ProxyProcess) -> Iterator[httpx.Client]:
     with agent_client(proxy, Authorization="Bearer qbo-access-token-123",
                       Accept="application/json") as client:
         yield client
+
+
+@pytest.fixture
+def sdk(monkeypatch: pytest.MonkeyPatch, proxy: ProxyProcess,
+        qbo: FakeQuickBooks) -> Iterator[QuickBooks]:
+    """A python-quickbooks client that reaches QuickBooks through the proxy and trusts its CA."""
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.proxy_url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(proxy.ca_cert))
+    auth = AuthClient(client_id="ABkJ2lcQ7Nq5xq", client_secret="fake-client-secret",
+                      redirect_uri="http://localhost:8000/callback", environment=DISCOVERY,
+                      access_token=qbo.access_token, refresh_token="AB11-refresh-token")
+    yield QuickBooks(auth_client=auth, refresh_token=auth.refresh_token, company_id=REALM,
+                     minorversion=75)
+    for approval in proxy.approvals("pending"):
+        proxy.decide(approval["id"], "reject", "test cleanup")
+
+
+def _customer(name: str, **fields: Any) -> dict[str, Any]:
+    """A customer as QBO stores one: unset fields are absent, not "" or null."""
+    return {"DisplayName": name, "CompanyName": name, "GivenName": "Ada", "FamilyName": "Tern",
+            "PrimaryEmailAddr": {"Address": "ada@tern.example"},
+            "PrimaryPhone": {"FreeFormNumber": "(650) 555-0100"},
+            "BillAddr": {"Line1": "12 Harbour Rd", "City": "Bayshore",
+                         "CountrySubDivisionCode": "CA", "PostalCode": "94326"}, **fields}
+
+
+def test_python_quickbooks_full_update_shows_only_the_one_real_change(
+        proxy: ProxyProcess, qbo: FakeQuickBooks, sdk: QuickBooks) -> None:
+    """Customer.save() sends every field, unset ones as "": none of those is a change."""
+    ident = qbo.seed_customer(**_customer("Tern Supplies"))
+    before = len(proxy.approvals())
+    customer = Customer.get(ident, qb=sdk)
+    assert len(proxy.approvals()) == before  # the SDK's read passed
+    sent = json.loads(customer.to_json())
+    unset = sorted(key for key, value in sent.items() if value == "")
+    assert len(unset) >= 7 and all(key not in qbo.customers[ident] for key in unset)
+    customer.CompanyName = "Tern Supplies & Sons"
+    qbo.log.clear()
+
+    call, approval = held(proxy, lambda: customer.save(qb=sdk))
+
+    assert (approval["system"], approval["object_type"], approval["operation"],
+            approval["record_id"]) == ("QuickBooks", "customer", "update", ident)
+    assert triples(approval) == [("CompanyName", "Tern Supplies", "Tern Supplies & Sons")]
+    assert not [change for change in approval["changes"]
+                if change["old"] is None and change["new"] in ("", None)]
+    assert approval["patch"] == [{"op": "replace", "path": "/CompanyName",
+                                  "value": "Tern Supplies & Sons"}]
+    writes = f"/v3/company/{REALM}/customer"
+    assert qbo.log.of("POST", writes) == []
+    proxy.decide(approval["id"], "approve")
+    saved = call.join().result
+    assert call.error is None
+    [write] = qbo.log.of("POST", writes)
+    assert {key: json.loads(write.body)[key] for key in unset} == dict.fromkeys(unset, "")
+    stored = qbo.customers[ident]
+    assert (saved.Id, saved.SyncToken, saved.CompanyName) == (
+        ident, stored["SyncToken"], "Tern Supplies & Sons")
+    assert stored["SyncToken"] == "1"
+
+
+def test_python_quickbooks_full_update_still_shows_clearing_a_value(
+        proxy: ProxyProcess, qbo: FakeQuickBooks, sdk: QuickBooks) -> None:
+    """Sending "" for a value the record has is a real clear, flat or nested: it is shown."""
+    ident = qbo.seed_customer(**_customer("Heron Freight", Notes="Prefers email"))
+    customer = Customer.get(ident, qb=sdk)
+    customer.Notes = ""
+    customer.BillAddr.City = ""
+    qbo.log.clear()
+
+    call, approval = held(proxy, lambda: customer.save(qb=sdk))
+
+    assert sorted(triples(approval)) == [("BillAddr.City", "Bayshore", ""),
+                                         ("Notes", "Prefers email", "")]
+    assert sorted(approval["patch"], key=lambda op: op["path"]) == [
+        {"op": "replace", "path": "/BillAddr/City", "value": ""},
+        {"op": "replace", "path": "/Notes", "value": ""}]
+    proxy.decide(approval["id"], "reject", "keep the notes")
+    call.join()
+    assert isinstance(call.error, QuickbooksException)
+    assert "403" in str(call.error.message)
+    assert qbo.log.of("POST", f"/v3/company/{REALM}/customer") == []
+    assert qbo.customers[ident]["Notes"] == "Prefers email"
 
 
 def test_create_invoice_without_id_is_a_create(

@@ -12,6 +12,10 @@ https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/
   for 610 (not found), 5010 (stale SyncToken), 2020 (missing), 2010 (unknown property),
   2500 (bad reference), 6240 (duplicate name), 4000/4001 (query), 500 (unsupported operation)
 - `?requestid=` makes a write idempotent: the same id replays the first answer
+- Intuit's OpenID discovery documents (`/.well-known/openid_configuration/` and
+  `/.well-known/openid_sandbox_configuration/`, at developer.intuit.com for real), which
+  intuitlib's AuthClient fetches when it is built: served here on the API host, the one the
+  tests map to this fake; AuthClient takes such a URL as its `environment`
 """
 
 from __future__ import annotations
@@ -42,6 +46,22 @@ STALE = ("Stale Object Error : You and root were working on this at the same tim
          "root finished before you did, so your work was not saved.")
 BUSINESS = "A business validation error has occurred while processing your request"
 XMLNS = "http://schema.intuit.com/finance/v3"
+DISCOVERY = {  # https://developer.intuit.com/.well-known/openid_configuration/
+    "issuer": "https://oauth.platform.intuit.com/op/v1",
+    "authorization_endpoint": "https://appcenter.intuit.com/connect/oauth2",
+    "token_endpoint": "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer",
+    "userinfo_endpoint": "https://accounts.platform.intuit.com/v1/openid_connect/userinfo",
+    "revocation_endpoint": "https://developer.api.intuit.com/v2/oauth2/tokens/revoke",
+    "jwks_uri": "https://oauth.platform.intuit.com/op/v1/jwks",
+    "response_types_supported": ["code"],
+    "subject_types_supported": ["public"],
+    "id_token_signing_alg_values_supported": ["RS256"],
+    "scopes_supported": ["openid", "email", "profile", "address", "phone"],
+    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+    "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
+}
+SANDBOX_DISCOVERY = {**DISCOVERY, "userinfo_endpoint":
+                     "https://sandbox-accounts.platform.intuit.com/v1/openid_connect/userinfo"}
 
 COMMON_READ_ONLY = {"Id", "SyncToken", "MetaData", "domain", "sparse"}
 WRITABLE: dict[str, set[str]] = {
@@ -393,6 +413,9 @@ class FakeQuickBooks:
             Route(base + "/invoice/{ident}/send", self.send, methods=["POST"]),
             Route(base + "/{entity}/{ident}", self.read, methods=["GET"]),
             Route(base + "/{entity}", self.write, methods=["POST"]),
+            Route("/.well-known/openid_configuration/", self.discovery, methods=["GET"]),
+            Route("/.well-known/openid_sandbox_configuration/", self.discovery,
+                  methods=["GET"]),
             Route("/{path:path}", self.unknown,
                   methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
         ])
@@ -528,6 +551,12 @@ class FakeQuickBooks:
     def _full_path(self, request: Request) -> str:
         query = f"?{request.url.query}" if request.url.query else ""
         return f"https://{self.host}{request.url.path}{query}"
+
+    async def discovery(self, request: Request) -> Response:
+        """The OpenID discovery document: public, JSON whatever the Accept, no token needed."""
+        await self._record(request)
+        sandbox = "sandbox" in request.url.path
+        return JSONResponse(SANDBOX_DISCOVERY if sandbox else DISCOVERY)
 
     async def unknown(self, request: Request) -> Response:
         await self._record(request)
