@@ -8,6 +8,7 @@ import errno
 import fnmatch
 import io
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -163,13 +164,49 @@ def build_parser() -> argparse.ArgumentParser:
     connectors_commands = connectors.add_subparsers(dest="connectors_command", required=True,
                                                     parser_class=_Parser)
     _add_coverage_parser(connectors_commands)
+    derive = connectors_commands.add_parser(
+        "derive", help="write derived/<name>.json from each connector's OpenAPI description "
+        "(derived/<name>.graphql.json from a GraphQL schema)")
+    derive.add_argument("names", nargs="*", metavar="NAME",
+                        help="connector file stems (default: every one with a description)")
     return parser
 
 
 def connectors_command(args: argparse.Namespace) -> int:
     if args.connectors_command == "coverage":
         return coverage_command(args)
+    if args.connectors_command == "derive":
+        return derive_command(args.names)
     raise UsageError(f"unknown connectors command {args.connectors_command!r}")
+
+
+def derive_command(names: list[str]) -> int:
+    """Regenerate the shipped derived files (after a description is updated)."""
+    from connectors_schemas import graphql_schema, openapi
+    from connectors_schemas.loader import SCHEMAS_DIR, load_connector
+
+    described = sorted(path.stem for path in SCHEMAS_DIR.glob("*.yaml")
+                       if (found := load_connector(path).description) is not None
+                       and found.openapi is not None)
+    schemas = graphql_schema.described(SCHEMAS_DIR)  # GraphQL: derived/<name>.graphql.json
+    for name in names or described + schemas:
+        if name in schemas:
+            target = graphql_schema.derive_connector(SCHEMAS_DIR / f"{name}.yaml")
+            assert target is not None
+            print(f"{name}: {target} ({graphql_schema.summary(target)})")
+            continue
+        if name not in described:
+            raise UsageError(f"connectors derive: {name!r} has no OpenAPI description "
+                             f"(known: {', '.join(described)})")
+        try:
+            target = openapi.derive(name)
+        except openapi.DescriptionError as exc:
+            raise UsageError(str(exc)) from None
+        data = json.loads(target.read_text(encoding="utf-8"))
+        summary = ", ".join(f"{count} {op}" for op, count in sorted(
+            openapi.counts(data).items()))
+        print(f"{name}: {target} ({summary})")
+    return 0
 
 
 def _add_coverage_parser(group: argparse._SubParsersAction[_Parser]) -> None:
@@ -475,14 +512,29 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
     )
 
 
+def _site_connectors(config: HitlConfig, settings: RunSettings) -> dict[str, Connector]:
+    """Connectors a site gives by its own API's OpenAPI file (paths relative to the config)."""
+    from connectors_schemas.openapi import site_connector
+
+    base = settings.config_path.parent if settings.config_path is not None else Path(".")
+    where = settings.config_path or "the config"
+    return {name: site_connector(
+                override.system or name, override.hosts,
+                [str(base / file) for file in override.openapi or []], override.base_path,
+                f"config file {where}: field connectors.{name}.openapi")
+            for name, override in config.connectors.items() if override.openapi is not None}
+
+
 def load_setup(settings: RunSettings) -> tuple[HitlConfig, dict[str, Connector]]:
     try:
         config = load_config(settings.config_path)
-        extra = {name: override.hosts for name, override in config.connectors.items()}
+        extra = {name: override.hosts for name, override in config.connectors.items()
+                 if override.openapi is None}
         connectors_dir = config.connectors_dir
         if connectors_dir is not None and settings.config_path is not None:
             connectors_dir = settings.config_path.parent / connectors_dir
-        connectors = load_connectors(extra_hosts=extra, extra_directory=connectors_dir)
+        connectors = load_connectors(extra_hosts=extra, extra_directory=connectors_dir,
+                                     site_connectors=_site_connectors(config, settings))
     except (ConfigError, ConnectorFileError) as exc:
         raise UsageError(str(exc)) from None
     for glob in config.passthrough_hosts:
