@@ -5,24 +5,30 @@ Deriving from a schema (SDL or an introspection result) takes seconds and megaby
 `derive_graphql` writes a compact JSON (`graphql_derived`) once, and requests only look things
 up in it. For every field of the schema's Mutation type it records:
 
-- **object**: the type the mutation changes, the first of: a record field (an object type with
-  an `id`) of the payload whose type name starts the payload's name (`IssuePayload { issue:
-  Issue }`, `ProductUpdatePayload { product: Product }`; the longest such name wins); a payload
-  record field whose name starts the mutation's name; the type an `<type>Id` argument names
-  (`orderCancel(orderId:)` -> Order); the payload's only record field; the longest object type
-  whose name starts an input argument's type name (`ProductDeleteInput` -> Product); the longest
-  object type whose name starts the mutation's name (`issueRelationDelete(id:)` answering a
-  bare `DeletePayload` -> IssueRelation). The name only ever chooses among types the schema
-  defines, never the operation.
+- **object**: the type the mutation changes, the first of: the payload itself when a query
+  returns that type; an object field of the payload (errors aside) whose type name starts the
+  payload's name, the longest (`IssuePayload { issue: Issue }`, `ProductUpdatePayload
+  { product: Product }`, `IssueArchivePayload { entity: Issue }`); a payload field whose name
+  starts the mutation's name (`metafieldsSet` -> `metafields: [Metafield]`); the record type an
+  `<type>Id` argument names (`orderCancel(orderId:)` -> Order, not its `job: Job`); the longest
+  record type starting the type name of a (non-list) input argument (`ProductDeleteInput` ->
+  Product); the longest record type starting the mutation's name when one word (or a plural)
+  follows (`issueLabelDelete(id:)` answering a bare `DeletePayload` -> IssueLabel; not
+  `teamKeyDelete` -> Team); the payload's only record field. Names only ever choose among
+  types the schema defines, never the operation.
 - **ids**: where the record id may sit, in this order: the argument `id`, an argument
-  `<object>Id` (`issueId` for an Issue), `ids` (a list: one record each), then `id` or
-  `<object>Id` inside each input-object argument (`product.id`, `input.id`); each marked
-  required when the schema makes it non-null all the way down.
+  `<object>Id` (`issueId` for an Issue), `ids` or `<object>Ids` (lists: one record each), then
+  `id` or `<object>Id` inside each input-object argument that is about the object (named
+  `input`, typed `<Object>...`, or holding its fields: `product.id`, `input.id`; not
+  `billingAddress.id`); each marked required when non-null all the way down.
 - **values**: the input-object arguments holding the record's fields: those with at least one
-  field, other than the id, that reads back as a field of the object (below).
-- **deletes**: the payload exposes a deleted id (a field `deleted...Id`, e.g.
-  `deletedProductId`), or it carries an `entityId` and no record at all (Linear's
-  `DeletePayload`).
+  field, other than the id, that reads back as a field of the object (below). With neither ids
+  nor such an argument, a list of inputs with an `id` that read back (`variants: [{id, price}]`)
+  is one record per item (**each**).
+- **deletes**: the payload says the object is gone (`deletedId`, `deleted<Object>Id(s)`, e.g.
+  `deletedProductId`; or a bare `entityId` with no record at all, Linear's `DeletePayload`, for
+  a mutation taking `id`) and does not answer the object itself (`customerAddressDelete`
+  answers the customer: no delete of a customer).
 
 The operation of one mutation field in a request follows from those facts and the request:
 
@@ -34,9 +40,11 @@ The operation of one mutation field in a request follows from those facts and th
    id field or the mutation names a record in at most one place (`issueCreate(input:)`),
    **update** of an unnamed record when the schema requires an id, else **upsert** of an
    unnamed record (`productSet(identifier: {handle})`: named by something other than an id);
-3. otherwise a **named action**, named by the mutation (`issueArchive`, `issueUnarchive`,
-   `issueAddLabel`, `tagsAdd`), on the record at `ids` when the request gives one, its other
-   arguments as the values. Subscriptions are actions without a record.
+3. each -> per item: **update** (or **upsert**, as in 2) of the item's id, **create** without;
+4. otherwise a **named action**, named by the mutation (`issueArchive`, `issueUnarchive`,
+   `issueAddLabel`, `tagsAdd`, `orderCancel`), on the record at `ids` when the request gives
+   one, its other arguments as the values. Subscriptions, fields the schema lacks and every
+   mutation of an API without a shipped schema (GitHub) are actions named by the field.
 
 Reading the current record: a Query field returning the object with an `id` argument (and no
 other required one) (`issue(id:)`, `product(id:)`), else `node(id:)` with `... on <object>`
@@ -44,7 +52,10 @@ when the object implements `Node`. The generated query selects exactly the field
 sends, mapped per input field: a field of the same name with a compatible type (scalars and
 enums by name, nested input objects into the object's nested object); `xxxId` -> `xxx { id }`;
 `xxxIds` -> `xxxs { nodes { id } }` on a connection or `xxxs { id }` on a list; a delete reads
-every scalar field. The answer is shown under the input's own names (`stateId: old -> new`).
+every scalar field; an action reads the arguments that map (often just `id`: the record
+exists). The answer is shown under the input's own names (`stateId: old -> new`); a GraphQL
+error leaves old values unknown (its codes shown, never its messages, which may echo values),
+and a null record without an error says the record does not exist.
 """
 
 from __future__ import annotations
@@ -53,7 +64,6 @@ import gzip
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -86,6 +96,7 @@ _NUMBERS = frozenset({"Int", "Float"})
 _DELETED_ID = re.compile(r"^deleted(?P<what>(?:[A-Z]\w*?)?)Ids?$")
 _ONE_WORD = re.compile(r"^(?:e?s)?[A-Z][a-z0-9]*$")  # `companyContactsDelete` too
 _SAFE_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
+_TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
 
 Record = GraphQLObjectType | GraphQLInterfaceType
 
@@ -459,16 +470,19 @@ class GraphQLRead:
             return None, "the upstream's answer to the generated GraphQL read is not an object"
         errors = answer.get("errors")
         data = answer.get("data")
-        found = data.get("record") if isinstance(data, dict) else None
         if errors:
             return None, "the upstream answered the generated GraphQL read with " + _errors(errors)
+        if not isinstance(data, dict) or "record" not in data:
+            return None, "the upstream's answer to the generated GraphQL read holds no record"
+        found = data["record"]
         if found is None:
             return None, None
         if not isinstance(found, dict):
             return None, "the upstream's answer to the generated GraphQL read holds no record"
         if self.fragment and "id" not in found:  # the fragment did not apply: another type
-            return None, (f"the id names a {str(found.get('__typename'))[:60]}, not a "
-                          f"{self.object_type}")
+            kind = found.get("__typename")
+            named = kind if isinstance(kind, str) and _TYPE_NAME.match(kind) else "another type"
+            return None, f"the id names a {named}, not a {self.object_type}"
         return _present(found, self.reads), None
 
 
@@ -532,6 +546,7 @@ class DerivedGraphQL:
 
     def writes(self, name: str, arguments: dict[str, Any]) -> list[GraphQLWrite]:
         """The records this mutation field writes (several for `ids: [...]`)."""
+        arguments = _defined(arguments)
         entry = self.mutations.get(name)
         if not entry or "object" not in entry:
             return [GraphQLWrite(name, Operation.action, _any_id(arguments),
@@ -698,8 +713,19 @@ def schemaless_writes(name: str, arguments: dict[str, Any],
                       why: str = "no GraphQL schema is shipped for this API, so the record "
                                  "is not read") -> list[GraphQLWrite]:
     """No schema (GitHub): the mutation's name as its object and action; nothing is guessed."""
+    arguments = _defined(arguments)
     return [GraphQLWrite(name, Operation.action, _any_id(arguments), _without_id(arguments),
                          name, None, why)]
+
+
+def _defined(value: Any) -> Any:
+    """Without the variables it names (`$t` not sent), a value is absent, as servers read it."""
+    if isinstance(value, dict):
+        return {key: _defined(item) for key, item in value.items()
+                if item is not graphql.Undefined}
+    if isinstance(value, list):
+        return [_defined(item) for item in value if item is not graphql.Undefined]
+    return value
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -736,10 +762,6 @@ def derived_for(description: Description | None) -> DerivedGraphQL | None:
                                and description.graphql_derived is None):
         return None
     return _load(description.graphql_derived, description.graphql)
-
-
-def iter_mutations(derived: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    yield from derived.get("mutations", {}).items()
 
 
 def derive_connector(connector_path: str | Path) -> Path | None:

@@ -395,6 +395,14 @@ def test_variables_and_inline_literals_read_the_same() -> None:
     assert inline == whole == nested
 
 
+def test_a_variable_the_request_does_not_send_is_absent() -> None:
+    record = only(classify(LINEAR, "mutation($id: String!, $t: String) { issueUpdate(id: $id, "
+                                   'input: {title: $t, priority: 1}) { success } }', {}))
+    assert (record.operation, record.record_id, record.values) == (
+        Operation.update, None, {"priority": 1})
+    assert record.read is None
+
+
 def test_aliases_and_two_mutations_in_one_document() -> None:
     found = classify(SHOPIFY, f'mutation {{ first: productUpdate(product: {{id: "{PRODUCT}", '
                               'title: "A"}) { product { id } } second: productDelete(input: '
@@ -452,6 +460,8 @@ def read_of(found: Classification) -> GraphQLRead:
                                "object")),
     ({"data": {"record": ["x"]}}, (None, "the upstream's answer to the generated GraphQL read "
                                          "holds no record")),
+    ({"data": None}, (None, "the upstream's answer to the generated GraphQL read holds no "
+                            "record")),  # no data and no error is no proof of absence
 ])
 def test_an_error_or_a_null_record_leaves_old_values_unknown_and_quotes_nothing(
         answer: Any, expected: tuple[Any, Any]) -> None:
