@@ -194,7 +194,11 @@ class Classification:
         for item in found if isinstance(found, list) else []:
             record = at_path(item, spec.item_path) if isinstance(item, dict) else None
             if isinstance(record, dict) and at_path(item, id_field) is not None:
-                records[str(at_path(item, id_field))] = record
+                key = str(at_path(item, id_field))
+                if spec.record_key is not None:  # a pair: both records name it
+                    key = PLACEHOLDER.sub(lambda m, key=key: key if m[1] == "id" else names.get(
+                        m[1], ""), spec.record_key)
+                records[key] = record
         return records
 
 
@@ -681,6 +685,9 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
                     params: dict[str, str], query: list[tuple[str, str]], content: bytes,
                     content_type: str | None) -> Classification:
     route, spec = candidate.route, candidate.spec
+    if route.record_name is not None and "{" in route.record_name:  # a pair, named by both
+        route = route.model_copy(update={"record_name": PLACEHOLDER.sub(
+            lambda m: params.get(m[1], m[0]), route.record_name)})
     body_format = route.body or spec.body
     object_type = _object_type(spec, candidate.key, params, route.object_type)
 

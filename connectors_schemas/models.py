@@ -73,6 +73,9 @@ class FetchSpec(_Strict):
     many: bool = False  # one request returns all records of a bulk write
     id_field: str | None = None  # for `many`: the field naming each record (a template)
     item_path: str | None = None  # for `many`: where the record sits inside each item
+    # for `many`: each item's record id as the write names it, `{id}` the item's id_field
+    # (a pair's "{objectType}/{objectId}/{toObjectType}/{id}")
+    record_key: str | None = None
     names_from_body: dict[str, str] = {}  # template name -> path in the agent's request body
 
     @field_validator("method")
@@ -145,7 +148,9 @@ class Route(_Strict):
     fetch: FetchSpec | None = None  # overrides the object's
     no_fetch: bool = False  # nothing to fetch (the old state is not a record)
     field: FieldWrite | None = None  # the write sets, adds to or empties one parent field
-    record_name: str | None = None  # a singleton's fixed record id (GitHub's /user)
+    # a singleton's fixed record id (GitHub's /user), or a pair's from its path placeholders
+    # (HubSpot's association "{objectType}/{objectId}/{toObjectType}/{id}")
+    record_name: str | None = None
     from_root: bool = False  # the path is from the host's root, not under base_path
     object_type: str | None = None  # overrides the object's, e.g. "batch"
     risk: list[RiskNote] = []

@@ -688,6 +688,112 @@ def _filtered_fetch(found: Index, segments: list[str], record: str) -> dict[str,
             "record_path": lists[0], "id_field": "id"}
 
 
+def _list_items(getter: Op) -> tuple[str | None, dict[str, Any]] | None:
+    """Where a list GET's answer holds its items (None: the answer is the list), and the item's
+    properties; None when it holds no one list of objects."""
+    schema = _response_schema(getter)
+    if _is_array(getter.spec, schema):
+        item = _properties(getter.spec, schema)
+        return (None, item) if item else None
+    props = _properties(getter.spec, schema)
+    lists = [name for name, value in props.items()
+             if _is_array(getter.spec, value) and _properties(getter.spec, value)]
+    if len(lists) != 1:
+        return None
+    return lists[0], _properties(getter.spec, props[lists[0]])
+
+
+def _id_field(record: str, item: dict[str, Any]) -> str | None:
+    """The item field a placeholder names: itself, else its last words (`repository_id` -> id,
+    `team_slug` -> slug, `associationTypeId` -> typeId); `username` names no `name`."""
+    if record in item:
+        return record
+    words = re.findall(r"[A-Za-z][a-z0-9]*", record)
+    by_folded = {name.replace("_", "").lower(): name for name in item}
+    for start in range(1, len(words)):
+        if (name := by_folded.get("".join(words[start:]).lower())) is not None:
+            return name
+    return None
+
+
+def _list_fetch(found: Index, segments: list[str], record: str) -> dict[str, Any] | None:
+    """No GET of the record itself: the documented GET of the list it sits in, the record found
+    in it by the item field its placeholder names (GitHub's GET .../secrets/{name}/repositories
+    for PUT .../repositories/{repository_id}, HubSpot's GET .../associations/{toObjectType},
+    Jira's GET /screens/{screenId}/tabs)."""
+    collection = segments[:-1]
+    getter = found.gets.get(shape(_join(collection))) if collection else None
+    if getter is None or (items := _list_items(getter)) is None:
+        return None
+    record_path, item = items
+    id_field = _id_field(record, item)
+    if id_field is None:
+        return None
+    fetch: dict[str, Any] = {"path": _rename(_join(collection), None), "many": True,
+                             "id_field": id_field}
+    if record_path is not None:
+        fetch["record_path"] = record_path
+    names = set()
+    for raw in getter.operation.get("parameters") or []:
+        parameter = getter.spec.resolve(raw)
+        if isinstance(parameter, dict) and parameter.get("in") == "query":
+            names.add(str(parameter.get("name")))
+    if "per_page" in names:  # the largest page the vendor serves (GitHub: 100)
+        fetch["query"] = {"per_page": "100"}
+    return fetch
+
+
+def _pair(found: Index, op: Op, segments: list[str], route: dict[str, Any]) -> bool:
+    """`PUT /crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}/{toObjectId}`:
+    no record of its own but the pair of two records, named by both (route updated in place),
+    its current state the to-record's entry in the documented list of the from-record's
+    associations; the labels sent are added to (or replace) the entry's list."""
+    fetch = route["fetch"]
+    literals = [s for s in segments[:-1] if not _is_param(s) and not _SELECTOR.fullmatch(s)]
+    if literals[-1:] != ["associations"] or not fetch.get("many"):
+        return False
+    names = re.findall(r"\{(~?[A-Za-z_][A-Za-z0-9_-]*)\}", _join(segments[:-1]))
+    own = PLACEHOLDER.fullmatch(segments[-1])[1]  # type: ignore[index]
+    route["path"] = _rename(op.path, None)  # the pair has no one id: both name it
+    route["record_name"] = "/".join("{" + name + "}" for name in [*names, own])
+    fetch["record_key"] = "/".join("{" + name + "}" for name in [*names, "id"])
+    request, _ = _request_schema(op)
+    getter = found.gets[shape(_join(segments[:-1]))]
+    _, item = _list_items(getter) or (None, {})
+    arrays = [name for name, value in item.items() if _is_array(getter.spec, value)]
+    if op.method != "DELETE" and _is_array(op.spec, request) and len(arrays) == 1:
+        route.update(operation="update", field={
+            "name": arrays[0], "mode": "add" if _verb(op) in _CREATE else "set"})
+        route.pop("action", None)
+    elif op.method != "DELETE" and request is None:
+        route.update(operation="action", action=_action_name(_verb(op) or "associate"))
+    return True
+
+
+def _linked_get(found: Index, op: Op, segments: list[str], position: int,
+                response: Any) -> Op | None:
+    """The record's documented GET under another prefix, linked by the schema the write
+    answers with (Stripe's POST /v1/test_helpers/refunds/{refund}/expire returns the `refund`
+    that GET /v1/refunds/{refund} reads): same noun and placeholder position, one candidate."""
+    made = _schema_name(op, response)
+    if made is None or position < 1:
+        return None
+    noun = segments[position - 1]
+    candidates = []
+    for get in found.gets.values():
+        parts = _segments(get.path)
+        if (len(parts) >= 2 and _is_param(parts[-1]) and parts[-2] == noun
+                and sum(map(_is_param, parts)) == 1
+                and _schema_name(get, _response_schema(get)) == made
+                and all(s in segments[:position] for s in parts[:-1])):
+            candidates.append(get)
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _linked_path(get: Op, placeholder: str) -> str:
+    return _join([*_segments(get.path)[:-1], placeholder])
+
+
 def _bare_record_route(found: Index, op: Op, segments: list[str], route: dict[str, Any],
                        response: Any, request: Any) -> Derived:
     """A write under a record the description documents no GET for (Stripe's test helpers):
@@ -703,8 +809,12 @@ def _bare_record_route(found: Index, op: Op, segments: list[str], route: dict[st
     operation, action = _operation(op, default)
     if operation is Operation.action and not action:
         action = _action_name(tail[-1]) if tail else (_verb(op) or "post")
-    filtered = _filtered_fetch(found, segments[:position + 1], record)
-    route.update({"fetch": filtered} if filtered else {"no_fetch": True})
+    fetch = (_filtered_fetch(found, segments[:position + 1], record)
+             or _list_fetch(found, segments[:position + 1], record))
+    linked = None if fetch else _linked_get(found, op, segments, position, response)
+    if linked is not None:
+        fetch = {"path": _rename(_linked_path(linked, segments[position]), record)}
+    route.update({"fetch": fetch} if fetch else {"no_fetch": True})
     route.update(path=_rename(op.path, record), operation=operation.value)
     if action:
         route["action"] = action
@@ -739,8 +849,10 @@ def _record_route(found: Index, op: Op, segments: list[str], own: Op | None,
         if (wrapper := _wrapper(op, own)) is not None:
             route["values_path"] = wrapper
     elif operation is not Operation.create:
-        filtered = _filtered_fetch(found, segments, record)
-        route.update({"fetch": filtered} if filtered else {"no_fetch": True})
+        fetch = _filtered_fetch(found, segments, record) or _list_fetch(found, segments, record)
+        route.update({"fetch": fetch} if fetch else {"no_fetch": True})
+        if fetch and _pair(found, op, segments, route):
+            return Derived("association", route)
     object_type = _object_type(found, op.path, (own, _response_schema(own) if own else None),
                                (op, response), (op, request))
     return Derived(object_type, route)

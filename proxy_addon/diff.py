@@ -264,6 +264,20 @@ def _decoded(record: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return decoded
 
 
+def _holds(spec: ObjectSpec, current: dict[str, Any] | None, name: str, item: Any) -> bool | None:
+    """Whether the fetched list `name` holds the item (compared by its `list_keys` key), so
+    adding it again or removing one it lacks is no change; None when the list is unknown."""
+    items = at_path(current, name) if current is not None else None
+    if not isinstance(items, list):
+        return None
+    key = spec.list_keys.get(name)
+
+    def keyed(value: Any) -> Any:
+        return value.get(key) if key and isinstance(value, dict) else value
+
+    return any(same_json(keyed(held), keyed(item)) for held in items)
+
+
 def diff_record(spec: ObjectSpec, record: RecordWrite, current: dict[str, Any] | None,
                 operation: Operation, sets: dict[str, Any], body: Any) -> Diff:
     """The diff of one record under its object's rules (read-only fields, added items, ops)."""
@@ -292,9 +306,9 @@ def diff_record(spec: ObjectSpec, record: RecordWrite, current: dict[str, Any] |
                 for verb, value in (step.items() if isinstance(step, dict) else []):
                     if verb in ("set", "edit"):
                         values[field] = value
-                    elif verb == "add":
-                        extra.append(FieldChange(field, None, value, "add"))
-                    elif verb == "remove":
+                    elif verb == "add" and _holds(spec, current, field, value) is not True:
+                        extra.append(FieldChange(field, None, value, "add"))  # not there yet
+                    elif verb == "remove" and _holds(spec, current, field, value) is not False:
                         extra.append(FieldChange(field, value, None, "remove"))
         values = _keyed_lists(_without(values, spec.read_only), spec.list_keys)
         values = _decoded(values, spec.base64_fields)
