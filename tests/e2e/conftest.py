@@ -10,6 +10,7 @@ import pytest
 import trustme
 
 from tests.e2e.harness import ProxyProcess
+from tests.fakes.billing import FakeBilling
 from tests.fakes.github import FakeGitHub
 from tests.fakes.graphql_apis import FakeLinear, FakeShopify
 from tests.fakes.hubspot import FakeHubSpot
@@ -59,6 +60,7 @@ VENDORS: dict[str, tuple[Callable[[], Any], list[str]]] = {
     "github": (FakeGitHub, ["api.github.com"]),
     "shopify": (FakeShopify, ["acme.myshopify.com"]),
     "linear": (FakeLinear, ["api.linear.app"]),
+    "billing": (FakeBilling, ["billing.internal.test"]),  # a site's own API, known by its OpenAPI
 }
 
 
