@@ -15,7 +15,9 @@ writes
 documented read (`documented_read`)
     A POST whose path ends in `/search` or `/batch/read`, or whose verb (below) is one of
     `READ_VERBS`: search, read, list, get, query, retrieve, preview, validate, parse, count,
-    estimate, fetch, find, lookup, check, evaluate, analyse, render.
+    estimate, fetch, find, lookup, check, evaluate, analyse, render; except the POSTs in
+    `STATE_CHANGING`, whose verb reads but whose description says they change state (listed one
+    by one, each with the description's own words): those are writes.
 
 verb (`verb`)
     The first word of the operation's summary, else of its description (HTML stripped), when it
@@ -244,9 +246,19 @@ def _phrase(operation: dict[str, Any]) -> str:
     return " ".join(_text_words(operation.get("summary") or operation.get("description"))[:4])
 
 
+# Documented POSTs whose verb reads but whose description says they change state: writes, held
+# on purpose, never counted as reads held. Each entry gives the description's own words.
+STATE_CHANGING: dict[str, str] = {
+    "POST /v1/payment_method_domains/{payment_method_domain}/validate": (
+        "Stripe: \"To activate a payment method on an existing payment method domain, complete "
+        "the required validation steps ... and then validate the payment method domain with "
+        "this endpoint\" (validating activates the domain's payment methods)"),
+}
+
+
 def documented_read(method: str, template: str, operation: dict[str, Any]) -> bool:
     """A POST the vendor documents as a read (the one rule for it, see the module docstring)."""
-    if method.upper() != "POST":
+    if method.upper() != "POST" or f"POST {template}" in STATE_CHANGING:
         return False
     ending = template.rstrip("/").endswith(READ_PATH_ENDINGS)
     return ending or verb(operation, template) in READ_VERBS

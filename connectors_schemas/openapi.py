@@ -58,6 +58,9 @@ _WRAPPER_WORDS = re.compile(
     r"^(?:BatchResponse|BatchInput|CollectionResponse|Paged|PageBean|Simple|Public|Full|"
     r"Minimal|Nullable|Created|Create|Update|New)+|"
     r"(?:Bean|Details|Request|Response|Input|ForCreate|Identifiers|IDs|Ids|Id|Result)+$")
+# HubSpot: "Properties values can be cleared by passing an empty string."
+_EMPTY_CLEARS = re.compile(r"\bcleared by (?:passing|sending|setting) (?:an? )?empty string",
+                           re.IGNORECASE)
 _SELECTOR = re.compile(r"\{~([A-Za-z_][A-Za-z0-9_]*)\}")
 _IDS_PROPERTY = re.compile(r"^(ids|.*(Ids|IDs|_ids|IdsOrKeys|IdOrKeys))$")
 _ID_PROPERTY = re.compile(r"^(id|.*(Id|_id|IdOrKey))$")
@@ -266,6 +269,10 @@ def _summary(op: Op) -> str:
         description = re.sub(r"<[^>]+>", " ", op.operation.get("description") or "")
         summary = description.strip().split(".")[0]
     return summary.strip()
+
+
+def _text(op: Op) -> str:
+    return f"{op.operation.get('summary') or ''} {op.operation.get('description') or ''}"
 
 
 def _verb(op: Op) -> str | None:
@@ -713,6 +720,8 @@ def _id_field(record: str, item: dict[str, Any]) -> str | None:
     for start in range(1, len(words)):
         if (name := by_folded.get("".join(words[start:]).lower())) is not None:
             return name
+    if len(words) > 1 and words[-1].lower() in ("id", "key", "name", "slug"):
+        return by_folded.get("".join(words[:-1]).lower())  # featureKey -> feature
     return None
 
 
@@ -723,7 +732,9 @@ def _list_fetch(found: Index, segments: list[str], record: str) -> dict[str, Any
     Jira's GET /screens/{screenId}/tabs)."""
     collection = segments[:-1]
     getter = found.gets.get(shape(_join(collection))) if collection else None
-    if getter is None or (items := _list_items(getter)) is None:
+    if getter is None:
+        return _parent_list_fetch(found, collection, record)
+    if (items := _list_items(getter)) is None:
         return None
     record_path, item = items
     id_field = _id_field(record, item)
@@ -741,6 +752,25 @@ def _list_fetch(found: Index, segments: list[str], record: str) -> dict[str, Any
     if "per_page" in names:  # the largest page the vendor serves (GitHub: 100)
         fetch["query"] = {"per_page": "100"}
     return fetch
+
+
+def _parent_list_fetch(found: Index, collection: list[str], record: str) -> dict[str, Any] | None:
+    """No GET of the list either: the parent record's documented GET, when the record it reads
+    holds the list under the collection's noun, singular or plural (Jira's GET
+    /issuesecurityschemes/{id} holds the `levels` that .../level/{levelId} writes)."""
+    if len(collection) < 2 or not _is_param(collection[-2]) or _is_param(collection[-1]):
+        return None
+    parent = found.gets.get(shape(_join(collection[:-1])))
+    if parent is None:
+        return None
+    held = _properties(parent.spec, _response_schema(parent))
+    noun = collection[-1]
+    for name in dict.fromkeys((noun, noun + "s", noun + "es", _singular(noun))):
+        if name in held and _is_array(parent.spec, held[name]) and (
+                id_field := _id_field(record, _properties(parent.spec, held[name]))):
+            return {"path": _rename(_join(collection[:-1]), None), "many": True,
+                    "record_path": name, "id_field": id_field}
+    return None
 
 
 def _pair(found: Index, op: Op, segments: list[str], route: dict[str, Any]) -> bool:
@@ -986,7 +1016,9 @@ def _collection_route(found: Index, op: Op, segments: list[str], route: dict[str
         default = Operation.delete
     named = _verb_operation(verb_segment)
     operation, action = _operation(op, named or default)
-    if named is None and collection is not None and op.method != "DELETE" and tail:
+    if operation is Operation.delete and op.method == "POST" and named is None:
+        pass  # HubSpot's POST .../batch/archive: "Archive a batch of contacts by ID" deletes
+    elif named is None and collection is not None and op.method != "DELETE" and tail:
         operation, action = Operation.action, _action_name(tail[-1])  # /issue/archive
     elif named is Operation.action:
         action = _action_name(tail[-1])
@@ -1043,6 +1075,8 @@ def derive_objects(specs: list[Spec]) -> dict[str, Any]:
         key = derived.object_type
         entry = objects.setdefault(key, {"object_type": key, "routes": []})
         entry["routes"].append(derived.route)
+        if _EMPTY_CLEARS.search(_text(op)):  # the vendor stores "" as no value
+            entry["empty_is_absent"] = True
     return {"objects": dict(sorted(objects.items()))}
 
 
@@ -1118,8 +1152,9 @@ def _covered(hand: list[tuple[Route, ObjectSpec]], route: Route) -> bool:
 
     The same method and template (placeholder names aside), or a hand-written template whose
     placeholder takes the derived literal (HubSpot `/{type}/{id}` for `/contacts/{contactId}`)
-    with the same operation; a literal meaning something else (Jira's `/issue/archive`
-    against `/issue/{id}`) is no cover.
+    with the same operation, or both bulk writes listing their records in the body (HubSpot's
+    `/{type}/batch/archive`, a bulk delete, for `/contacts/batch/archive`); a literal meaning
+    something else (Jira's `/issue/archive` against `/issue/{id}`) is no cover.
     """
     derived = _segments(route.path)
     for candidate, _spec in hand:
@@ -1128,8 +1163,9 @@ def _covered(hand: list[tuple[Route, ObjectSpec]], route: Route) -> bool:
         if shape(candidate.path) == shape(route.path):
             return True
         if _segments_match(_segments(candidate.path), derived) and (
-                candidate.operation is route.operation):
-            return True
+                candidate.operation is route.operation
+                or (candidate.bulk is not None and route.bulk is not None)):
+            return True  # a bulk write of the same records: the hand-written meaning wins
     return False
 
 

@@ -34,14 +34,15 @@ from connectors_schemas.coverage import (
 )
 from proxy_addon.cli import main
 
-# Today's numbers (percent, rounded down), measured at commit 71c784f and written down in
+# Today's numbers (percent, rounded down); the baseline at commit 71c784f is written down in
 # docs/connector-coverage-before.md. Raise them as the connectors cover more; never lower them.
 FLOOR: dict[str, dict[str, int]] = {
-    "Stripe": {"named": 8, "right_operation": 8, "record_id": 10, "fetched": 10},
-    "GitHub REST": {"named": 1, "right_operation": 1, "record_id": 1, "fetched": 1},
-    "HubSpot": {"named": 34, "right_operation": 34, "record_id": 22, "fetched": 22},
-    "HubSpot date-versioned": {"named": 0, "right_operation": 0, "record_id": 0, "fetched": 0},
-    "Jira Cloud": {"named": 2, "right_operation": 2, "record_id": 2, "fetched": 2},
+    "Stripe": {"named": 100, "right_operation": 96, "record_id": 100, "fetched": 98},
+    "GitHub REST": {"named": 95, "right_operation": 91, "record_id": 94, "fetched": 92},
+    "HubSpot": {"named": 97, "right_operation": 97, "record_id": 94, "fetched": 91},
+    "HubSpot date-versioned": {"named": 98, "right_operation": 97, "record_id": 97,
+                               "fetched": 92},
+    "Jira Cloud": {"named": 98, "right_operation": 94, "record_id": 97, "fetched": 90},
     "Linear": {"named": 100, "right_operation": 71, "record_id": 100, "fetched": 0},
     "Shopify": {"named": 99, "right_operation": 73, "record_id": 98, "fetched": 0},
 }
@@ -313,6 +314,32 @@ def test_coverage_keeps_its_floor(shipped: dict[str, dict[str, Any]], name: str)
         share = shipped[name][measure_name]
         measured = math.floor(100 * share["count"] / share["of"]) if share["of"] else 0
         assert measured >= floor, f"{name} {measure_name}: {measured}% < floor {floor}%"
+
+
+# Issue 14's targets, per REST API: named >= 95 %, old values fetched for >= 90 % of writes to
+# an existing record, no write taken for a read, >= 95 % of documented POST reads passing.
+REST_APIS = ("Stripe", "GitHub REST", "HubSpot", "HubSpot date-versioned", "Jira Cloud")
+
+
+@pytest.mark.parametrize("name", REST_APIS)
+def test_the_rest_apis_meet_the_issue_targets(shipped: dict[str, dict[str, Any]],
+                                             name: str) -> None:
+    numbers = shipped[name]
+    assert numbers["named"]["percent"] >= 95, numbers["named"]
+    assert numbers["fetched"]["percent"] >= 90, numbers["fetched"]
+    assert numbers["writes_as_reads"] == []
+    reads, held = numbers["post_reads"], len(numbers["post_reads_held"])
+    assert reads == 0 or 100 * (reads - held) / reads >= 95, numbers["post_reads_held"]
+
+
+def test_a_state_changing_post_the_verb_calls_a_read_is_a_write() -> None:
+    """Stripe's POST .../validate activates the domain's payment methods: held, and no read."""
+    from connectors_schemas.coverage import STATE_CHANGING, documented_read
+
+    label = "POST /v1/payment_method_domains/{payment_method_domain}/validate"
+    assert "activate" in STATE_CHANGING[label]
+    assert not documented_read("POST", label.split(" ", 1)[1], {"summary": "Validate"})
+    assert documented_read("POST", "/v1/widgets/{id}/validate", {"summary": "Validate"})
 
 
 @pytest.mark.parametrize("stem", ["linear", "shopify"])
