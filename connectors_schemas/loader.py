@@ -12,6 +12,7 @@ from connectors_schemas import graphql_schema, openapi
 from connectors_schemas.models import Connector
 
 SCHEMAS_DIR = Path(__file__).parent
+_DERIVED_FROM = {"openapi": "derived", "graphql": "graphql_derived"}  # description -> derived
 
 
 class ConnectorFileError(ValueError):
@@ -44,11 +45,12 @@ def with_derived(connector: Connector, where: str) -> Connector:
     site's own API) is derived here, once.
     """
     description = connector.description
-    if description is None or description.openapi is None:
+    if description is None or (description.openapi is None and description.derived is None):
         return connector
     if description.derived is not None:
         field, source = "description.derived", description.derived
     else:
+        assert description.openapi is not None
         field = "description.openapi"
         source = ", ".join([description.openapi] if isinstance(description.openapi, str)
                            else description.openapi)
@@ -72,17 +74,24 @@ def _with_absolute_description(connector: Connector, path: Path) -> Connector:
     if description is None:
         return connector
     resolved: dict[str, str | list[str] | None] = {}
-    for name in ("openapi", "derived", "graphql", "graphql_derived"):
+    for name in ("derived", "graphql_derived", "openapi", "graphql"):
         value = getattr(description, name)
         if value is None:
             continue
         paths = [value] if isinstance(value, str) else value
         absolute = [str((path.parent / item).resolve()) for item in paths]
-        for item, given in zip(absolute, paths, strict=True):
-            if not Path(item).is_file():
-                raise ConnectorFileError(
-                    f"connector file {path}: field description.{name}: no such file "
-                    f"{given!r}")
+        missing = [given for item, given in zip(absolute, paths, strict=True)
+                   if not Path(item).is_file()]
+        if missing and resolved.get(_DERIVED_FROM.get(name, "")):
+            # Only the derived file is needed to run: a description the package may not
+            # redistribute (HubSpot's) stays in the repository for `connectors derive` and
+            # `connectors coverage`, and is absent from an installed wheel.
+            resolved[name] = None
+            continue
+        if missing:
+            raise ConnectorFileError(
+                f"connector file {path}: field description.{name}: no such file "
+                f"{missing[0]!r}")
         resolved[name] = absolute[0] if isinstance(value, str) else absolute
     description = description.model_copy(update=resolved)
     try:  # read (or derived) now, so the first write waits for nothing and a bad file stops us

@@ -103,6 +103,18 @@ def test_the_installed_wheel_serves_the_review_page(tmp_path: Path,
     paths = imported.stdout.split()
     assert len(paths) == len(PACKAGES), paths  # proxy_addon is a namespace package: one dir
     assert all(Path(path).is_relative_to(venv) for path in paths), paths  # not the checkout
+    # HubSpot's description may not be redistributed: the wheel carries only what was derived
+    # from it, and the installed connectors still know HubSpot's documented writes.
+    assert not any("hubspot-public-api-specs" in name for name in names)
+    derived = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "from connectors_schemas import Matcher, load_connectors; "
+         "found = Matcher(load_connectors()).classify('POST', 'api.hubapi.com', "
+         "'/crm/v3/properties/contacts', [], b'{}', 'application/json'); "
+         "print(found.object_type if found else None)"],
+        cwd=workdir, capture_output=True, text=True, timeout=60, env=_clean_env())
+    assert derived.returncode == 0, derived.stderr
+    assert derived.stdout.strip() not in ("", "None"), derived.stdout
 
     (workdir / "hitl.yaml").write_text(f"reviewers: [{{name: pat, token: {TOKEN}}}]\n")
     proxy = ProxyProcess(workdir, ["--config", str(workdir / "hitl.yaml")], token=TOKEN)
