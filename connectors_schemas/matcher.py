@@ -8,9 +8,15 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, unquote_to_bytes
+from urllib.parse import parse_qsl, quote, unquote, unquote_to_bytes, urlencode
 
-from connectors_schemas.bodies import AmbiguousBodyError, BodyError, at_path, parse_body
+from connectors_schemas.bodies import (
+    AmbiguousBodyError,
+    BodyError,
+    at_path,
+    parse_body,
+    parse_form,
+)
 from connectors_schemas.graphql_request import parse_graphql
 from connectors_schemas.graphql_schema import (
     DerivedGraphQL,
@@ -706,6 +712,8 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
         return outcome(True, [])
     try:
         body = parse_body(content, content_type, body_format)
+        if route.method == "DELETE" and body_format is BodyFormat.form and query:
+            body = _with_query(body, content, query)
     except BodyError as exc:
         fallback = RecordWrite(object_type, route.operation, params.get("id"), None, route.action)
         return outcome(False, [fallback], None, str(exc))
@@ -721,6 +729,17 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
         return outcome(False, [fallback], body, str(exc))
 
 
+def _with_query(body: Any, content: bytes, query: list[tuple[str, str]]) -> dict[str, Any]:
+    """A form connector's DELETE takes its parameters in the URL (stripe-python puts them
+    there): read them as the body, with any sent body, a name in both being ambiguous."""
+    if body is not None and not isinstance(body, dict):
+        raise BodyError("expected form fields in the body")
+    text = urlencode(query)
+    if content.strip():
+        text += "&" + content.decode("utf-8")
+    return parse_form(text)
+
+
 def _single_record(route: Route, spec: ObjectSpec, object_type: str, params: dict[str, str],
                    body: Any) -> RecordWrite:
     values_path = route.values_path if route.values_path is not None else spec.values_path
@@ -732,8 +751,9 @@ def _single_record(route: Route, spec: ObjectSpec, object_type: str, params: dic
         if found in (None, ""):
             raise BodyShapeError(f"expected the record id in the body's {route.id_from_body!r}")
         record_id = str(found)
-    if operation is Operation.delete:
-        return RecordWrite(object_type, operation, record_id, None)
+    if operation is Operation.delete:  # what it is sent (its parameters) is shown beside it
+        return RecordWrite(object_type, operation, record_id,
+                           body if isinstance(body, dict) else None)
     if operation is Operation.action:
         values = body if isinstance(body, dict) else None
         return RecordWrite(object_type, operation, record_id, values, route.action)

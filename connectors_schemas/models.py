@@ -132,6 +132,16 @@ class SubrequestsSpec(_Strict):
     body_field: str = "body"
 
 
+class KeyedList(_Strict):
+    """A list field whose items are records of their own, matched by a key (Stripe's
+    subscription `items`): a sent item with the key changes that item field by field, one
+    without it is added, one with `remove_flag` true is removed. Items not sent are kept."""
+
+    key: str = "id"  # the field naming each item, in the record and in the request
+    record_path: str | None = None  # where the fetched value holds the items ("data": a list)
+    remove_flag: str | None = None  # a sent item field that, when true, removes the item
+
+
 class Route(_Strict):
     method: Annotated[str, Field(description="HTTP method, upper case")]
     path: Annotated[str, Field(description="Path under base_path; {name} is one segment")]
@@ -155,6 +165,7 @@ class Route(_Strict):
     object_type: str | None = None  # overrides the object's, e.g. "batch"
     risk: list[RiskNote] = []
     notes: dict[str, str] = {}  # query parameter -> what a reviewer should know when it is set
+    parameters: list[str] = []  # beside the object's: body fields that are no record field
 
     @field_validator("method")
     @classmethod
@@ -192,6 +203,14 @@ class ObjectSpec(_Strict):
     read_only: list[str] = []  # never shown as changes: ids, versions, computed fields
     added_items: list[str] = []  # body fields that add an item (a comment), not set a value
     list_keys: dict[str, str] = {}  # list field -> key its items are compared by
+    keyed_lists: dict[str, KeyedList] = {}  # list field -> how its items are matched
+    # Top-level body fields that are options of the request, not fields of the record (Stripe's
+    # expand, proration_behavior): shown to the reviewer as the request's parameters.
+    parameters: list[str] = []
+    # A scalar sent where the record holds an object is a reference to that object by this
+    # field (Stripe's expandable `price: "price_1"` vs `{id: "price_1", ...}`); form bodies
+    # compare so by "id" when this is unset.
+    reference_key: str | None = None
     ops_path: str | None = None  # body path of per-field operations (Jira's `update`)
     base64_fields: list[str] = []  # shown decoded (GitHub file contents)
     empty_is_absent: bool = False  # the vendor stores null, "", {} and [] as nothing (QuickBooks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import jsonpatch
 
 from connectors_schemas import ObjectSpec, Operation, RecordWrite, UpdateSemantics, at_path
-from connectors_schemas.models import BodyFormat
+from connectors_schemas.models import BodyFormat, KeyedList, Route
 
 _MISSING = object()
 
@@ -27,6 +28,9 @@ class FieldChange:
 class Diff:
     changes: list[FieldChange]
     patch: list[dict[str, Any]]
+    # What the agent sent that is no field of the record (request options such as Stripe's
+    # proration_behavior, an action's arguments): name -> value as sent, shown beside changes.
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def same_json(a: Any, b: Any) -> bool:
@@ -264,6 +268,130 @@ def _decoded(record: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return decoded
 
 
+def _dereferenced(current: Any, proposed: Any, key: str) -> Any:
+    """The record with each object the write names by a scalar shown as that scalar: Stripe
+    expands `price` to `{id: "price_1", ...}` but takes `price=price_1`, the same reference."""
+    if not isinstance(current, dict) or not isinstance(proposed, dict):
+        return current
+    seen = dict(current)
+    for name, sent in proposed.items():
+        held = current.get(name)
+        if isinstance(sent, dict):
+            seen[name] = _dereferenced(held, sent, key)
+        elif isinstance(sent, str | int) and isinstance(held, dict) and key in held:
+            seen[name] = held[key]
+        elif (isinstance(sent, list) and isinstance(held, list)
+              and all(isinstance(item, str | int) for item in sent)):
+            seen[name] = [item[key] if isinstance(item, dict) and key in item else item
+                          for item in held]
+    return seen
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or value == "true"
+
+
+@dataclass(slots=True)
+class _Keyed:
+    """Keyed list items as fields of their own (`items[si_1]`), and how to patch them back."""
+
+    current: dict[str, Any] | None
+    values: dict[str, Any]
+    changes: list[FieldChange]
+    # pointer of `items[si_1]` -> of that item in the fetched record; None: not held there
+    pointers: dict[str, str | None]
+    patch: list[dict[str, Any]]  # adds, then removes from the last item down
+
+
+def _keyed(lists: dict[str, KeyedList], current: dict[str, Any] | None,
+           values: dict[str, Any]) -> _Keyed:
+    """Each sent item of a keyed list becomes the field `list[key]`, compared field by field
+    with the item of that key in the record; an item without the key is added, one flagged
+    removed is removed."""
+    keyed = _Keyed(None if current is None else dict(current), dict(values), [], {}, [])
+    removes: list[tuple[int, str]] = []
+    for name, spec in lists.items():
+        sent = keyed.values.get(name)
+        if not isinstance(sent, list):
+            continue  # not a list of items: compared as sent
+        del keyed.values[name]
+        held_value = keyed.current.pop(name, None) if keyed.current is not None else None
+        held = at_path(held_value, spec.record_path)
+        held = held if isinstance(held, list) else []
+        index_of = {str(item[spec.key]): index for index, item in enumerate(held)
+                    if isinstance(item, dict) and item.get(spec.key) not in (None, "")}
+        base = _pointer(name) + ("/" + spec.record_path.replace(".", "/")
+                                 if spec.record_path else "")
+        template = held[0] if held and isinstance(held[0], dict) else None
+        for item in sent:
+            ident = item.get(spec.key) if isinstance(item, dict) else None
+            if ident in (None, ""):
+                added = _typed_like(_without(item, [spec.key]), template) \
+                    if isinstance(item, dict) else item
+                keyed.changes.append(FieldChange(name, None, added, "add"))
+                keyed.patch.append({"op": "add", "path": base + "/-", "value": added})
+                continue
+            path, index = f"{name}[{ident}]", index_of.get(str(ident))
+            if spec.remove_flag is not None and _truthy(item.get(spec.remove_flag)):
+                old = held[index] if index is not None else None
+                keyed.changes.append(FieldChange(path, old, None, "remove"))
+                if index is not None:
+                    removes.append((index, f"{base}/{index}"))
+                continue
+            fields = _without(item, [spec.key, *filter(None, [spec.remove_flag])])
+            if path in keyed.values:  # the same item twice: shown whole, as sent
+                keyed.changes.append(FieldChange(path, None, fields))
+                continue
+            keyed.values[path] = fields
+            keyed.pointers[_pointer(path)] = None if index is None else f"{base}/{index}"
+            if index is not None and keyed.current is not None:
+                keyed.current[path] = _without(held[index], [spec.key])
+    keyed.patch += [{"op": "remove", "path": pointer}
+                    for _, pointer in sorted(set(removes), reverse=True)]
+    return keyed
+
+
+def _repointed(patch: list[dict[str, Any]], keyed: _Keyed) -> list[dict[str, Any]]:
+    """Patch operations on `list[key]` fields moved to the items' places in the record; those
+    on items the record does not hold are left out, as there is nowhere to apply them."""
+    moved = []
+    for op in patch:
+        head, _, rest = op["path"][1:].partition("/")
+        if "/" + head not in keyed.pointers:
+            moved.append(op)
+        elif (place := keyed.pointers["/" + head]) is not None:
+            moved.append({**op, "path": place + ("/" + rest if rest else "")})
+    return moved + keyed.patch
+
+
+def _parameters(values: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """Takes the request's own options out of the values, as sent."""
+    return {name: values.pop(name) for name in names if name in values}
+
+
+def _action(current: dict[str, Any] | None, sets: dict[str, Any], body: Any,
+            values: dict[str, Any], parameters: dict[str, Any]) -> Diff:
+    """What the action sets, and each value sent for a field the record has (old -> new);
+    values for no field of the record are the action's parameters."""
+    changes = []
+    for name, template in sets.items():
+        new = _render(template, body)
+        old = at_path(current, name) if current is not None else None
+        if not same_json(old, new):
+            changes.append(FieldChange(name, old, new))
+    if current is None:
+        parameters = {**values, **parameters}  # no record to tell its fields from the rest
+    else:
+        for path, new in leaves(values).items():
+            old = _lookup(current, path)
+            if old is _MISSING:
+                parameters[path] = new
+            elif path not in sets and not same_json(old, new):
+                changes.append(FieldChange(path, old, new))
+    patch = [{"op": "replace", "path": _pointer(c.field), "value": c.new} for c in changes]
+    return Diff(changes, patch, parameters)
+
+
 def _holds(spec: ObjectSpec, current: dict[str, Any] | None, name: str, item: Any) -> bool | None:
     """Whether the fetched list `name` holds the item (compared by its `list_keys` key), so
     adding it again or removing one it lacks is no change; None when the list is unknown."""
@@ -279,43 +407,59 @@ def _holds(spec: ObjectSpec, current: dict[str, Any] | None, name: str, item: An
 
 
 def diff_record(spec: ObjectSpec, record: RecordWrite, current: dict[str, Any] | None,
-                operation: Operation, sets: dict[str, Any], body: Any) -> Diff:
-    """The diff of one record under its object's rules (read-only fields, added items, ops)."""
-    if operation is Operation.action:
-        changes = []
-        for field, template in sets.items():
-            new = _render(template, body)
-            old = at_path(current, field) if current is not None else None
-            if not same_json(old, new):
-                changes.append(FieldChange(field, old, new))
-        patch = [{"op": "replace", "path": "/" + c.field.replace(".", "/"), "value": c.new}
-                 for c in changes]
-        return Diff(changes, patch)
+                operation: Operation, sets: dict[str, Any], body: Any, *,
+                route: Route | None = None) -> Diff:
+    """The diff of one record under its object's rules (read-only fields, added items, ops,
+    keyed list items, references, request parameters); `route` adds its own parameters and
+    body format."""
+    body_format = (route.body if route is not None else None) or spec.body
+    names = [*spec.parameters, *(route.parameters if route is not None else [])]
+    reference = spec.reference_key or ("id" if body_format is BodyFormat.form else None)
     values = dict(record.values) if record.values is not None else None
+    parameters = _parameters(values, names) if values is not None else {}
+    if operation is Operation.action:
+        sent = _without(values or {}, [*spec.read_only, spec.id_field])
+        if current is not None and reference is not None:
+            current = _dereferenced(current, sent, reference)
+        if body_format is BodyFormat.form:
+            sent = _typed_like(sent, current)
+        return _action(current, sets, body, sent, parameters)
+    if current is not None:
+        current = _keyed_lists(_without(current, spec.read_only), spec.list_keys)
+        current = _decoded(current, spec.base64_fields)
+    if operation is Operation.delete:  # what a delete is sent says how, not what it changes
+        diff = compute_diff(operation, current, None, spec.update, spec.empty_is_absent)
+        return Diff(diff.changes, diff.patch,
+                    {**_without(values or {}, [*spec.read_only, spec.id_field]), **parameters})
     semantics = spec.update
     if values is not None and spec.sparse_flag is not None:
         if values.pop(spec.sparse_flag, None) is True:
             semantics = UpdateSemantics.merge
     extra: list[FieldChange] = []
+    keyed: _Keyed | None = None
     if values is not None:
-        for field in spec.added_items:
-            if field in values:
-                extra.append(FieldChange(field, None, values.pop(field), "add"))
-        for field, operations in (record.ops or {}).items():
+        for name in spec.added_items:
+            if name in values:
+                extra.append(FieldChange(name, None, values.pop(name), "add"))
+        for name, operations in (record.ops or {}).items():
             for step in operations if isinstance(operations, list) else []:
                 for verb, value in (step.items() if isinstance(step, dict) else []):
                     if verb in ("set", "edit"):
-                        values[field] = value
-                    elif verb == "add" and _holds(spec, current, field, value) is not True:
-                        extra.append(FieldChange(field, None, value, "add"))  # not there yet
-                    elif verb == "remove" and _holds(spec, current, field, value) is not False:
-                        extra.append(FieldChange(field, value, None, "remove"))
+                        values[name] = value
+                    elif verb == "add" and _holds(spec, current, name, value) is not True:
+                        extra.append(FieldChange(name, None, value, "add"))  # not there yet
+                    elif verb == "remove" and _holds(spec, current, name, value) is not False:
+                        extra.append(FieldChange(name, value, None, "remove"))
         values = _keyed_lists(_without(values, spec.read_only), spec.list_keys)
         values = _decoded(values, spec.base64_fields)
-        if spec.body is BodyFormat.form:
+        if spec.keyed_lists and operation is not Operation.create:
+            keyed = _keyed(spec.keyed_lists, current, values)
+            current, values = keyed.current, keyed.values
+            extra = keyed.changes + extra
+        if current is not None and reference is not None:
+            current = _dereferenced(current, values, reference)
+        if body_format is BodyFormat.form:
             values = _typed_like(values, current)
-    if current is not None:
-        current = _keyed_lists(_without(current, spec.read_only), spec.list_keys)
-        current = _decoded(current, spec.base64_fields)
     diff = compute_diff(operation, current, values, semantics, spec.empty_is_absent)
-    return Diff(diff.changes + extra, diff.patch)
+    patch = diff.patch if keyed is None or current is None else _repointed(diff.patch, keyed)
+    return Diff(diff.changes + extra, patch, parameters)

@@ -4,10 +4,18 @@ own format (JSON wrapping, Stripe's bracketed form, QuickBooks' sparse updates).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
-from connectors_schemas import Classification, Operation, UpdateSemantics, at_path, parse_body
+from connectors_schemas import (
+    Classification,
+    ObjectSpec,
+    Operation,
+    UpdateSemantics,
+    at_path,
+    parse_body,
+)
 from connectors_schemas.models import BodyFormat
 from review_api.models import EditSupport
 
@@ -64,6 +72,30 @@ def set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
     target[parts[-1]] = value
 
 
+ITEM_FIELD = re.compile(r"^(?P<list>[^.\[]+)\[(?P<key>[^\]]*)\](?:\.(?P<rest>.+))?$")
+
+
+def top_field(name: str) -> str:
+    """The body field a shown change is under: `items` for `items[si_1].price`."""
+    return re.split(r"[.\[]", name, maxsplit=1)[0]
+
+
+def _set_field(values: dict[str, Any], spec: ObjectSpec, name: str, value: Any) -> None:
+    """A shown field set in the body; `items[si_1].quantity` is that field of the sent item
+    whose key is si_1 (a keyed list, ObjectSpec.keyed_lists)."""
+    found = ITEM_FIELD.match(name)
+    if found is None or found["list"] not in spec.keyed_lists:
+        set_path(values, name, value)
+        return
+    key = spec.keyed_lists[found["list"]].key
+    sent = values.get(found["list"])
+    item = next((item for item in sent if isinstance(item, dict)
+                 and str(item.get(key)) == found["key"]), None) if isinstance(sent, list) else None
+    if item is None or not found["rest"]:
+        raise EditError(f"{name}: edit a field of an item the request sends")
+    set_path(item, found["rest"], value)
+
+
 def rewrite(classification: Classification, content: bytes, content_type: str | None,
             edits: list[dict[str, Any]], approve_fields: list[str] | None) -> bytes:
     """The body to send instead: the reviewer's values set, unapproved fields left out."""
@@ -77,10 +109,12 @@ def rewrite(classification: Classification, content: bytes, content_type: str | 
     if not isinstance(values, dict):
         raise EditError("the body holds no record to edit")
     for edit in edits:
-        set_path(values, str(edit["field"]), edit.get("new"))
+        _set_field(values, spec, str(edit["field"]), edit.get("new"))
     if approve_fields is not None:
-        keep = {name.split(".")[0] for name in approve_fields}
-        keep |= set(spec.read_only) | {spec.id_field}
+        keep = {top_field(name) for name in approve_fields}
+        # the request's own parameters go as sent: they are no field to approve or leave out
+        keep |= set(spec.read_only) | {spec.id_field} | set(spec.parameters) | set(
+            route.parameters)
         if route.update_if_body_has:
             keep.add(route.update_if_body_has)
         for name in list(values):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -28,6 +29,7 @@ from review_api.models import (
     Change,
     Context,
     OldValues,
+    Parameter,
     Proposal,
     RecordRef,
     RequestSummary,
@@ -105,6 +107,22 @@ def _masked_changes(diff: Diff, record_id: str | None) -> list[Change]:
     ]
 
 
+def _masked_parameters(diff: Diff, record_id: str | None) -> list[Parameter]:
+    return [Parameter(name=name, record_id=record_id,
+                      value=redact.MASK if redact.field_is_secret(name) and value is not None
+                      else redact.clip(redact.mask_body(value)))
+            for name, value in diff.parameters.items()]
+
+
+def _policy_field(name: str) -> str:
+    """`items[si_1].price` as `items.price`: policies and risk hints name a list's fields,
+    not its items."""
+    return _ITEM_KEY.sub("", name)
+
+
+_ITEM_KEY = re.compile(r"\[[^\]]*\]")
+
+
 @dataclass(frozen=True, slots=True)
 class Built:
     proposal: Proposal
@@ -115,6 +133,7 @@ class Built:
 @dataclass(slots=True)
 class _PartDiff:
     changes: list[Change] = field(default_factory=list)
+    parameters: list[Parameter] = field(default_factory=list)
     patch: list[dict[str, Any]] = field(default_factory=list)
     refs: list[RecordRef] = field(default_factory=list)
     risk_changes: list[FieldChange] = field(default_factory=list)
@@ -214,9 +233,11 @@ class ProposalBuilder:
                                         record_id=record.record_id, action=record.action))
             if body_problem is not None:
                 continue
-            diff = diff_record(part.spec, record, current, operation, part.route.sets, part.body)
-            found.risk_changes += diff.changes
+            diff = diff_record(part.spec, record, current, operation, part.route.sets, part.body,
+                               route=part.route)
+            found.risk_changes += [replace(c, field=_policy_field(c.field)) for c in diff.changes]
             found.changes += _masked_changes(diff, record.record_id)
+            found.parameters += _masked_parameters(diff, record.record_id)
             prefix = f"/{record.record_id}" if prefixed else ""
             found.patch += [{**op, "path": prefix + op["path"]} for op in diff.patch]
         if found.needs_old:
@@ -233,6 +254,7 @@ class ProposalBuilder:
         if connector is None and (known := self.matcher.connector_for(write.host)):
             connector = known.system
         changes: list[Change] = []
+        parameters: list[Parameter] = []
         patch: list[dict[str, Any]] = []
         refs: list[RecordRef] = []
         before: dict[str, dict[str, Any]] = {}
@@ -246,6 +268,7 @@ class ProposalBuilder:
                 for part in (classification.parts or [classification])])
             for part in parts:
                 changes += part.changes
+                parameters += part.parameters
                 patch += part.patch
                 refs += part.refs
                 risk_changes += part.risk_changes
@@ -266,7 +289,9 @@ class ProposalBuilder:
         verdict = self.policy.decide(WriteFacts(
             system=connector, object_type=classification.object_type if classification else None,
             operation=operation, host=write.host,
-            fields=sorted({change.field for change in changes}),
+            # parameters too: a rule on fields must allow every thing the write sends
+            fields=sorted({_policy_field(change.field) for change in changes}
+                          | {_policy_field(parameter.name) for parameter in parameters}),
             agent=context.agent, task=context.task,
             action=single.action if single else None, risk=risk.level,
             changes=[(c.field, c.old, c.new) for c in risk_changes],
@@ -281,6 +306,7 @@ class ProposalBuilder:
             method=write.method,
             url=redact.mask_url(write.url),
             changes=changes,
+            parameters=parameters,
             patch=[redact.clip(redact.mask_patch_op(op)) for op in patch],
             old_values=old_values,
             risk=risk,

@@ -6,9 +6,9 @@ import json
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from connectors_schemas import Classification, Operation, UpdateSemantics, at_path
+from connectors_schemas import Classification, ObjectSpec, Operation, UpdateSemantics, at_path
 from connectors_schemas.models import BodyFormat
-from proxy_addon.edits import form_pairs, set_path
+from proxy_addon.edits import ITEM_FIELD, form_pairs, set_path, top_field
 from proxy_addon.proposals import WriteRequest
 from proxy_addon.sealing import HeldRequest
 from review_api.models import Approval
@@ -28,6 +28,35 @@ def _body(classification: Classification, values: dict[str, Any], body_format: B
     if body_format is BodyFormat.form:
         return urlencode(form_pairs(wrapped)).encode(), "application/x-www-form-urlencoded"
     return json.dumps(wrapped).encode(), "application/json"
+
+
+def _restore(restored: dict[str, Any], spec: ObjectSpec, old: dict[str, Any], name: str,
+             by_reference: bool) -> None:
+    """The field's value before, into the inverse's body: a keyed list item's field as that
+    item (`items[0][id]=si_1&items[0][price]=...`), an expanded reference as its key."""
+    found = ITEM_FIELD.match(name)
+    keyed = spec.keyed_lists.get(found["list"]) if found is not None else None
+    if found is None or keyed is None or not found["rest"]:
+        value = at_path(old, name)
+        path = name
+        item: dict[str, Any] = restored
+    else:
+        held = at_path(old.get(found["list"]), keyed.record_path)
+        before = next((each for each in held if isinstance(each, dict)
+                       and str(each.get(keyed.key)) == found["key"]), None) \
+            if isinstance(held, list) else None
+        if before is None:
+            raise RevertError(f"{name}: the item as it was before is unknown")
+        items = restored.setdefault(found["list"], [])
+        item = next((each for each in items if each[keyed.key] == found["key"]), None) or {}
+        if not item:
+            item[keyed.key] = found["key"]
+            items.append(item)
+        value, path = at_path(before, found["rest"]), found["rest"]
+    reference = spec.reference_key or "id"
+    if by_reference and isinstance(value, dict) and reference in value:
+        value = value[reference]
+    set_path(item, path, value)
 
 
 def inverse(approval: Approval, classification: Classification, held: HeldRequest,
@@ -51,12 +80,17 @@ def inverse(approval: Approval, classification: Classification, held: HeldReques
         if spec.update is not UpdateSemantics.merge or spec.sparse_flag:
             raise RevertError(f"{classification.system} updates need the record's current "
                               "version token; revert this one by hand")
-        fields = [c.field for c in approval.changes if c.kind == "set"]
+        if any(c.kind != "set" and top_field(c.field) in spec.keyed_lists
+               for c in approval.changes):
+            raise RevertError("items added to or removed from a list cannot be set back; "
+                              "revert this one by hand")
+        fields = [c for c in approval.changes if c.kind == "set"]
         if not fields:
             raise RevertError("the write changed no field that can be set back")
         restored: dict[str, Any] = {}
-        for name in fields:
-            set_path(restored, name, at_path(old, name))
+        for change in fields:
+            _restore(restored, spec, old, change.field, by_reference=body_format is
+                     BodyFormat.form and not isinstance(change.new, dict | list))
         content, kind = _body(classification, restored, body_format, values_path)
         url = held.url
         method = held.method

@@ -64,6 +64,15 @@ class Change(_Model):
     record_id: str | None = None  # which record, for writes touching several
 
 
+class Parameter(_Model):
+    """Something the agent sent that is no field of the record: an option of the request
+    (Stripe's proration_behavior, expand) or an action's argument, shown as sent."""
+
+    name: str
+    value: Any = None
+    record_id: str | None = None  # which record's request, for writes touching several
+
+
 class RecordRef(_Model):
     """One record a write touches (bulk writes touch several)."""
 
@@ -144,6 +153,7 @@ class Proposal(_Model):
     method: str
     url: str
     changes: list[Change] = []
+    parameters: list[Parameter] = []  # what was sent beside the fields: not a field change
     patch: list[dict[str, Any]] = []
     old_values: OldValues = OldValues(known=False, reason="not fetched")
     risk: Risk = Risk()

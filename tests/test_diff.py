@@ -1,8 +1,13 @@
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jsonpatch
+import pytest
 
 from connectors_schemas import (
+    Classification,
+    Matcher,
     ObjectSpec,
     Operation,
     RecordWrite,
@@ -11,6 +16,10 @@ from connectors_schemas import (
     load_connectors,
 )
 from proxy_addon.diff import Diff, FieldChange, compute_diff, diff_record, leaves, same_json
+from proxy_addon.edits import EditError, rewrite
+from proxy_addon.revert import RevertError, inverse
+from proxy_addon.sealing import HeldRequest
+from review_api.models import Approval, Change, Status
 
 CURRENT = {
     "id": 1,
@@ -229,3 +238,155 @@ def test_stripe_form_empty_value_still_unsets() -> None:
     assert cleared.changes == [FieldChange("description", "VIP", None)]
     unset = diff_record(spec, record, {"description": None}, Operation.update, {}, None)
     assert unset.changes == []
+
+
+# --- Stripe: keyed list items, expandable references, request parameters, DELETE query ----
+
+STRIPE = Matcher({"stripe": load_connectors()["stripe"]})
+PRICE_A = {"id": "price_A", "object": "price", "unit_amount": 1000, "currency": "usd"}
+SUBSCRIPTION = {
+    "id": "sub_1", "object": "subscription", "status": "active", "description": "Starter",
+    "customer": "cus_1", "default_payment_method": {"id": "pm_1", "object": "payment_method"},
+    "default_tax_rates": [{"id": "txr_1", "percentage": 19.0}],
+    "cancel_at_period_end": False, "metadata": {"seats": "5"},
+    "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+    "items": {"object": "list", "has_more": False, "data": [
+        {"id": "si_1", "object": "subscription_item", "price": PRICE_A, "quantity": 1,
+         "metadata": {}},
+        {"id": "si_2", "object": "subscription_item", "price": {"id": "price_C"},
+         "quantity": 3, "metadata": {}}]},
+}
+
+
+def _stripe(method: str, path: str, form: str = "", query: str = "",
+            current: dict[str, Any] | None = SUBSCRIPTION) -> tuple[Classification, Diff]:
+    """The shipped Stripe connector's classification of a request and its record's diff."""
+    found = STRIPE.classify(method, "api.stripe.com", path, parse_qsl(query),
+                            form.encode(), "application/x-www-form-urlencoded")
+    assert found is not None and found.body_problem is None, found
+    [record] = found.records
+    return found, diff_record(found.spec, record, current, record.operation, found.route.sets,
+                              found.body, route=found.route)
+
+
+def test_subscription_items_are_changed_field_by_field_typed_like_the_record() -> None:
+    _, diff = _stripe("POST", "/v1/subscriptions/sub_1",
+                      "items[0][id]=si_1&items[0][price]=price_B&items[0][quantity]=2"
+                      "&description=Team")
+    assert diff.changes == [FieldChange("description", "Starter", "Team"),
+                            FieldChange("items[si_1].price", "price_A", "price_B"),
+                            FieldChange("items[si_1].quantity", 1, 2)]
+    patched = jsonpatch.apply_patch(SUBSCRIPTION, diff.patch)
+    assert patched["items"]["data"][0] == {**SUBSCRIPTION["items"]["data"][0],
+                                           "price": "price_B", "quantity": 2}
+    assert patched["items"]["data"][1] == SUBSCRIPTION["items"]["data"][1]  # not sent: kept
+    same = _stripe("POST", "/v1/subscriptions/sub_1",
+                   "items[0][id]=si_1&items[0][price]=price_A&items[0][quantity]=1")[1]
+    assert same == Diff([], [])
+
+
+def test_an_item_without_its_key_is_added_and_a_deleted_one_removed() -> None:
+    _, diff = _stripe("POST", "/v1/subscriptions/sub_1",
+                      "items[0][price]=price_D&items[0][quantity]=4"
+                      "&items[1][id]=si_1&items[1][deleted]=true")
+    assert diff.changes == [
+        FieldChange("items", None, {"price": "price_D", "quantity": 4}, "add"),
+        FieldChange("items[si_1]", SUBSCRIPTION["items"]["data"][0], None, "remove")]
+    patched = jsonpatch.apply_patch(SUBSCRIPTION, diff.patch)
+    assert [item.get("id") for item in patched["items"]["data"]] == ["si_2", None]
+    unknown = _stripe("POST", "/v1/subscriptions/sub_1", "items[0][id]=si_9&items[0][quantity]=2",
+                      current=None)[1]
+    assert unknown == Diff([FieldChange("items[si_9].quantity", None, "2")], [])
+
+
+def test_a_reference_sent_by_id_compares_with_the_expanded_object() -> None:
+    _, diff = _stripe("POST", "/v1/subscriptions/sub_1",
+                      "customer=cus_1&default_payment_method=pm_1&default_tax_rates[0]=txr_1")
+    assert diff == Diff([], [])
+    _, diff = _stripe("POST", "/v1/subscriptions/sub_1",
+                      "default_payment_method=pm_2&default_tax_rates[0]=txr_2")
+    assert diff.changes == [FieldChange("default_payment_method", "pm_1", "pm_2"),
+                            FieldChange("default_tax_rates", ["txr_1"], ["txr_2"])]
+    cleared = _stripe("POST", "/v1/subscriptions/sub_1", "default_payment_method=")[1]
+    assert cleared.changes == [FieldChange("default_payment_method", "pm_1", None)]
+    json_spec = ObjectSpec(routes=[Route(method="POST", path="/x/{id}",
+                                         operation=Operation.update)])
+    record = RecordWrite("x", Operation.update, "1", {"owner": "u_1"})
+    assert diff_record(json_spec, record, {"owner": {"id": "u_1"}}, Operation.update, {},
+                       None).changes == [FieldChange("owner", {"id": "u_1"}, "u_1")]
+
+
+def test_request_options_are_parameters_not_field_changes() -> None:
+    found, diff = _stripe("POST", "/v1/subscriptions/sub_1",
+                          "proration_behavior=always_invoice&expand[]=latest_invoice"
+                          "&payment_behavior=error_if_incomplete&metadata[seats]=6")
+    assert diff.changes == [FieldChange("metadata.seats", "5", "6")]
+    assert diff.parameters == {"proration_behavior": "always_invoice",
+                               "expand": ["latest_invoice"],
+                               "payment_behavior": "error_if_incomplete"}
+    partial = rewrite(found, b"proration_behavior=always_invoice&expand[]=latest_invoice"
+                      b"&metadata[seats]=6&description=x", "application/x-www-form-urlencoded",
+                      [], ["metadata.seats"])
+    assert parse_qsl(partial.decode()) == [("proration_behavior", "always_invoice"),
+                                           ("expand[0]", "latest_invoice"),
+                                           ("metadata[seats]", "6")]
+
+
+def test_subscription_cancel_reads_its_parameters_from_the_query() -> None:
+    found, diff = _stripe("DELETE", "/v1/subscriptions/sub_1",
+                          query="cancellation_details[comment]=too+expensive&invoice_now=true"
+                                "&prorate=false&expand[0]=latest_invoice")
+    assert (found.operation, found.records[0].action) == (Operation.action, "cancel")
+    assert diff.changes == [FieldChange("status", "active", "canceled"),
+                            FieldChange("cancellation_details.comment", None, "too expensive")]
+    assert diff.parameters == {"expand": ["latest_invoice"], "invoice_now": "true",
+                               "prorate": "false"}
+    unknown = _stripe("DELETE", "/v1/subscriptions/sub_1",
+                      query="cancellation_details[comment]=x", current=None)[1]
+    assert unknown.changes == [FieldChange("status", None, "canceled")]
+    assert unknown.parameters == {"cancellation_details": {"comment": "x"}}
+    twice = STRIPE.classify("DELETE", "api.stripe.com", "/v1/subscriptions/sub_1",
+                            [("prorate", "true")], b"prorate=false",
+                            "application/x-www-form-urlencoded")
+    assert twice is not None and "repeats" in (twice.body_problem or "")
+
+
+def test_a_delete_shows_what_it_is_sent_as_parameters() -> None:
+    spec = load_connectors()["stripe"].objects["customer"]
+    record = RecordWrite("customer", Operation.delete, "cus_1", {"expand": ["x"], "id": "cus_1"})
+    diff = diff_record(spec, record, {"id": "cus_1", "email": "a@b"}, Operation.delete, {}, None)
+    assert diff.changes == [FieldChange("email", "a@b", None)]
+    assert diff.parameters == {"expand": ["x"]}
+
+
+def test_a_reviewer_edits_one_field_of_a_sent_item() -> None:
+    content = b"items[0][id]=si_1&items[0][price]=price_B&items[0][quantity]=2"
+    found, _ = _stripe("POST", "/v1/subscriptions/sub_1", content.decode())
+    edited = rewrite(found, content, "application/x-www-form-urlencoded",
+                     [{"field": "items[si_1].quantity", "new": 3}], ["items[si_1].quantity"])
+    assert parse_qsl(edited.decode()) == [("items[0][id]", "si_1"),
+                                          ("items[0][price]", "price_B"),
+                                          ("items[0][quantity]", "3")]
+    with pytest.raises(EditError):
+        rewrite(found, content, "application/x-www-form-urlencoded",
+                [{"field": "items[si_9].quantity", "new": 3}], None)
+
+
+def test_reverting_an_item_change_restores_the_item_by_its_key() -> None:
+    content = b"items[0][id]=si_1&items[0][price]=price_B&items[0][quantity]=2&description=T"
+    found, diff = _stripe("POST", "/v1/subscriptions/sub_1", content.decode())
+    url = "https://api.stripe.com/v1/subscriptions/sub_1"
+    approval = Approval(
+        id="a1", status=Status.executed, created_at=datetime.now(UTC), method="POST", url=url,
+        fingerprint="f", changes=[Change(field=c.field, old=c.old, new=c.new, kind=c.kind)
+                                  for c in diff.changes])
+    undo = inverse(approval, found, HeldRequest("POST", url, [], content),
+                   {"sub_1": SUBSCRIPTION})
+    assert parse_qsl(undo.content.decode()) == [("description", "Starter"),
+                                                ("items[0][id]", "si_1"),
+                                                ("items[0][price]", "price_A"),
+                                                ("items[0][quantity]", "1")]
+    added = approval.model_copy(update={"changes": [
+        Change(field="items", new={"price": "price_D"}, kind="add")]})
+    with pytest.raises(RevertError):
+        inverse(added, found, HeldRequest("POST", url, [], content), {"sub_1": SUBSCRIPTION})
