@@ -91,10 +91,21 @@ FORMAT = 1
 PAGE = 250  # nodes read from a connection (`labels(first: 250)`): Linear's and Shopify's maximum
 MAX_DEPTH = 3  # nested input objects read back this deep
 MAX_RECORDS = 50  # records of one bulk mutation (`ids: [...]`) read back, at most
+MAX_SHOWN = 8  # fields an action's read shows beside those it sends (name, state)
+_NAMING = ("identifier", "name", "title", "displayName", "handle", "key", "email", "number",
+           "code", "url")  # what names a record to a person, best first
 READ_NAME = "HitlProxyRead"  # the generated query's operation name, so vendor logs show it
 _NUMBERS = frozenset({"Int", "Float"})
+_STATE = re.compile(r"(?:^|[a-z])(?:[Ss]tatus|[Ss]tate|[Hh]ealth|[Rr]ole)$")
+_STATE_STAMP = re.compile(r"^[a-z]+edAt$")  # archivedAt, canceledAt; not addedToCycleAt
 _DELETED_ID = re.compile(r"^deleted(?P<what>(?:[A-Z]\w*?)?)Ids?$")
 _ONE_WORD = re.compile(r"^(?:e?s)?[A-Z][a-z0-9]*$")  # `companyContactsDelete` too
+_ID_OF = re.compile(r"^(?:the|a|an)\s+(?:(?:global\s+)?(?:id|identifier)\s+of\s+"
+                    r"(?:the|a|an)\s+)?(?P<phrase>.+)", re.IGNORECASE | re.DOTALL)
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")  # [calculated order](https://...) -> its words
+_PHRASE_ENDS = frozenset({"to", "for", "whose", "which", "that", "or", "from", "in", "on",
+                          "being", "with", "by", "of", "id", "ids", "identifier", "and", "is",
+                          "you", "we", "will", "should", "must", "where"})
 _SAFE_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
 
@@ -280,8 +291,42 @@ class _Deriver:
         stem = name[:1].upper() + name[1:]
         if (found := self._longest_prefix(stem)) and _ONE_WORD.match(stem[len(found.name):]):
             return found  # the mutation's name is the object's and one word (`issueLabelDelete`)
+        if (found := self._described(name, field)) is not None:
+            return found
         records = {kind.name: kind for _, kind in answered if _is_record(kind)}
         return next(iter(records.values())) if len(records) == 1 else None
+
+    def _described(self, name: str, field: GraphQLField) -> Record | None:
+        """The record type the `id` argument's description names: "The identifier of the OAuth
+        application to archive." -> OAuthApplication, "The ID of the theme to be deleted." ->
+        the one record type named `...Theme` (OnlineStoreTheme), "The product feed which needs
+        syncing." -> ProductFeed; none when no type or several have that name ("team key")."""
+        arg = field.args.get("id")
+        if arg is None or _is_list(arg.type) or not arg.description:
+            return None
+        text = _LINK.sub(r"\1", arg.description).replace("`", "")
+        found = _ID_OF.match(text.strip())
+        if found is None:
+            return None
+        words: list[str] = []
+        for word in re.findall(r"[A-Za-z][A-Za-z0-9]*|\S", found["phrase"]):
+            if not word[0].isalpha() or word.lower() in _PHRASE_ENDS:
+                break
+            words.append(word)
+        if not words or len(words) > 4:
+            return None
+        wanted = "".join(words).lower()
+        exact = [kind for type_name, kind in self.types.items() if type_name.lower() == wanted]
+        ending = [kind for type_name, kind in self.types.items()
+                  if len(type_name) > len(wanted) and type_name.lower().endswith(wanted)
+                  and type_name[-len(wanted)].isupper()]
+        if not exact and not name.lower().startswith(wanted):
+            return None  # `theme...` for `...Theme`, not `discountCode...` for `...CodeDiscount`
+        for kinds in (exact, ending):
+            records = [kind for kind in kinds if _is_record(kind)]
+            if kinds:
+                return records[0] if len(kinds) == 1 and records else None  # type: ignore
+        return None
 
     def _longest_prefix(self, name: str) -> Record | None:
         best: Record | None = None
@@ -354,7 +399,7 @@ class _Deriver:
             return False
         for name in payload.fields:
             found = _DELETED_ID.match(name)
-            if found and found["what"] in ("", target.name):
+            if found and (found["what"] == "" or target.name.endswith(found["what"])):
                 return True
         return "entityId" in payload.fields and "id" in field.args and not any(
             _is_record(kind) for kind in kinds)
@@ -379,15 +424,41 @@ class _Deriver:
         node = self.query_fields.get("node")
         node_type = self.types.get("Node")
         if node is not None and isinstance(node_type, GraphQLInterfaceType) and (
-                target is node_type or (isinstance(target, GraphQLObjectType | GraphQLInterfaceType)
-                                        and node_type in target.interfaces)):
-            return {"field": "node", "type": str(node.args["id"].type), "fragment": True}
+                target is node_type or node_type in target.interfaces or (
+                    isinstance(target, GraphQLInterfaceType) and any(
+                        node_type in kind.interfaces
+                        for kind in self.schema.get_possible_types(target)))):
+            # an interface some of whose types are Nodes (Shopify's `File`, `Publishable`) is
+            # read as `node(id:) { ... on File {...} }`: valid wherever the two overlap
+            return {"field": "node", "type": str(node.args["id"].type), "fragment": True} | (
+                {} if "id" in target.fields else {"node_id": True})  # `Publishable` has no id
+        singles = [name for name, field in self.query_fields.items()
+                   if graphql.get_named_type(field.type) is target and not _is_list(field.type)
+                   and _readable(field) and "id" in target.fields]
+        if len(singles) == 1:  # `userSettings: UserSettings!`: the caller's own, no id taken;
+            return {"field": singles[0], "single": True}  # the answer's id must be the record's
         return None
 
     def _all_scalars(self, target: Record) -> list[str]:
         return sorted(name for name, field in target.fields.items()
                       if _leaf(graphql.get_named_type(field.type)) and _readable(field)
                       and field.deprecation_reason is None)
+
+    def _shows(self, target: Record) -> list[str]:
+        """What an action's reviewer reads to see which record it acts on and in what state:
+        its name (the first two naming fields the type has), then its state: enum fields named
+        for one (`status`, `displayFinancialStatus`, `health`) and the nullable timestamps a
+        change of state sets (`archivedAt`, `canceledAt`, `closedAt`); at most `MAX_SHOWN`."""
+        leaves = {name: field for name, field in target.fields.items()
+                  if _leaf(graphql.get_named_type(field.type)) and not _is_list(field.type)
+                  and _readable(field) and field.deprecation_reason is None and name != "id"}
+        naming = [name for name in _NAMING if name in leaves][:2]
+        state = [name for name, field in leaves.items() if _STATE.search(name)
+                 and isinstance(graphql.get_named_type(field.type), GraphQLEnumType)]
+        stamps = [name for name, field in leaves.items() if _STATE_STAMP.match(name)
+                  and not isinstance(field.type, GraphQLNonNull)
+                  and name not in ("updatedAt", "createdAt")]
+        return list(dict.fromkeys(naming + state + stamps))[:MAX_SHOWN]
 
     def derive(self) -> dict[str, Any]:
         mutation = self.schema.mutation_type
@@ -409,6 +480,8 @@ class _Deriver:
                 entry["each"] = each
             else:
                 self._map_arguments(field, target, {spot["path"] for spot in ids})
+                if ids and (shows := self._shows(target)):
+                    self.objects.setdefault(target.name, {})["shows"] = shows
             mutations[name] = entry
             reader = self._reader(target)
             if reader is not None and ids:
@@ -459,6 +532,7 @@ class GraphQLRead:
     variables: dict[str, Any]
     reads: dict[str, Any]  # input field name -> how its value sits in the answer
     fragment: bool  # read through `node(id:)`: the answer's `__typename` must be the object
+    single: bool = False  # a field taking no id (`userSettings`): the answer's id must match
 
     def body(self) -> dict[str, Any]:
         return {"query": self.query, "variables": self.variables, "operationName": READ_NAME}
@@ -483,6 +557,9 @@ class GraphQLRead:
             kind = found.get("__typename")
             named = kind if isinstance(kind, str) and _TYPE_NAME.match(kind) else "another type"
             return None, f"the id names a {named}, not a {self.object_type}"
+        if self.single and str(found.get("id")) != self.record_id:
+            return None, (f"the schema reads only the caller's own {self.object_type}, "
+                          "not the one this id names")
         return _present(found, self.reads), None
 
 
@@ -649,15 +726,24 @@ class DerivedGraphQL:
             selection = " ".join(reads)
         else:
             selection, reads = self._selection(entry.get("fields", {}), values or {}, 0)
-        inner = f"id {selection}".strip()
+        if operation is Operation.action:  # what it acts on: the record's name and state too
+            shows = [name for name in entry.get("shows", []) if name not in reads]
+            reads |= {name: name for name in shows}
+            selection = " ".join(filter(None, (selection, *shows)))
+        inner = f"{'... on Node { id }' if reader.get('node_id') else 'id'} {selection}".strip()
         if reader.get("fragment"):
             body = f"__typename ... on {object_type} {{ {inner} }}"
         else:
             body = inner
-        query = (f"query {READ_NAME}($id: {reader['type']}) "
-                 f"{{ record: {reader['field']}(id: $id) {{ {body} }} }}")
-        return GraphQLRead(object_type, record_id, query, {"id": record_id}, reads,
-                           bool(reader.get("fragment"))), None
+        if reader.get("single"):
+            query = f"query {READ_NAME} {{ record: {reader['field']} {{ {body} }} }}"
+            variables: dict[str, Any] = {}
+        else:
+            query = (f"query {READ_NAME}($id: {reader['type']}) "
+                     f"{{ record: {reader['field']}(id: $id) {{ {body} }} }}")
+            variables = {"id": record_id}
+        return GraphQLRead(object_type, record_id, query, variables, reads,
+                           bool(reader.get("fragment")), bool(reader.get("single"))), None
 
     def _selection(self, fields: dict[str, Any], values: dict[str, Any],
                    depth: int) -> tuple[str, dict[str, Any]]:

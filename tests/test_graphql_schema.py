@@ -238,12 +238,15 @@ def test_linear_label_and_subscriber_ids_read_back_as_lists_of_ids() -> None:
 @pytest.mark.parametrize("mutation", ["issueArchive", "issueUnarchive", "issueDelete"])
 def test_linear_archive_unarchive_and_trash_are_named_actions_not_guessed(mutation: str) -> None:
     """All three answer `IssueArchivePayload { entity: Issue }`: the schema shows no deletion,
-    so each is the action it is named, on the issue, and its current state is read."""
+    so each is the action it is named, on the issue, and its current state is read: what names
+    the issue to a person and the timestamps its state sets, so the reviewer sees what it acts
+    on."""
     found = classify(LINEAR, f'mutation {{ {mutation}(id: "{ISSUE}") {{ success }} }}')
     record = only(found)
     assert (record.object_type, record.operation, record.record_id, record.action) == (
         "Issue", Operation.action, ISSUE, mutation)
-    assert selected(record.read) == {"id"}
+    assert selected(record.read) == {"id", "identifier", "title", "archivedAt", "canceledAt",
+                                     "completedAt", "startedAt", "triagedAt"}
 
 
 def test_a_generic_delete_payload_is_a_delete_that_reads_what_is_lost() -> None:

@@ -407,7 +407,8 @@ type Issue {
   id: ID! identifier: String! number: Float! title: String! description: String
   priority: Float! priorityLabel: String! estimate: Float dueDate: TimelessDate url: String!
   createdAt: DateTime! updatedAt: DateTime! archivedAt: DateTime completedAt: DateTime
-  canceledAt: DateTime trashed: Boolean state: WorkflowState! assignee: User creator: User
+  canceledAt: DateTime startedAt: DateTime triagedAt: DateTime trashed: Boolean
+  state: WorkflowState! assignee: User creator: User
   team: Team! labelIds: [String!]!
   labels(first: Int, after: String, last: Int, before: String): IssueLabelConnection!
 }
