@@ -59,7 +59,9 @@ named
     The classification has an object type (not None, not "unrecognised", not "graphql"), is not
     the unrecognised action, and for a write to an existing record reports exactly the record id
     put in the path for the identifying parameter (GraphQL: the `id` argument, else the input
-    object's `id`, whenever the request carries one), and no fixed segment of the path is
+    object's `id`, of a list of input objects the one item the probe sends, as Shopify's
+    `fileUpdate(files: [FileUpdateInput!]!)` names each file, whenever the request carries
+    one), and no fixed segment of the path is
     reported as a record id (`archive` in PUT /issue/archive).
 
 record id
@@ -752,6 +754,8 @@ def mutation_probe(name: str, field_: graphql.GraphQLField, host: str, path: str
     document = (f"mutation Coverage{f'({declared})' if declared else ''} "
                 f"{{ {name}{f'({passed})' if passed else ''}{selection} }}")
     record = variables.get("id") if carrier == "id" else (variables.get(carrier or "") or {})
+    if isinstance(record, list):  # `files: [FileUpdateInput!]!`: the probe sends one item
+        record = record[0] if record else {}
     record_id = record if isinstance(record, str) else (
         record.get("id") if isinstance(record, dict) else None)
     expected, existing = graphql_expected(field_)

@@ -14,10 +14,15 @@ up in it. For every field of the schema's Mutation type it records:
   record type starting the type name of a (non-list) input argument (`ProductDeleteInput` ->
   Product); the longest record type starting the mutation's name when one word (or a plural)
   follows (`issueLabelDelete(id:)` answering a bare `DeletePayload` -> IssueLabel; not
-  `teamKeyDelete` -> Team); the payload's only record field. Names only ever choose among
+  `teamKeyDelete` -> Team); the record type the `id` argument's description names ("The
+  identifier of the OAuth application to archive", "The ID of the theme" -> the one type named
+  `...Theme` when the mutation's name starts so; not "team key": no such type); the payload's
+  only record field. Names only ever choose among
   types the schema defines, never the operation.
 - **ids**: where the record id may sit, in this order: the argument `id`, an argument
-  `<object>Id` (`issueId` for an Issue), `ids` or `<object>Ids` (lists: one record each), then
+  `<object>Id` (`issueId` for an Issue), `ids` or `<object>Ids` (lists: one record each), an
+  argument `<name>Id` whose record the payload answers as `<name>` (`draftId` -> `draft:
+  SubscriptionDraft`), then
   `id` or `<object>Id` inside each input-object argument that is about the object (named
   `input`, typed `<Object>...`, or holding its fields: `product.id`, `input.id`; not
   `billingAddress.id`); each marked required when non-null all the way down.
@@ -48,9 +53,14 @@ The operation of one mutation field in a request follows from those facts and th
 
 Reading the current record: a Query field returning the object with an `id` argument (and no
 other required one) (`issue(id:)`, `product(id:)`), else `node(id:)` with `... on <object>`
-when the object implements `Node`. The generated query selects exactly the fields the write
-sends, mapped per input field: a field of the same name with a compatible type (scalars and
-enums by name, nested input objects into the object's nested object); `xxxId` -> `xxx { id }`;
+when the object implements `Node` or is an interface some of whose types do (`File`,
+`Publishable`, its id read as `... on Node { id }`), else the one root field taking no id
+that answers it (`userSettings`: the caller's own; an answer under another id is no old
+value). An action also reads what names the record and its state (`identifier`, `title`,
+`status`, `archivedAt`), so the reviewer sees what it acts on. The generated query selects
+exactly the fields the write sends, mapped per input field: a field of the same name with a
+compatible type (scalars and enums by name, nested input objects into the object's nested
+object); `xxxId` -> `xxx { id }`;
 `xxxIds` -> `xxxs { nodes { id } }` on a connection or `xxxs { id }` on a list; a delete reads
 every scalar field; an action reads the arguments that map (often just `id`: the record
 exists). The answer is shown under the input's own names (`stateId: old -> new`); a GraphQL
@@ -345,7 +355,15 @@ class _Deriver:
             return _leaf(graphql.get_named_type(kind)) and graphql.get_named_type(
                 kind).name in ("ID", "String", "UUID", "Int")
 
-        for name, many in (("id", False), (own, False), ("ids", True), (own + "s", True)):
+        payload = graphql.get_named_type(field.type)
+        answers = payload.fields if isinstance(payload, GraphQLObjectType) else {}
+        # an id under its own name, `<name>Id` where the payload answers the record as `<name>`
+        # (Shopify's `subscriptionDraftLineAdd(draftId:)` answering `draft: SubscriptionDraft`)
+        adhoc = [name for name in field.args if name.endswith("Id") and name != own
+                 and name[:-2] in answers
+                 and graphql.get_named_type(answers[name[:-2]].type) is target]
+        for name, many in (("id", False), (own, False), ("ids", True), (own + "s", True),
+                           *((name, False) for name in adhoc[:1])):
             arg = field.args.get(name)
             if arg is not None and scalar(arg.type) and _is_list(arg.type) == many:
                 found.append({"path": name, "required": isinstance(arg.type, GraphQLNonNull)}

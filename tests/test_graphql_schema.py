@@ -496,3 +496,43 @@ def test_derived_lookups_need_no_schema_at_run_time() -> None:
     assert write.read is not None
     assert write.read.query == ("query HitlProxyRead($id: ID!) { record: thing(id: $id) "
                                 "{ id name } }")
+
+
+def test_a_record_named_only_by_its_id_arguments_description_is_read() -> None:
+    """`oauthApplicationArchive(id:)` answers only `success`: "The identifier of the OAuth
+    application to archive" names the type, read by `oauthApplication(id:)`; Shopify's
+    `themeDelete(id:)` ("The ID of the theme") deletes the one `...Theme` type, as its payload's
+    `deletedThemeId` says; "The identifier of the team key" names no type: not a Team."""
+    record = only(classify(LINEAR, 'mutation { oauthApplicationArchive(id: "A1") { success } }'))
+    assert (record.object_type, record.operation, record.record_id) == (
+        "OAuthApplication", Operation.action, "A1")
+    assert "oauthApplication(id: $id)" in record.read.query and "name" in selected(record.read)
+    record = only(classify(SHOPIFY, 'mutation { themeDelete(id: "gid://shopify/OnlineStoreTheme/1")'
+                                    " { deletedThemeId } }"))
+    assert (record.object_type, record.operation) == ("OnlineStoreTheme", Operation.delete)
+    record = only(classify(LINEAR, 'mutation { teamKeyDelete(id: "K1") { success } }'))
+    assert record.object_type == "teamKeyDelete" and record.read is None
+
+
+def test_an_interface_of_nodes_and_a_root_field_without_id_are_read() -> None:
+    found = classify(SHOPIFY, f'mutation {{ publishablePublishToCurrentChannel(id: "{PRODUCT}")'
+                              " { userErrors { message } } }")
+    read = only(found).read
+    assert read is not None and "... on Publishable { ... on Node { id }" in read.query
+    record, why = read.record({"data": {"record": {"__typename": "Product", "id": PRODUCT}}})
+    assert why is None and record == {"id": PRODUCT}
+    read = only(classify(LINEAR, 'mutation { userSettingsUpdate(id: "S1", input: '
+                                 '{subscribedToChangelog: true}) { success } }')).read
+    assert read is not None and read.variables == {} and "record: userSettings {" in read.query
+    assert read.record({"data": {"record": {"id": "S1", "subscribedToChangelog": False}}}) == (
+        {"id": "S1", "subscribedToChangelog": False}, None)
+    record, why = read.record({"data": {"record": {"id": "S2"}}})
+    assert record is None and "caller's own UserSettings" in (why or "")
+
+
+def test_an_id_under_its_own_name_is_the_record_the_payload_answers() -> None:
+    draft = "gid://shopify/SubscriptionDraft/7"
+    record = only(classify(SHOPIFY, f'mutation {{ subscriptionDraftLineRemove(draftId: "{draft}",'
+                                    ' lineId: "L") { userErrors { message } } }'))
+    assert (record.object_type, record.record_id) == ("SubscriptionDraft", draft)
+    assert record.read is not None and record.read.variables == {"id": draft}
