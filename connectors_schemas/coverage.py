@@ -255,6 +255,9 @@ STATE_CHANGING: dict[str, str] = {
         "Stripe: \"To activate a payment method on an existing payment method domain, complete "
         "the required validation steps ... and then validate the payment method domain with "
         "this endpoint\" (validating activates the domain's payment methods)"),
+    "POST /v1/customers/{customer}/funding_instructions": (
+        "Stripe: \"If funding instructions do not yet exist for the customer, new funding "
+        "instructions will be created\""),
 }
 
 

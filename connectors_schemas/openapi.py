@@ -52,6 +52,11 @@ _CHANGE = _CREATE | _UPDATE | _DELETE | frozenset({
     "execute", "dispatch", "upsert", "write", "mark", "close", "reopen", "link", "unlink",
     "sync", "migrate", "reindex", "rerun", "redeliver", "install", "apply"})
 _READ_SHAPES = (re.compile(r"/search$"), re.compile(r"/batch/read$"))  # HubSpot's shapes
+# A read whose description tells of something it creates or changes is no read.
+_SIDE_EFFECT = re.compile(
+    r"\b(?:will be|are|is|get|gets|being) (?:created|generated|updated|modified|changed|"
+    r"deleted|removed|added|overwritten|replaced|activated|sent)\b|"
+    r"\b(?:creates|generates|overwrites)\b", re.IGNORECASE)
 _UPSERT = re.compile(r"\b(create or update|create or replace|add or update|upsert|"
                      r"set or update|create or modify)\b", re.IGNORECASE)
 _WRAPPER_WORDS = re.compile(
@@ -366,12 +371,20 @@ def is_documented_read(op: Op) -> bool:
     """
     if op.method != "POST":
         return False
+    if _SIDE_EFFECT.search(_plain(op)):
+        return False  # "Retrieve ... If they do not exist, new ones will be created" (Stripe)
     if any(pattern.search(op.path) for pattern in _READ_SHAPES):
         return True
     first = _first_words(op)[:1]
     if not first or _stem(first[0]) not in _READ:
         return False
     return not {_stem(word) for word in _words(_summary(op))} & _CHANGE
+
+
+def _plain(op: Op) -> str:
+    """Summary and whole description as text: a side effect may be told anywhere in them."""
+    text = f"{op.operation.get('summary') or ''} {op.operation.get('description') or ''}"
+    return re.sub(r"<[^>]+>", " ", text)
 
 
 # ---------------------------------------------------------------- naming

@@ -267,3 +267,19 @@ def test_start_up_reads_the_derived_file_not_the_description(
     from connectors_schemas import load_connectors
 
     assert "Stripe" in {c.system for c in load_connectors().values()}
+
+
+@pytest.mark.parametrize(("summary", "description", "read"), [
+    ("Search invoices", "", True),
+    ("Retrieve funding instructions", "If they do not yet exist, new funding instructions will "
+     "be created.", False),  # Stripe: a read that creates is a write
+    ("Get the report", "Generates the report on first call.", False),
+    ("Get the report", "<p>Returns the report.</p>", True),
+    ("Get and update the report", "", False),
+])
+def test_a_post_read_says_it_reads_and_nothing_in_its_text_says_it_changes(
+        summary: str, description: str, read: bool) -> None:
+    spec = openapi.Spec("t", {"openapi": "3.0.0", "paths": {}})
+    op = openapi.Op("POST", "/v1/reports/{id}/fetch", {"summary": summary,
+                                                       "description": description}, spec)
+    assert openapi.is_documented_read(op) is read
