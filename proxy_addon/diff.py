@@ -49,13 +49,18 @@ def same_json(a: Any, b: Any) -> bool:
 
 
 def leaves(record: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted path -> value. Objects are walked; lists are leaves, as vendors replace lists."""
+    """Dotted path -> value. Objects are walked; lists are leaves, as vendors replace lists.
+
+    A key holding a dot cannot be told apart in a dotted path (`metadata[a.b]`): an object with
+    one is a leaf, shown whole, and so is the value of such a key at the top.
+    """
     if not isinstance(record, dict) or (not record and prefix):
         return {prefix: record}
     found: dict[str, Any] = {}
     for key, value in record.items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
+        if (isinstance(value, dict) and value and "." not in str(key)
+                and not any("." in str(inner) for inner in value)):
             found.update(leaves(value, path))
         else:
             found[path] = value
@@ -63,7 +68,7 @@ def leaves(record: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _lookup(record: Any, path: str) -> Any:
-    if "." not in path:  # the common flat field: one dict look-up
+    if "." not in path or (isinstance(record, dict) and path in record):  # a flat field
         return record.get(path, _MISSING) if isinstance(record, dict) else _MISSING
     node = record
     for part in path.split("."):
@@ -291,6 +296,10 @@ def _truthy(value: Any) -> bool:
     return value is True or value == "true"
 
 
+def _falsy(value: Any) -> bool:
+    return value is _MISSING or value is None or value is False or value == "false"
+
+
 @dataclass(slots=True)
 class _Keyed:
     """Keyed list items as fields of their own (`items[si_1]`), and how to patch them back."""
@@ -338,9 +347,13 @@ def _keyed(lists: dict[str, KeyedList], current: dict[str, Any] | None,
                 if index is not None:
                     removes.append((index, f"{base}/{index}"))
                 continue
-            fields = _without(item, [spec.key, *filter(None, [spec.remove_flag])])
-            if path in keyed.values:  # the same item twice: shown whole, as sent
-                keyed.changes.append(FieldChange(path, None, fields))
+            # a flag plainly false is no change; any other value is sent, so it is shown
+            fields = _without(item, [spec.key, *([spec.remove_flag] if spec.remove_flag
+                                                 and _falsy(item.get(spec.remove_flag)) else [])])
+            if path in keyed.values or "." in str(ident):
+                # the same item twice, or a key no dotted path can name: shown whole, as sent
+                old = _without(held[index], [spec.key]) if index is not None else None
+                keyed.changes.append(FieldChange(path, old, fields))
                 continue
             keyed.values[path] = fields
             keyed.pointers[_pointer(path)] = None if index is None else f"{base}/{index}"

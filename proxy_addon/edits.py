@@ -96,6 +96,39 @@ def _set_field(values: dict[str, Any], spec: ObjectSpec, name: str, value: Any) 
     set_path(item, found["rest"], value)
 
 
+def _keep_approved_items(values: dict[str, Any], spec: ObjectSpec,
+                         approve_fields: list[str]) -> None:
+    """A keyed list whose items were approved field by field (`items[si_1].quantity`) keeps
+    only those items and, in each, its key and the fields approved: another item's change, or
+    another field of the same item, was shown as a change of its own and was not approved."""
+    approved: dict[str, dict[str, set[str] | None]] = {}
+    whole: set[str] = set()
+    for name in approve_fields:
+        found = ITEM_FIELD.match(name)
+        if found is None or found["list"] not in spec.keyed_lists:
+            whole.add(top_field(name))  # the list itself (or another field) approved whole
+            continue
+        fields = approved.setdefault(found["list"], {})
+        if not found["rest"]:
+            fields[found["key"]] = None  # the item shown whole: kept whole
+        elif fields.get(found["key"], set()) is not None:
+            fields.setdefault(found["key"], set()).add(top_field(found["rest"]))
+    for name, by_key in approved.items():
+        sent = values.get(name)
+        if name in whole or not isinstance(sent, list):
+            continue
+        key = spec.keyed_lists[name].key
+        kept = []
+        for item in sent:
+            if not isinstance(item, dict) or str(item.get(key)) not in by_key:
+                continue  # an added, removed or other item: not approved
+            fields = by_key[str(item.get(key))]
+            kept.append(item if fields is None else
+                        {field: value for field, value in item.items()
+                         if field == key or field in fields})
+        values[name] = kept
+
+
 def rewrite(classification: Classification, content: bytes, content_type: str | None,
             edits: list[dict[str, Any]], approve_fields: list[str] | None) -> bytes:
     """The body to send instead: the reviewer's values set, unapproved fields left out."""
@@ -120,6 +153,7 @@ def rewrite(classification: Classification, content: bytes, content_type: str | 
         for name in list(values):
             if name not in keep:
                 del values[name]
+        _keep_approved_items(values, spec, approve_fields)
         if spec.sparse_flag and spec.update is UpdateSemantics.replace:
             values[spec.sparse_flag] = True  # a full update, partly approved, becomes sparse
     if body_format is BodyFormat.form:

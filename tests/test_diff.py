@@ -364,9 +364,14 @@ def test_a_reviewer_edits_one_field_of_a_sent_item() -> None:
     found, _ = _stripe("POST", "/v1/subscriptions/sub_1", content.decode())
     edited = rewrite(found, content, "application/x-www-form-urlencoded",
                      [{"field": "items[si_1].quantity", "new": 3}], ["items[si_1].quantity"])
+    # the price change was shown apart and not approved: it is left out
     assert parse_qsl(edited.decode()) == [("items[0][id]", "si_1"),
-                                          ("items[0][price]", "price_B"),
                                           ("items[0][quantity]", "3")]
+    whole = rewrite(found, content, "application/x-www-form-urlencoded",
+                    [{"field": "items[si_1].quantity", "new": 3}], None)
+    assert parse_qsl(whole.decode()) == [("items[0][id]", "si_1"),
+                                         ("items[0][price]", "price_B"),
+                                         ("items[0][quantity]", "3")]
     with pytest.raises(EditError):
         rewrite(found, content, "application/x-www-form-urlencoded",
                 [{"field": "items[si_9].quantity", "new": 3}], None)
@@ -390,3 +395,39 @@ def test_reverting_an_item_change_restores_the_item_by_its_key() -> None:
         Change(field="items", new={"price": "price_D"}, kind="add")]})
     with pytest.raises(RevertError):
         inverse(added, found, HeldRequest("POST", url, [], content), {"sub_1": SUBSCRIPTION})
+
+
+# --- red team: what the reviewer is shown of keyed items is all that changes ----------------
+
+
+def test_approving_one_item_field_sends_no_other_item_change() -> None:
+    content = (b"items[0][id]=si_1&items[0][price]=price_B&items[0][quantity]=2"
+               b"&items[1][id]=si_2&items[1][quantity]=9&items[2][price]=price_D")
+    found, diff = _stripe("POST", "/v1/subscriptions/sub_1", content.decode())
+    assert {c.field for c in diff.changes} >= {"items[si_1].price", "items[si_1].quantity",
+                                               "items[si_2].quantity"}
+    partial = rewrite(found, content, "application/x-www-form-urlencoded", [],
+                      ["items[si_1].quantity"])
+    assert parse_qsl(partial.decode()) == [("items[0][id]", "si_1"),
+                                           ("items[0][quantity]", "2")]
+    _, sent = _stripe("POST", "/v1/subscriptions/sub_1", partial.decode())
+    assert sent.changes == [FieldChange("items[si_1].quantity", 1, 2)]
+
+
+def test_a_remove_flag_that_is_not_plainly_true_or_false_is_shown() -> None:
+    for value in ("1", "True", "yes"):
+        _, diff = _stripe("POST", "/v1/subscriptions/sub_1",
+                          f"items[0][id]=si_1&items[0][deleted]={value}")
+        assert diff.changes == [FieldChange("items[si_1].deleted", None, value)], value
+    _, kept = _stripe("POST", "/v1/subscriptions/sub_1",
+                      "items[0][id]=si_1&items[0][deleted]=false")
+    assert kept.changes == []
+
+
+def test_keys_holding_a_dot_still_show_their_change() -> None:
+    _, diff = _stripe("POST", "/v1/subscriptions/sub_1", "items[0][id]=si.1&items[0][quantity]=9")
+    assert diff.changes == [FieldChange("items[si.1]", None, {"quantity": "9"})]
+    _, diff = _stripe("POST", "/v1/subscriptions/sub_1", "metadata[a.b]=x")
+    assert diff.changes == [FieldChange("metadata", {"seats": "5"}, {"seats": "5", "a.b": "x"})]
+    flat = compute_diff(Operation.update, {"a.b": 1}, {"a.b": 2})
+    assert flat.changes == [FieldChange("a.b", 1, 2)]
