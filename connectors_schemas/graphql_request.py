@@ -89,8 +89,33 @@ def _named(name: str, wanted: str) -> bool:
     return name.casefold() == wanted
 
 
+def _top_fields(selections: Sequence[graphql.SelectionNode],
+                fragments: dict[str, graphql.FragmentDefinitionNode], where: str,
+                seen: frozenset[str] = frozenset()) -> list[graphql.FieldNode]:
+    """The root fields a server runs: those in inline fragments and fragment spreads too
+    (`mutation { a ... on Mutation { b } ...F }` runs a, b and F's fields), whatever their
+    type condition; a spread of a fragment the document lacks, or one that spreads itself,
+    is no document a reviewer can be shown."""
+    found: list[graphql.FieldNode] = []
+    for selection in selections:
+        if isinstance(selection, graphql.FieldNode):
+            found.append(selection)
+        elif isinstance(selection, graphql.InlineFragmentNode):
+            found += _top_fields(selection.selection_set.selections, fragments, where, seen)
+        elif isinstance(selection, graphql.FragmentSpreadNode):
+            name = selection.name.value
+            if name in seen or name not in fragments:
+                why = "spreads itself" if name in seen else "is not in the document"
+                raise BodyError(f"the GraphQL fragment {name!r} in {where} {why}")
+            found += _top_fields(fragments[name].selection_set.selections, fragments, where,
+                                 seen | {name})
+    return found
+
+
 def _operations(source: _Source) -> list[GraphQLOperation]:
     document = _document(source.document, source.where)
+    fragments = {definition.name.value: definition for definition in document.definitions
+                 if isinstance(definition, graphql.FragmentDefinitionNode)}
     found = []
     for definition in document.definitions:
         if not isinstance(definition, graphql.OperationDefinitionNode):
@@ -101,12 +126,11 @@ def _operations(source: _Source) -> list[GraphQLOperation]:
                          {arg.name.value: graphql.value_from_ast_untyped(arg.value,
                                                                          source.variables)
                           for arg in selection.arguments or ()})
-            for selection in definition.selection_set.selections
-            if isinstance(selection, graphql.FieldNode)
+            for selection in _top_fields(definition.selection_set.selections, fragments,
+                                         source.where)
         ]
         if kind != "query" and not fields:
-            raise BodyError(f"the GraphQL {kind} in {source.where} selects no field (fragments "
-                            "at the top level are not read)")
+            raise BodyError(f"the GraphQL {kind} in {source.where} selects no field")
         found.append(GraphQLOperation(kind, definition.name.value if definition.name else None,
                                       fields, source.where))
     if not found:

@@ -764,3 +764,30 @@ def test_a_read_body_that_cannot_name_query_is_not_parsed(
     monkeypatch.setattr(graphql, "parse", refuse)
     assert graphql_in_body(b'{"mutation": "mutation { a }", "q": 1}' * 1000,
                            "application/json") is None
+
+
+@pytest.mark.parametrize("document", [
+    'mutation { issueUpdate(id: "I-1", input: {title: "x"}) { success } '
+    '... on Mutation { issueDelete(id: "I-2") { success } } }',
+    'mutation { issueUpdate(id: "I-1", input: {title: "x"}) { success } ...F } '
+    'fragment F on Mutation { issueDelete(id: "I-2") { success } }',
+    'mutation { ... { issueUpdate(id: "I-1", input: {title: "x"}) { success } '
+    '...F } } fragment F on Mutation { ...G } fragment G on Mutation { issueDelete(id: "I-2") '
+    '{ success } }',
+])
+def test_a_mutation_in_a_top_level_fragment_is_shown_beside_the_others(document: str) -> None:
+    """A server runs the root fields of inline fragments and spreads too: the delete of I-2
+    hidden in a fragment must be a record the reviewer sees, not only the update of I-1."""
+    found = held(classify(LINEAR[0], "POST", LINEAR[1], {"query": document}))
+    assert {(record.record_id, record.operation.value, record.action)
+            for record in found.records} == {("I-1", "update", None),
+                                             ("I-2", "action", "issueDelete")}
+
+
+@pytest.mark.parametrize("document", [
+    'mutation { issueUpdate(id: "I-1", input: {title: "x"}) { success } ...Missing }',
+    'mutation { ...F } fragment F on Mutation { issueDelete(id: "I-2") { success } ...F }',
+])
+def test_a_fragment_no_server_can_expand_is_a_problem(document: str) -> None:
+    found = held(classify(LINEAR[0], "POST", LINEAR[1], {"query": document}))
+    assert found.body_problem is not None and "fragment" in found.body_problem
