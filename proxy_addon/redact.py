@@ -719,14 +719,16 @@ def mask_body(value: Any) -> Any:
 
 
 def field_is_secret(dotted: str) -> bool:
-    return any(is_secret_name(part) for part in dotted.split("."))
+    """A shown field (`user.password`, `items[si_1].token`, a JSON key `card[cvc]`) is secret
+    when any dotted or bracket segment of it is, as `is_secret_field` reads a body's keys."""
+    return is_secret_field(dotted)
 
 
 def mask_patch_op(op: dict[str, Any]) -> dict[str, Any]:
     """An RFC 6902 operation whose target is secret-named shows no value."""
     masked = mask_body(op)
-    if "value" in masked and any(is_secret_name(part) for part in str(op.get("path", "")).split("/")
-                                 if part):
+    if "value" in masked and any(is_secret_field(part)
+                                 for part in str(op.get("path", "")).split("/") if part):
         masked["value"] = MASK
     return masked
 

@@ -622,3 +622,17 @@ def test_a10_a_content_type_keeps_only_its_first_media_type() -> None:
         "application/json, text/plain; key=canary-a10-4; charset=utf-8") == "application/json"
     assert redact.shown_content_type("text/plain; charset=utf-8, x/y; key=canary-a10-5") == (
         "text/plain; charset=utf-8")
+
+
+@pytest.mark.parametrize("name", ["card[cvc]", "x[pin]", "items[si_1].x[key]", "a.b[sig]"])
+def test_a_change_or_parameter_named_with_a_secret_bracket_segment_shows_no_value(
+        name: str) -> None:
+    from proxy_addon.diff import Diff, FieldChange
+    from proxy_addon.proposals import _masked_changes, _masked_parameters
+
+    diff = Diff([FieldChange(name, "canary-old-b1", "canary-new-b1")], [],
+                {name: "canary-param-b1"})
+    kept = repr(_masked_changes(diff, None)) + repr(_masked_parameters(diff, None))
+    op = {"op": "replace", "path": "/" + name.replace(".", "/"), "value": "canary-patch-b1"}
+    kept += repr(redact.mask_patch_op(op))
+    assert "canary" not in kept and redact.field_is_secret(name)
