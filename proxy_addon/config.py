@@ -225,6 +225,20 @@ class TrafficSettings(_Strict):
     max_file_size: Size | None = None
 
 
+class McpServer(_Strict):
+    """A remote MCP server (streamable HTTP): what reviewers call it, which tools read."""
+
+    url: Annotated[str, Field(pattern=r"^https://[^/?#]+(/[^?#]*)?$")]
+    # Take the server's own readOnlyHint annotations as reads (default: only for the vendors'
+    # servers the project ships, GitHub's and Stripe's).
+    trust_annotations: bool | None = None
+    read_tools: list[str] = []  # tools that only read, whatever the server says
+
+
+class McpSettings(_Strict):
+    servers: dict[str, McpServer] = {}
+
+
 class HitlConfig(_Strict):
     reviewers: list[Reviewer] = []
     agents: list[Agent] = []
@@ -241,6 +255,7 @@ class HitlConfig(_Strict):
     connectors: dict[str, Annotated[ConnectorOverride, BeforeValidator(_hosts_only)]] = {}
     connectors_dir: Path | None = None  # more connector files, next to the built-in ones
     defaults: Defaults = Defaults()
+    mcp: McpSettings = McpSettings()
     fetch_timeout: Duration = Field(default=10.0)
 
     def check(self) -> None:

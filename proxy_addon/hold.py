@@ -22,7 +22,7 @@ import httpx
 from mitmproxy import connection, http
 
 from connectors_schemas import BodyError, graphql_in_body, graphql_in_query
-from proxy_addon import answers
+from proxy_addon import answers, mcp_hold
 from proxy_addon.agent_auth import AgentAuth
 from proxy_addon.decoding import DecodingError, decoded
 from proxy_addon.edits import EditError, rewrite
@@ -33,6 +33,16 @@ from proxy_addon.flow_keys import (
     DECISION_KEY,
     HELD_KEY,
     PROPOSAL_KEY,
+)
+from proxy_addon.mcp import (
+    MCP_KEY,
+    MCP_LIST_KEY,
+    Classified,
+    KeptResults,
+    McpRules,
+    answer_messages,
+    body_call,
+    call_fingerprint,
 )
 from proxy_addon.methods import (
     MethodOverrideError,
@@ -131,11 +141,22 @@ def _held_write(held: HeldRequest, max_body: int) -> WriteRequest:
                         query=parse_qsl(parts.query, keep_blank_values=True))
 
 
+def _reviewed(approval_fingerprint: str, method: str, url: str, raw_content: bytes) -> bool:
+    """The request is what was reviewed: its bytes, or (an MCP tool call) its server, tool and
+    arguments, whatever its JSON-RPC id and `_meta`."""
+    if fingerprint(method, url, raw_content) == approval_fingerprint:
+        return True
+    call = body_call(raw_content)
+    return call is not None and call_fingerprint(url, call) == approval_fingerprint
+
+
 class HoldWrites:
     def __init__(self, store: Store, builder: ProposalBuilder, sealer: Sealer,
                  upstream: UpstreamClient, resolve: Resolve, settings: HoldSettings,
                  auth: AgentAuth | None = None, metrics: Metrics | None = None,
-                 recorder: TrafficRecorder | None = None) -> None:
+                 recorder: TrafficRecorder | None = None, mcp: McpRules | None = None) -> None:
+        self.mcp = mcp
+        self.kept = KeptResults()  # MCP results of calls executed after their agent left
         self.metrics = metrics
         self.recorder = recorder
         self.store = store
@@ -174,6 +195,16 @@ class HoldWrites:
             self._decided(flow, "refused")
             flow.response = answers.refused(400, str(exc))
             return None
+        if self.mcp is not None and method in ("POST", "DELETE") and (
+                found := self._mcp_message(flow, method)) is not None:
+            flow.metadata[MCP_KEY] = found
+            if found.verdict == "write":
+                return self._request_write(flow, method, context)
+            if found.methods == ("tools/list",):
+                flow.metadata[MCP_LIST_KEY] = found.endpoint  # learn its tools' annotations
+            if self.metrics is not None:
+                self.metrics.counted["passed"].inc()
+            return None
         if is_read(method) and (carried := self._write_in_read(flow)) is not None:
             logger.info("%s %s is held as a write: %s", method, flow.request.pretty_host,
                         carried)
@@ -183,6 +214,19 @@ class HoldWrites:
                 self.metrics.counted["passed"].inc()
             return None  # no DECISION_KEY: "passed" is what the traffic record assumes
         return self._request_write(flow, method, context)
+
+    def _mcp_message(self, flow: http.HTTPFlow, method: str) -> Classified | None:
+        """The MCP reading of a POST or DELETE sent as such (no override), if it is MCP."""
+        assert self.mcp is not None
+        if method != flow.request.data.method.decode("utf-8", "surrogateescape"):
+            return None
+        try:
+            body = decoded(flow.request.raw_content or b"",
+                           flow.request.headers.get("content-encoding"), self.settings.max_body)
+        except DecodingError:
+            return None  # the write path refuses it
+        host, _ = self.resolve.requested_url(flow)
+        return self.mcp.classify(method, host, flow.request.path, flow.request.headers, body)
 
     def _write_in_read(self, flow: http.HTTPFlow) -> str | None:
         """Why a GET/HEAD/OPTIONS carries a write (a GraphQL mutation in its URL), if it does."""
@@ -255,6 +299,10 @@ class HoldWrites:
             logger.exception("refused %s %s: holding it failed", method, flow.request.pretty_host)
             flow.response = answers.refused(
                 503, "the proxy could not hold this write for review, so it was refused")
+        found = flow.metadata.get(MCP_KEY)
+        if isinstance(found, Classified) and flow.response is not None:
+            # An MCP client reads an HTTP error as a broken transport: a tool failure instead.
+            flow.response = mcp_hold.as_tool_result(flow.response, found)
 
     def _context(self, flow: http.HTTPFlow) -> Context:
         """The X-HITL-* headers, with the authenticated agent and its default task."""
@@ -324,7 +372,14 @@ class HoldWrites:
         large = len(flow.request.raw_content or b"") > OFF_LOOP_BYTES
         write = await off_loop(large, _write_request, flow, method, self.resolve,
                                self.settings.max_body)
-        built = await self.builder.build(write, context)
+        found = flow.metadata.get(MCP_KEY)
+        if isinstance(found, Classified):
+            built = mcp_hold.build(
+                found, self.mcp.catalog.get(found.endpoint, found.call.tool)
+                if self.mcp is not None and found.call else None, write, context,
+                self.builder.policy, fingerprint(write.method, write.url, write.raw_content))
+        else:
+            built = await self.builder.build(write, context)
         if built is None and is_read(method):
             # The read path found a write in it; a classification that disagrees is not trusted.
             self._decided(flow, "refused")
@@ -372,6 +427,14 @@ class HoldWrites:
             flow.response = answers.denied(approval)
             return
 
+        if isinstance(found, Classified) and (
+                kept := self.kept.take(proposal.context.agent, proposal.fingerprint)):
+            # The same call from the same agent, run by the proxy after it left: its result.
+            logger.info("MCP call %s answered with the result of approval %s", proposal.action,
+                        kept[0])
+            flow.metadata[DECISION_KEY] = "proxy"
+            flow.response = mcp_hold.kept_answer(kept[1], found.request_id)
+            return
         key = flow.request.headers.get("Idempotency-Key")
         key_digest = hashlib.sha256(key.encode()).hexdigest() if key else None
         if key_digest is not None and (used := await self.store.key_in_use(
@@ -461,8 +524,8 @@ class HoldWrites:
             self._spawn(self._send_later(approval.id))
             return
         _, url = self.resolve.requested_url(flow)
-        if fingerprint(effective_method(flow.request), url,
-                       flow.request.raw_content or b"") != approval.fingerprint:
+        if not _reviewed(approval.fingerprint, effective_method(flow.request), url,
+                         flow.request.raw_content or b""):
             # What was reviewed is what is sealed: the proxy sends that, never this.
             flow.response = answers.refused(
                 409, "the request changed after review; the proxy sends the reviewed request "
@@ -529,7 +592,7 @@ class HoldWrites:
             if sealed is None or not await self.store.claim_for_sending(approval_id):
                 return
             held = self.sealer.unseal(sealed)
-            if fingerprint(held.method, held.url, held.content) != approval.fingerprint:
+            if not _reviewed(approval.fingerprint, held.method, held.url, held.content):
                 await self._record(approval_id, status_code=None,
                                    error="the stored request does not match what was reviewed")
                 return
@@ -556,11 +619,24 @@ class HoldWrites:
                 await self._record(approval_id, status_code=None, error=error)
                 return
             self._record_sent(approval, held, started, response, None)
+            self._keep_mcp_result(approval, held, response)
             logger.info("sent approved write %s: upstream answered %s", approval_id,
                         response.status_code)
             await self._record(approval_id, status_code=response.status_code)
         except Exception:
             logger.exception("sending approved write %s failed", approval_id)
+
+    def _keep_mcp_result(self, approval: Approval, held: HeldRequest,
+                         response: httpx.Response) -> None:
+        """An MCP call's result, for its agent's same call (it had gone when it was sent)."""
+        call = body_call(held.content)
+        if call is None or call_fingerprint(held.url, call) != approval.fingerprint:
+            return
+        found = [message for message in answer_messages(
+            response.content, response.headers.get("content-type"))
+            if isinstance(message, dict) and ("result" in message or "error" in message)]
+        if found:
+            self.kept.keep(approval.context.agent, approval.fingerprint, approval.id, found[-1])
 
     def _record_sent(self, approval: Approval, held: HeldRequest, started: float,
                      response: httpx.Response | None, error: str | None) -> None:

@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 from mitmproxy import http
 
+from proxy_addon.mcp import MCP_METHOD_NAMES
+
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Query (and form) parameters that frameworks such as Rails, Laravel and Symfony read as the
 # method; compared case-insensitively.
@@ -37,8 +39,11 @@ def _is_override_header(name: str) -> bool:
 
 def overrides(request: http.Request) -> list[str]:
     """Every method override the request carries: headers, query and (for forms) body fields."""
+    # MCP's `Mcp-Method` names a JSON-RPC method (tools/call), not an HTTP one: exempt for
+    # exactly the MCP method names (an allow-list); any other value is taken as an override.
     found = [value for name, value in request.headers.items(multi=True)
-             if _is_override_header(name)]
+             if _is_override_header(name)
+             and not (name.lower() == "mcp-method" and value in MCP_METHOD_NAMES)]
     path = request.path.lower()
     if "method" in path or "%" in path:  # the cheap test first: every read passes here
         found += [value for name, value in query_pairs(request)

@@ -21,6 +21,7 @@ from proxy_addon.hold import HoldSettings, HoldWrites
 from proxy_addon.host_binding import HostBinding
 from proxy_addon.hygiene import RequestHygiene
 from proxy_addon.layers import HttpOnly, UnsafeOptionError, check_options
+from proxy_addon.mcp import McpRules, endpoints_from_config
 from proxy_addon.policy import Policy
 from proxy_addon.proposals import ProposalBuilder
 from proxy_addon.resolve import Resolve
@@ -99,6 +100,7 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     matcher = Matcher(connectors)
     recorder = (TrafficRecorder(traffic_store, matcher, config.traffic, metrics, resolve)
                 if config.traffic.enabled else None)
+    mcp = McpRules(endpoints_from_config(config.mcp.servers))
     hold = HoldWrites(
         store,
         ProposalBuilder(matcher, upstream, Policy(config.policy), config.risk.money_threshold),
@@ -111,6 +113,7 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
         auth,
         metrics,
         recorder,
+        mcp,
     )
     ready = (f"hitl-proxy ready: proxy {settings.listen_host}:{settings.listen_port} "
              f"({settings.mode}), review API {review_url}{token_note}, agents trust "
@@ -130,7 +133,7 @@ async def serve(settings: RunSettings, config: HitlConfig, connectors: dict[str,
     master.addons.add(notifier, HttpOnly(config.limits.max_body, config.passthrough_hosts),
                       auth, RequestHygiene(), HostBinding(resolve),
                       WebSocketGate(config.websocket_hosts),
-                      resolve, guard, hold,
+                      resolve, guard, hold, mcp,
                       *([recorder] if recorder else []), review)
 
     updates: dict[str, object] = {

@@ -63,6 +63,8 @@ VENDORS: dict[str, tuple[Callable[[], Any], list[str]]] = {
     "billing": (FakeBilling, ["billing.internal.test"]),  # a site's own API, known by its OpenAPI
 }
 
+MCP_HOSTS = ["mcp.acme.test", "mcp.other.test"]  # tests/e2e/test_mcp.py's MCP servers
+
 
 @pytest.fixture(scope="session")
 def upstream_tls(tmp_path_factory: pytest.TempPathFactory) -> UpstreamTLS:
@@ -70,7 +72,7 @@ def upstream_tls(tmp_path_factory: pytest.TempPathFactory) -> UpstreamTLS:
     directory = tmp_path_factory.mktemp("upstream-tls")
     ca = trustme.CA()
     cert = ca.issue_cert("*.zendesk.com", *[host for _, hosts in VENDORS.values()
-                                             for host in hosts])
+                                             for host in hosts], *MCP_HOSTS)
     tls = UpstreamTLS(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
     ca.cert_pem.write_to_path(str(tls.ca_pem))
     cert.cert_chain_pems[0].write_to_path(str(tls.cert_pem))

@@ -53,12 +53,12 @@ class HTTPSFake:
     """Over TLS with the given certificate, or plain HTTP when none is given."""
 
     def __init__(self, app: ASGIApp, certfile: Path | None = None,
-                 keyfile: Path | None = None) -> None:
+                 keyfile: Path | None = None, lifespan: str = "off") -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off",
+        config = uvicorn.Config(app, log_level="warning", lifespan=lifespan,
                                 ssl_certfile=str(certfile) if certfile else None,
                                 ssl_keyfile=str(keyfile) if keyfile else None)
         self._server = uvicorn.Server(config)

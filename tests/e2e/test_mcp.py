@@ -1,0 +1,171 @@
+"""MCP agents through the real proxy: the official SDK's streamable HTTP client as the agent
+(configured only with the proxy and its CA), real MCP servers built with the same SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.e2e.conftest import CONFIG, UpstreamTLS, Vendor, start_proxy
+from tests.e2e.harness import Background, ProxyProcess, held
+from tests.fakes.mcp_server import FakeMCPServer
+from tests.fakes.server import HTTPSFake
+
+ACME = "https://mcp.acme.test/mcp"  # trusted annotations, JSON answers
+OTHER = "https://mcp.other.test/mcp"  # untrusted annotations, answers as event streams
+HOLD = 4
+MCP_CONFIG = CONFIG + """
+mcp:
+  servers:
+    Acme Tickets: {url: "https://mcp.acme.test/mcp", trust_annotations: true}
+    Other Tickets: {url: "https://mcp.other.test/mcp", read_tools: [count_tickets]}
+"""
+
+
+@pytest.fixture(scope="module")
+def servers(upstream_tls: UpstreamTLS) -> Iterator[dict[str, tuple[FakeMCPServer, HTTPSFake]]]:
+    acme, other = FakeMCPServer("acme-tickets"), FakeMCPServer("other", json_response=False)
+    with (HTTPSFake(acme.app, upstream_tls.cert_pem, upstream_tls.key_pem, lifespan="on") as a,
+          HTTPSFake(other.app, upstream_tls.cert_pem, upstream_tls.key_pem,
+                    lifespan="on") as o):
+        yield {"acme": (acme, a), "other": (other, o)}
+
+
+@pytest.fixture(scope="module")
+def mcp_proxy(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
+              vendors: dict[str, Vendor],
+              servers: dict[str, tuple[FakeMCPServer, HTTPSFake]]) -> Iterator[ProxyProcess]:
+    process = start_proxy(
+        tmp_path_factory.mktemp("mcp-proxy"), upstream_tls, vendors, "--hold-timeout", str(HOLD),
+        "--resolve", f"mcp.acme.test=127.0.0.1:{servers['acme'][1].port}",
+        "--resolve", f"mcp.other.test=127.0.0.1:{servers['other'][1].port}",
+        config=MCP_CONFIG)
+    yield process
+    assert process.stop() == 0, process.log()
+
+
+def agent(proxy: ProxyProcess, url: str,
+          work: Callable[[Client], Awaitable[Any]]) -> Callable[[], Any]:
+    """A blocking call running the SDK client, configured only with the proxy and its CA."""
+
+    async def run() -> Any:
+        trust = ssl.create_default_context(cafile=str(Path(proxy.ca_cert)))
+        async with (httpx2.AsyncClient(proxy=proxy.proxy_url, verify=trust,
+                                       timeout=httpx2.Timeout(30, read=60)) as http,
+                    Client(streamable_http_client(url, http_client=http)) as client):
+            return await work(client)
+
+    return lambda: asyncio.run(run())
+
+
+def listed_then(tool: str, arguments: dict[str, Any]) -> Callable[[Client], Awaitable[Any]]:
+    async def work(client: Client) -> Any:
+        await client.list_tools()  # as agents do: the proxy sees the annotations pass
+        return await client.call_tool(tool, arguments)
+    return work
+
+
+def text(result: Any) -> str:
+    return " ".join(getattr(part, "text", "") for part in result.content)
+
+
+def test_handshake_listing_and_a_read_only_tool_pass(
+        mcp_proxy: ProxyProcess, servers: dict[str, tuple[FakeMCPServer, HTTPSFake]]) -> None:
+    before = len(mcp_proxy.approvals())
+
+    async def work(client: Client) -> Any:
+        tools = await client.list_tools()
+        return client.protocol_version, [t.name for t in tools.tools], await client.call_tool(
+            "get_ticket", {"ticket_id": "1"})
+
+    version, names, result = agent(mcp_proxy, ACME, work)()
+    assert version == "2026-07-28"
+    assert "update_ticket" in names
+    assert not result.is_error and "Printer on fire" in text(result)
+    assert len(mcp_proxy.approvals()) == before  # nothing was held
+    assert servers["acme"][0].called("get_ticket") == [{"ticket_id": "1"}]
+
+
+def test_a_write_tool_is_held_with_its_arguments_and_approve_returns_its_result(
+        mcp_proxy: ProxyProcess, servers: dict[str, tuple[FakeMCPServer, HTTPSFake]]) -> None:
+    call, approval = held(mcp_proxy, agent(mcp_proxy, ACME, listed_then(
+        "update_ticket", {"ticket_id": "1", "status": "closed"})))
+    assert (approval["system"], approval["object_type"], approval["operation"],
+            approval["action"]) == ("Acme Tickets", "update_ticket", "action", "update_ticket")
+    assert {c["field"]: c["new"] for c in approval["changes"]} == {"ticket_id": "1",
+                                                                    "status": "closed"}
+    assert approval["risk"]["level"] == "medium"
+    assert any("Change a ticket" in reason for reason in approval["risk"]["reasons"])
+    assert servers["acme"][0].called("update_ticket") == []
+    assert mcp_proxy.decide(approval["id"], "approve").status_code == 200
+    result = call.join().result
+    assert call.error is None and not result.is_error
+    assert text(result) == "ticket 1 is now closed"
+    assert len(servers["acme"][0].called("update_ticket")) == 1
+
+
+def test_a_rejected_call_is_an_error_result_carrying_the_note_and_reaches_nothing(
+        mcp_proxy: ProxyProcess, servers: dict[str, tuple[FakeMCPServer, HTTPSFake]]) -> None:
+    call, approval = held(mcp_proxy, agent(mcp_proxy, ACME, listed_then(
+        "delete_ticket", {"ticket_id": "1"})))
+    assert approval["risk"]["level"] == "high" and approval["risk"]["destructive"]
+    mcp_proxy.decide(approval["id"], "reject", note="keep it, it is evidence")
+    result = call.join().result
+    assert call.error is None and result.is_error
+    assert "alice" in text(result) and "keep it, it is evidence" in text(result)
+    assert servers["acme"][0].called("delete_ticket") == []
+
+
+def test_untrusted_read_only_annotations_are_held_and_event_stream_answers_work(
+        mcp_proxy: ProxyProcess, servers: dict[str, tuple[FakeMCPServer, HTTPSFake]]) -> None:
+    other = servers["other"][0]
+    counted = agent(mcp_proxy, OTHER, listed_then("count_tickets", {}))()  # a read in config
+    assert not counted.is_error and text(counted) == "1"
+    call, approval = held(mcp_proxy, agent(mcp_proxy, OTHER, listed_then(
+        "peek_and_purge", {"ticket_id": "1"})))
+    assert "not trusted" in " ".join(approval["risk"]["reasons"])
+    mcp_proxy.decide(approval["id"], "reject", note="that one deletes")
+    assert call.join().result.is_error and other.called("peek_and_purge") == []
+    call, approval = held(mcp_proxy, agent(mcp_proxy, OTHER, listed_then(
+        "update_ticket", {"ticket_id": "1", "title": "Streamed"})))
+    mcp_proxy.decide(approval["id"], "approve")
+    result = call.join().result
+    assert not result.is_error and text(result) == "ticket 1 is now open"
+
+
+def test_a_retry_joins_the_pending_call_and_a_call_run_later_is_not_run_twice(
+        mcp_proxy: ProxyProcess, servers: dict[str, tuple[FakeMCPServer, HTTPSFake]]) -> None:
+    acme = servers["acme"][0]
+    arguments = {"ticket_id": "7", "title": "Retried"}
+    first = agent(mcp_proxy, ACME, listed_then("update_ticket", arguments))
+    call, approval = held(mcp_proxy, first)
+    waited = call.join(HOLD + 10).result
+    assert waited.is_error and "awaits" in text(waited) and approval["id"] in text(waited)
+    # The same call again (a new JSON-RPC id, a new connection) joins the same approval.
+    again = Background(first)
+    time.sleep(1)
+    assert [a["id"] for a in mcp_proxy.approvals("pending")] == [approval["id"]]
+    mcp_proxy.decide(approval["id"], "approve")
+    assert not again.join().result.is_error
+    assert [c for c in acme.called("update_ticket") if c["ticket_id"] == "7"] == [
+        {"ticket_id": "7", "status": None, "title": "Retried"}]
+
+    # Undecided past the hold window, approved later: the proxy runs it once, keeps the result.
+    later = agent(mcp_proxy, ACME, listed_then("update_ticket", {"ticket_id": "8",
+                                                                 "title": "Later"}))
+    call, approval = held(mcp_proxy, later)
+    assert call.join(HOLD + 10).result.is_error
+    mcp_proxy.decide(approval["id"], "approve")
+    mcp_proxy.wait_for_status(approval["id"], "executed")
+    result = later()
+    assert not result.is_error and "ticket 8" in text(result)
+    assert len([c for c in acme.called("update_ticket") if c["ticket_id"] == "8"]) == 1
