@@ -48,11 +48,12 @@ def same_json(a: Any, b: Any) -> bool:
     return a == b
 
 
-def leaves(record: Any, prefix: str = "") -> dict[str, Any]:
+def leaves(record: Any, prefix: str = "", whole: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Dotted path -> value. Objects are walked; lists are leaves, as vendors replace lists.
 
     A key holding a dot cannot be told apart in a dotted path (`metadata[a.b]`): an object with
-    one is a leaf, shown whole, and so is the value of such a key at the top.
+    one is a leaf, shown whole, and so is the value of such a key at the top; `whole` names
+    top-level keys not walked either (`a` beside a key `a.b`, whose paths would read alike).
     """
     if not isinstance(record, dict) or (not record and prefix):
         return {prefix: record}
@@ -60,6 +61,7 @@ def leaves(record: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in record.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if (isinstance(value, dict) and value and "." not in str(key)
+                and (prefix or str(key) not in whole)
                 and not any("." in str(inner) for inner in value)):
             found.update(leaves(value, path))
         else:
@@ -119,17 +121,24 @@ def _as_is(value: Any) -> Any:
     return value
 
 
-def _nothing_to_show(old: Any, new: Any, current_walked: bool) -> bool:
+def _walked(value: Any, key: str, whole: bool) -> bool:
+    """Whether `leaves` walks this value under this key (its fields are paths of their own)."""
+    return (isinstance(value, dict) and bool(value) and "." not in key and not whole
+            and not any("." in str(inner) for inner in value))
+
+
+def _nothing_to_show(old: Any, new: Any, current_walked: bool, key: str, whole: bool) -> bool:
     """Under empty_is_absent: both sides empty, or an object whose own leaves are compared."""
     if _empty(old) and _empty(new):
         return True
-    if isinstance(new, dict) and _empty(old):
+    if _walked(new, key, whole) and _empty(old):
         return True  # the new object's fields are paths of their own
-    return current_walked and isinstance(old, dict) and _empty(new)
+    return current_walked and _walked(old, key, whole) and _empty(new)
 
 
 def _changes_and_patch(current: dict[str, Any], after: dict[str, Any], paths: list[str],
-                       empty_is_absent: bool = False, current_walked: bool = False) -> Diff:
+                       empty_is_absent: bool = False, current_walked: bool = False,
+                       whole: frozenset[str] = frozenset()) -> Diff:
     """One pass over the paths the write can touch: linear in the write, not the record.
 
     With `empty_is_absent` a path empty on both sides is no change and gets no patch operation,
@@ -140,18 +149,27 @@ def _changes_and_patch(current: dict[str, Any], after: dict[str, Any], paths: li
     added: set[str] = set()
     shown = _pruned if empty_is_absent else _as_is
     for path in paths:
-        old, new = _lookup(current, path), _lookup(after, path)
-        if empty_is_absent and _nothing_to_show(old, new, current_walked):
+        # one key holding a dot is a field of its own, never a path through its parts
+        flat = "." in path and (path in after or path in current)
+        if flat:
+            old, new = current.get(path, _MISSING), after.get(path, _MISSING)
+        else:
+            old, new = _lookup(current, path), _lookup(after, path)
+        key = path if flat else path.rsplit(".", 1)[-1]
+        if empty_is_absent and _nothing_to_show(old, new, current_walked, key,
+                                                "." not in path and path in whole):
             continue
         shown_old = None if old is _MISSING else shown(old)
         shown_new = None if new is _MISSING else shown(new)
         if same_json(shown_old, shown_new):
             continue
         changes.append(FieldChange(path, shown_old, shown_new))
+        pointer = "/" + path.replace("~", "~0").replace("/", "~1") if flat else _pointer(path)
         if new is _MISSING:
-            operations.append({"op": "remove", "path": _pointer(path)})
-        elif old is not _MISSING:
-            operations.append({"op": "replace", "path": _pointer(path), "value": shown_new})
+            operations.append({"op": "remove", "path": pointer})
+        elif old is not _MISSING or flat:
+            operations.append({"op": "replace" if old is not _MISSING else "add",
+                               "path": pointer, "value": shown_new})
             added.add(path)
         else:
             # Add at the shallowest ancestor the current record lacks (or holds as a
@@ -169,6 +187,12 @@ def _changes_and_patch(current: dict[str, Any], after: dict[str, Any], paths: li
                                        "value": shown(_lookup(after, prefix))})
                     break
     return Diff(changes, operations)
+
+
+def _dotted_heads(*records: dict[str, Any]) -> frozenset[str]:
+    """Top-level names that begin a top-level key holding a dot (`a` of `a.b`)."""
+    return frozenset(str(key).split(".")[0] for record in records for key in record
+                     if "." in str(key))
 
 
 def _ordered_union(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
@@ -203,14 +227,15 @@ def compute_diff(
     if current is None:
         # Old values unknown: a "" may be clearing one, so every field sent is shown.
         return Diff([FieldChange(path, None, new) for path, new in leaves(proposed).items()], [])
+    whole = _dotted_heads(current, proposed)
     if semantics is UpdateSemantics.merge:
         after = merge(current, proposed)
-        paths = list(leaves(proposed))
+        paths = list(leaves(proposed, whole=whole))
     else:
         after = proposed
-        paths = _ordered_union(leaves(current), leaves(proposed))
+        paths = _ordered_union(leaves(current, whole=whole), leaves(proposed, whole=whole))
     return _changes_and_patch(current, after, paths, empty_is_absent,
-                              current_walked=semantics is UpdateSemantics.replace)
+                              current_walked=semantics is UpdateSemantics.replace, whole=whole)
 
 
 def _without(record: dict[str, Any], fields: list[str]) -> dict[str, Any]:
@@ -283,7 +308,8 @@ def _dereferenced(current: Any, proposed: Any, key: str) -> Any:
         held = current.get(name)
         if isinstance(sent, dict):
             seen[name] = _dereferenced(held, sent, key)
-        elif isinstance(sent, str | int) and isinstance(held, dict) and key in held:
+        elif (isinstance(sent, str | int) and sent != "" and isinstance(held, dict)
+              and key in held):  # "" unsets what is held, whatever it is: shown whole
             seen[name] = held[key]
         elif (isinstance(sent, list) and isinstance(held, list)
               and all(isinstance(item, str | int) for item in sent)):

@@ -308,7 +308,12 @@ def test_a_reference_sent_by_id_compares_with_the_expanded_object() -> None:
     assert diff.changes == [FieldChange("default_payment_method", "pm_1", "pm_2"),
                             FieldChange("default_tax_rates", ["txr_1"], ["txr_2"])]
     cleared = _stripe("POST", "/v1/subscriptions/sub_1", "default_payment_method=")[1]
-    assert cleared.changes == [FieldChange("default_payment_method", "pm_1", None)]
+    assert cleared.changes == [FieldChange("default_payment_method",
+                                           SUBSCRIPTION["default_payment_method"], None)]
+    # an unset is no reference: what is cleared is shown whole, not as its id
+    held = {**SUBSCRIPTION, "metadata": {"id": "x", "k": "v"}}
+    unset = _stripe("POST", "/v1/subscriptions/sub_1", "metadata=", current=held)[1]
+    assert unset.changes == [FieldChange("metadata", {"id": "x", "k": "v"}, None)]
     json_spec = ObjectSpec(routes=[Route(method="POST", path="/x/{id}",
                                          operation=Operation.update)])
     record = RecordWrite("x", Operation.update, "1", {"owner": "u_1"})
@@ -431,3 +436,19 @@ def test_keys_holding_a_dot_still_show_their_change() -> None:
     assert diff.changes == [FieldChange("metadata", {"seats": "5"}, {"seats": "5", "a.b": "x"})]
     flat = compute_diff(Operation.update, {"a.b": 1}, {"a.b": 2})
     assert flat.changes == [FieldChange("a.b", 1, 2)]
+
+
+@pytest.mark.parametrize("semantics", [UpdateSemantics.merge, UpdateSemantics.replace])
+def test_a_key_holding_a_dot_is_a_field_of_its_own_whatever_empty_means(
+        semantics: UpdateSemantics) -> None:
+    for current, proposed in [({"m": {"a.b": "v"}}, {"m": {"a.b": "x"}}), ({}, {"m": {"a.b": "x"}}),
+                              ({"m": ""}, {"m": {"a.b": "x"}}), ({}, {"a.b": {"c": "x"}}),
+                              ({"a.b": 1}, {"a.b": 2}), ({"a": {"b": 1}}, {"a.b": 2})]:
+        for flag in (False, True):
+            diff = compute_diff(Operation.update, current, proposed, semantics, flag)
+            after = proposed if semantics is UpdateSemantics.replace else {**current, **proposed}
+            assert diff.changes, (current, proposed, flag)
+            assert jsonpatch.apply_patch(current, diff.patch) == after, (current, proposed)
+    cleared = compute_diff(Operation.update, {"m": {"a.b": "v"}}, {}, UpdateSemantics.replace,
+                           empty_is_absent=True)
+    assert cleared.changes == [FieldChange("m", {"a.b": "v"}, None)]
