@@ -118,11 +118,14 @@ def _keep_approved_items(values: dict[str, Any], spec: ObjectSpec,
         if name in whole or not isinstance(sent, list):
             continue
         key = spec.keyed_lists[name].key
-        kept = []
+        kept, seen = [], set()
         for item in sent:
             if not isinstance(item, dict) or str(item.get(key)) not in by_key:
                 continue  # an added, removed or other item: not approved
             fields = by_key[str(item.get(key))]
+            if str(item.get(key)) in seen and fields is not None:
+                continue  # the same item again was shown whole, and not approved so
+            seen.add(str(item.get(key)))
             kept.append(item if fields is None else
                         {field: value for field, value in item.items()
                          if field == key or field in fields})

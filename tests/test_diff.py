@@ -452,3 +452,21 @@ def test_a_key_holding_a_dot_is_a_field_of_its_own_whatever_empty_means(
     cleared = compute_diff(Operation.update, {"m": {"a.b": "v"}}, {}, UpdateSemantics.replace,
                            empty_is_absent=True)
     assert cleared.changes == [FieldChange("m", {"a.b": "v"}, None)]
+
+
+def test_an_item_sent_twice_is_approved_and_reverted_only_as_shown() -> None:
+    content = (b"items[0][id]=si_1&items[0][quantity]=2"
+               b"&items[1][id]=si_1&items[1][quantity]=7")
+    found, diff = _stripe("POST", "/v1/subscriptions/sub_1", content.decode())
+    assert [c.field for c in diff.changes] == ["items[si_1].quantity", "items[si_1]"]
+    partial = rewrite(found, content, "application/x-www-form-urlencoded", [],
+                      ["items[si_1].quantity"])  # the second item, shown whole, not approved
+    assert parse_qsl(partial.decode()) == [("items[0][id]", "si_1"),
+                                           ("items[0][quantity]", "2")]
+    url = "https://api.stripe.com/v1/subscriptions/sub_1"
+    approval = Approval(
+        id="a1", status=Status.executed, created_at=datetime.now(UTC), method="POST", url=url,
+        fingerprint="f", changes=[Change(field=c.field, old=c.old, new=c.new, kind=c.kind)
+                                  for c in diff.changes])
+    with pytest.raises(RevertError):
+        inverse(approval, found, HeldRequest("POST", url, [], content), {"sub_1": SUBSCRIPTION})
