@@ -62,6 +62,7 @@ def payload(hook: Webhook, approval: Approval, link: str,
             "method", "url", "risk", "context", "created_at", "decided_at", "decided_by",
             "note", "quorum", "reviewer_groups"}),
         "changes": [c.model_dump(mode="json") for c in approval.changes[:50]],
+        "parameters": [p.model_dump(mode="json") for p in approval.parameters[:50]],
     }
     if audit_head is not None:
         body["audit_head"] = {"seq": audit_head[0], "hash": audit_head[1]}

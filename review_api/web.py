@@ -45,6 +45,21 @@ AUDITOR_GROUP = "auditor"  # reviewers who may read the traffic record
 TRAFFIC_PAGE = 200
 
 
+def approvals_csv(chosen: list[Approval]) -> str:
+    """The history export: one row per approval, its changes and parameters as JSON."""
+    lines = [csv_line(["id", "created_at", "status", "system", "object_type", "record_id",
+                       "operation", "risk", "agent", "task", "decided_by", "decided_at",
+                       "note", "changes", "reason", "parameters"])]
+    lines += [csv_line([a.id, a.created_at.isoformat(), a.status.value, a.system,
+                        a.object_type, a.record_id, a.operation, a.risk.level.value,
+                        a.context.agent, a.context.task, a.decided_by,
+                        a.decided_at.isoformat() if a.decided_at else "", a.note,
+                        json.dumps([c.model_dump() for c in a.changes]), a.context.reason,
+                        json.dumps([p.model_dump() for p in a.parameters])])
+              for a in chosen]
+    return "".join(lines)
+
+
 @dataclass
 class Session:
     reviewer: Reviewer
@@ -393,16 +408,7 @@ class ReviewPages:
             text = "".join(a.model_dump_json() + "\n" for a in chosen)
             return Response(text, media_type="application/x-ndjson", headers={
                 "Content-Disposition": 'attachment; filename="approvals.jsonl"'})
-        lines = [csv_line(["id", "created_at", "status", "system", "object_type", "record_id",
-                           "operation", "risk", "agent", "task", "decided_by", "decided_at",
-                           "note", "changes", "reason"])]
-        lines += [csv_line([a.id, a.created_at.isoformat(), a.status.value, a.system,
-                            a.object_type, a.record_id, a.operation, a.risk.level.value,
-                            a.context.agent, a.context.task, a.decided_by,
-                            a.decided_at.isoformat() if a.decided_at else "", a.note,
-                            json.dumps([c.model_dump() for c in a.changes]), a.context.reason])
-                  for a in chosen]
-        return Response("".join(lines), media_type="text/csv", headers={
+        return Response(approvals_csv(chosen), media_type="text/csv", headers={
             "Content-Disposition": 'attachment; filename="approvals.csv"'})
 
     # -- the traffic record, for auditors -------------------------------------------------------

@@ -636,3 +636,20 @@ def test_a_change_or_parameter_named_with_a_secret_bracket_segment_shows_no_valu
     op = {"op": "replace", "path": "/" + name.replace(".", "/"), "value": "canary-patch-b1"}
     kept += repr(redact.mask_patch_op(op))
     assert "canary" not in kept and redact.field_is_secret(name)
+
+
+def test_a_webhook_and_the_history_export_carry_the_parameters_as_the_page_does() -> None:
+    from datetime import UTC, datetime
+
+    from review_api.models import Approval, Parameter, Status
+    from review_api.notify import Webhook, payload
+    from review_api.web import approvals_csv
+
+    approval = Approval(id="a1", status=Status.pending, created_at=datetime.now(UTC),
+                        method="DELETE", url="https://api.stripe.com/v1/subscriptions/sub_1",
+                        fingerprint="f", parameters=[Parameter(name="invoice_now", value="true"),
+                                                     Parameter(name="api_key", value=MASK)])
+    body = payload(Webhook("https://hooks.test"), approval, "http://review/a1")
+    assert body["parameters"] == [{"name": "invoice_now", "value": "true", "record_id": None},
+                                  {"name": "api_key", "value": MASK, "record_id": None}]
+    assert "invoice_now" in approvals_csv([approval])
