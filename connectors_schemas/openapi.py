@@ -364,21 +364,23 @@ def _is_map(spec: Spec, schema: Any) -> bool:
 def is_documented_read(op: Op) -> bool:
     """A documented POST that only reads: the one rule deciding it, kept conservative.
 
-    A write taken for a read passes unreviewed, so the vendor must say it: the path is one of
-    HubSpot's read shapes (`.../search`, `.../batch/read`), or the summary's first word is a
-    read verb and no word of the summary names a change ("Get ... and update" stays a
-    write). Anything else stays a write; a connector's `description.reads` lists the rest.
+    A write taken for a read passes unreviewed, so the vendor must say it: no word of the
+    summary names a change ("Get ... and update", "Create a saved search" stay writes), and
+    the path is one of HubSpot's read shapes (`.../search`, `.../batch/read`) or the
+    summary's first word is a read verb. Anything else stays a write; a connector's
+    `description.reads` lists the rest.
     """
     if op.method != "POST":
         return False
     if _SIDE_EFFECT.search(_plain(op)):
         return False  # "Retrieve ... If they do not exist, new ones will be created" (Stripe)
+    changes = {_stem(word) for word in _words(_summary(op))} & _CHANGE
     if any(pattern.search(op.path) for pattern in _READ_SHAPES):
-        return True
+        return not changes  # `POST /alerts/search` "Create a saved search" stores one
     first = _first_words(op)[:1]
     if not first or _stem(first[0]) not in _READ:
         return False
-    return not {_stem(word) for word in _words(_summary(op))} & _CHANGE
+    return not changes
 
 
 def _plain(op: Op) -> str:

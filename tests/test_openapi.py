@@ -283,3 +283,21 @@ def test_a_post_read_says_it_reads_and_nothing_in_its_text_says_it_changes(
     op = openapi.Op("POST", "/v1/reports/{id}/fetch", {"summary": summary,
                                                        "description": description}, spec)
     assert openapi.is_documented_read(op) is read
+
+
+@pytest.mark.parametrize(("path", "summary", "read"), [
+    ("/v1/alerts/search", "Create a saved search", False),
+    ("/v1/alerts/search", "Delete the saved search", False),
+    ("/v1/index/search", "Reindex and search", False),
+    ("/v1/contacts/batch/read", "Mark contacts as read", False),
+    ("/v1/contacts/search", "", True),  # HubSpot's shape with no summary: a search
+    ("/v1/contacts/search", "Search for contacts", True),
+    ("/v1/contacts/batch/read", "Retrieve a batch of contacts", True),
+])
+def test_a_read_shaped_path_is_no_read_when_its_summary_names_a_change(
+        path: str, summary: str, read: bool) -> None:
+    """`.../search` and `.../batch/read` in a site's own description are reads only when its
+    summary names no change: `POST /alerts/search` "Create a saved search" stores one."""
+    spec = openapi.Spec("t", {"openapi": "3.0.0", "paths": {}})
+    op = openapi.Op("POST", path, {"summary": summary}, spec)
+    assert openapi.is_documented_read(op) is read
