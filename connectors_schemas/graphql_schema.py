@@ -9,8 +9,11 @@ up in it. For every field of the schema's Mutation type it records:
   returns that type; an object field of the payload (errors aside) whose type name starts the
   payload's name, the longest (`IssuePayload { issue: Issue }`, `ProductUpdatePayload
   { product: Product }`, `IssueArchivePayload { entity: Issue }`); a payload field whose name
-  starts the mutation's name (`metafieldsSet` -> `metafields: [Metafield]`); the record type an
-  `<type>Id` argument names (`orderCancel(orderId:)` -> Order, not its `job: Job`); the longest
+  starts the mutation's name (`metafieldsSet` -> `metafields: [Metafield]`); the record a
+  payload field answers when an argument is named for it (`addressId` or the input `address`
+  beside `address: MailingAddress`: customerAddressUpdate changes the address, not the
+  customer); the record type an `<type>Id` argument names (`orderCancel(orderId:)` -> Order,
+  not its `job: Job`); the longest
   record type starting the type name of a (non-list) input argument (`ProductDeleteInput` ->
   Product); the longest record type starting the mutation's name when one word (or a plural)
   follows (`issueLabelDelete(id:)` answering a bare `DeletePayload` -> IssueLabel; not
@@ -289,6 +292,20 @@ class _Deriver:
         by_field = [(key, kind) for key, kind in answered if name.startswith(key)]
         if by_field:
             return max(by_field, key=lambda pair: len(pair[0]))[1]
+        # an argument named for a record the payload answers (`addressId`, or the input
+        # `address`, beside `address: MailingAddress`) is that record's: customerAddressUpdate
+        # changes the address, not the customer its `customerId` names; unless a record type
+        # of that very name is another (`organizationId` beside `organization: AuthOrganization`)
+        records = {key: kind for key, kind in answered if _is_record(kind)
+                   and not _is_list(payload.fields[key].type)}  # type: ignore[union-attr]
+        for arg, given in field.args.items():
+            key = arg[:-2] if arg.endswith("Id") and _leaf(graphql.get_named_type(
+                given.type)) else arg if isinstance(graphql.get_named_type(given.type),
+                                                    GraphQLInputObjectType) else None
+            named = self.types.get(key[:1].upper() + key[1:]) if key else None
+            if key in records and (named is None or named is records[key]
+                                   or not _is_record(named)):
+                return records[key]  # (`organizationId` stays the Organization it names)
         for arg in field.args:
             kind = self.types.get(arg[:1].upper() + arg[1:-2]) if arg.endswith("Id") else None
             if kind is not None and _is_record(kind):
@@ -627,6 +644,7 @@ class GraphQLWrite:
     action: str | None
     read: GraphQLRead | None
     unreadable: str | None = None  # why no read is generated for this record
+    problem: str | None = None  # why the request may write another record than the one shown
 
 
 class DerivedGraphQL:
@@ -669,13 +687,36 @@ class DerivedGraphQL:
                 outer, inner = spot["path"].split(".", 1)
                 if isinstance(values.get(outer), dict):
                     values[outer] = {k: v for k, v in values[outer].items() if k != inner}
+        problem = self._elsewhere(entry, arguments, ids, spot)
         records = []
         for record_id in ids or [None]:
             read, why = self._read(object_type, record_id, values, operation)
             records.append(GraphQLWrite(object_type, operation, record_id,
                                         dict(values) if values is not None else None, action,
-                                        read, why))
+                                        read, why, problem))
         return records
+
+    @staticmethod
+    def _elsewhere(entry: dict[str, Any], arguments: dict[str, Any], ids: list[str],
+                   spot: dict[str, Any] | None) -> str | None:
+        """Another place the schema takes the record id naming another record than the one
+        shown (`collectionUpdate(collection: {id: A}, input: {id: B})`, `ids` beside a
+        `savedSearchId`): which one the vendor acts on is not the proxy's to guess."""
+        if spot is None:
+            return None
+        for other in entry.get("ids", []):
+            if other is spot:
+                continue
+            value: Any = arguments
+            for part in other["path"].split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            given = value if isinstance(value, list) else [value]
+            named = {str(item) for item in given if _id_like(item)}
+            if named - set(ids):
+                return (f"the mutation names its record in {spot['path']!r} and another in "
+                        f"{other['path']!r} ({sorted(named - set(ids))[0][:80]!r}); the vendor "
+                        "may act on either")
+        return None
 
     def _each_writes(self, object_type: str, each: dict[str, Any],
                      arguments: dict[str, Any]) -> list[GraphQLWrite]:

@@ -712,7 +712,7 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
         return outcome(True, [])
     try:
         body = parse_body(content, content_type, body_format)
-        if route.method == "DELETE" and body_format is BodyFormat.form and query:
+        if body_format is BodyFormat.form and query:  # Rack reads both, on every method
             body = _with_query(body, content, query)
     except BodyError as exc:
         fallback = RecordWrite(object_type, route.operation, params.get("id"), None, route.action)
@@ -730,8 +730,10 @@ def _classify_route(connector: Connector, candidate: _CompiledRoute, base: str,
 
 
 def _with_query(body: Any, content: bytes, query: list[tuple[str, str]]) -> dict[str, Any]:
-    """A form connector's DELETE takes its parameters in the URL (stripe-python puts them
-    there): read them as the body, with any sent body, a name in both being ambiguous."""
+    """A form connector's write takes parameters from the URL too (stripe-python puts a
+    DELETE's there, and Rack merges the query into the body's params on a POST as well): read
+    them as the body, with any sent body, a name in both being ambiguous. Otherwise a field
+    sent in a POST's query would change the record unseen by the reviewer and a rule."""
     if body is not None and not isinstance(body, dict):
         raise BodyError("expected form fields in the body")
     text = urlencode(query)
@@ -843,6 +845,7 @@ def _classify_graphql(outcome: Any, body: Any, url_query: list[tuple[str, str]],
         return outcome(True, [], body)
     records = []
     unfetchable = None
+    problem = request.problem
     for operation in request.writes():
         for mutation in operation.fields:
             arguments = dict(mutation.arguments)
@@ -858,4 +861,5 @@ def _classify_graphql(outcome: Any, body: Any, url_query: list[tuple[str, str]],
                                            write.values, write.action, read=write.read))
                 if write.read is None and write.operation is not Operation.create:
                     unfetchable = unfetchable or write.unreadable
-    return replace(outcome(False, records, body, request.problem), unfetchable=unfetchable)
+                problem = problem or write.problem
+    return replace(outcome(False, records, body, problem), unfetchable=unfetchable)

@@ -536,3 +536,52 @@ def test_an_id_under_its_own_name_is_the_record_the_payload_answers() -> None:
                                     ' lineId: "L") { userErrors { message } } }'))
     assert (record.object_type, record.record_id) == ("SubscriptionDraft", draft)
     assert record.read is not None and record.read.variables == {"id": draft}
+
+
+def test_shopify_customer_address_update_is_the_address_not_the_customer() -> None:
+    """customerAddressUpdate(customerId, addressId, address) changes the address: shown as the
+    customer's own firstName and phone (read from the customer) it misled the reviewer."""
+    address = "gid://shopify/MailingAddress/9?model_name=CustomerAddress"
+    record = only(classify(SHOPIFY, 'mutation { customerAddressUpdate(customerId: '
+                           '"gid://shopify/Customer/1", addressId: "' + address + '", '
+                           'address: {firstName: "Bob", phone: "+15550100"}) '
+                           '{ userErrors { message } } }'))
+    assert (record.object_type, record.operation, record.record_id) == (
+        "MailingAddress", Operation.update, address)
+    assert record.values == {"firstName": "Bob", "phone": "+15550100"}
+    assert record.read is not None and record.read.record_id == address
+    assert "... on MailingAddress" in record.read.query
+    assert selected(record.read) >= {"firstName", "phone"}
+
+
+def test_shopify_customer_address_create_is_a_create_of_an_address() -> None:
+    record = only(classify(SHOPIFY, 'mutation { customerAddressCreate(customerId: '
+                           '"gid://shopify/Customer/1", address: {city: "Oslo"}) '
+                           '{ userErrors { message } } }'))
+    assert (record.object_type, record.operation, record.record_id) == (
+        "MailingAddress", Operation.create, None)
+
+
+@pytest.mark.parametrize(("where", "document"), [
+    (SHOPIFY, 'mutation { collectionUpdate(collection: {id: "gid://shopify/Collection/1", '
+              'title: "A"}, input: {id: "gid://shopify/Collection/2", title: "A"}) '
+              '{ userErrors { message } } }'),
+    (LINEAR, 'mutation { customerNeedUpdate(id: "N-1", input: {id: "N-2", body: "x"}) '
+             '{ success } }'),
+    (SHOPIFY, 'mutation { draftOrderBulkDelete(savedSearchId: "gid://shopify/SavedSearch/1", '
+              'ids: ["gid://shopify/DraftOrder/7"]) { job { id } } }'),
+])
+def test_a_record_named_in_two_places_as_two_records_is_a_problem(
+        where: tuple[str, str], document: str) -> None:
+    """The reviewer saw the first place's record while the vendor may act on the other."""
+    host, path = where
+    found = MATCHER.classify("POST", host, path, [], json.dumps({"query": document}).encode(),
+                             "application/json")
+    assert found is not None and not found.read
+    assert found.body_problem is not None and "may act on either" in found.body_problem
+
+
+def test_the_same_record_named_in_both_places_is_no_problem() -> None:
+    found = classify(LINEAR, 'mutation { customerNeedUpdate(id: "N-1", input: {id: "N-1", '
+                     'body: "x"}) { success } }')
+    assert only(found).record_id == "N-1"

@@ -283,3 +283,22 @@ def test_hubspot_date_versioned_objects_are_named_and_unwrapped(matcher: Matcher
 def test_documented_post_reads_pass(matcher: Matcher, host: str, path: str) -> None:
     found = matcher.classify("POST", host, path, [], b"{}", _JSON)
     assert found is not None and found.read
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+def test_a_form_write_reads_its_url_query_as_parameters_too(matcher: Matcher,
+                                                            method: str) -> None:
+    """A form-bodied vendor (Stripe, Rack) reads the URL's query beside the body on every
+    method: `POST /v1/customers/cus_1?email=...` with `name=Bob` also sets the email, so the
+    email is a change the reviewer (and a rule's fields) sees, and a name in both is
+    ambiguous."""
+    path = "/v1/customers/cus_1" if method == "POST" else "/v1/subscriptions/sub_1"
+    found = matcher.classify(method, _STRIPE, path, [("email", "evil@example.com")],
+                             b"name=Bob", "application/x-www-form-urlencoded")
+    assert found is not None and not found.read and found.body_problem is None
+    [record] = found.records
+    assert record.values == {"email": "evil@example.com", "name": "Bob"}
+    twice = matcher.classify(method, _STRIPE, path, [("name", "Eve")], b"name=Bob",
+                             "application/x-www-form-urlencoded")
+    assert twice is not None and not twice.read
+    assert twice.body_problem is not None and "repeats" in twice.body_problem
