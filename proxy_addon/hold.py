@@ -374,10 +374,15 @@ class HoldWrites:
                                self.settings.max_body)
         found = flow.metadata.get(MCP_KEY)
         if isinstance(found, Classified):
+            mapped = (await mcp_hold.old_values(found, self.mcp, write.url, write.headers,
+                                                self.upstream)
+                      if self.mcp is not None and found.call is not None
+                      and found.methods == ("tools/call",) else None)
             built = mcp_hold.build(
                 found, self.mcp.catalog.get(found.endpoint, found.call.tool)
                 if self.mcp is not None and found.call else None, write, context,
-                self.builder.policy, fingerprint(write.method, write.url, write.raw_content))
+                self.builder.policy, fingerprint(write.method, write.url, write.raw_content),
+                mapped)
         else:
             built = await self.builder.build(write, context)
         if built is None and is_read(method):

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from mitmproxy import http
 
+from connectors_schemas.mcp_tools import McpMappings, load_mcp_mappings
+
 PROTOCOL_METHODS = frozenset({
     "server/discover", "initialize", "ping", "tools/list", "resources/list", "resources/read",
     "resources/templates/list", "prompts/list", "prompts/get", "completion/complete",
@@ -239,7 +241,10 @@ def endpoints_from_config(servers: Mapping[str, Any]) -> list[Endpoint]:
 class McpRules:
     """The MCP servers the proxy knows (config and shipped) and what it saw of their tools."""
 
-    def __init__(self, endpoints: Iterable[Endpoint] = ()) -> None:
+    def __init__(self, endpoints: Iterable[Endpoint] = (),
+                 mappings: McpMappings | None = None) -> None:
+        # The write tools mapped to records (connectors_schemas/mcp/*.yaml), read at start-up.
+        self.mappings = mappings if mappings is not None else load_mcp_mappings()
         self.endpoints: dict[tuple[str, str], Endpoint] = {}
         for name, (host, path) in SHIPPED_SERVERS.items():
             self.endpoints[(host, path)] = Endpoint(name, host, path, trust_annotations=True)

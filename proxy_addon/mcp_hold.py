@@ -9,19 +9,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import httpx
 from mitmproxy import http
 
+from connectors_schemas.mcp_tools import ReadRest, ReadTool, ToolMapping, fill
+from connectors_schemas.models import Operation
 from proxy_addon import redact
 from proxy_addon.answers import STATUS_URL
-from proxy_addon.mcp import Classified, ToolCall, ToolInfo, call_fingerprint
+from proxy_addon.diff import compute_diff
+from proxy_addon.mcp import (
+    Classified,
+    McpRules,
+    ToolCall,
+    ToolInfo,
+    Unreadable,
+    answer_messages,
+    call_fingerprint,
+    parse_json,
+)
 from proxy_addon.policy import Policy, WriteFacts
 from proxy_addon.proposals import Built, WriteRequest
 from review_api.models import (
     Change,
     Context,
     OldValues,
+    Parameter,
     Proposal,
     RecordRef,
     RequestSummary,
@@ -29,7 +45,160 @@ from review_api.models import (
     RiskLevel,
 )
 
+if TYPE_CHECKING:
+    from proxy_addon.upstream import UpstreamClient
+
 REASON_META_KEYS = ("reason", "hitl/reason", "x-hitl-reason")
+# Never copied from the agent's write onto the proxy's own read call.
+_READ_DROP = frozenset({"mcp-method", "mcp-name", "content-type", "accept", "content-length",
+                        "content-encoding", "idempotency-key"})
+MAX_READ_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """A mapped tool call: its mapping, and the record as it stands (None: unknown, why)."""
+
+    mapping: ToolMapping
+    current: dict[str, Any] | None
+    problem: str | None
+
+
+def _at(record: Any, path: str | None) -> Any:
+    for part in (path.split(".") if path else []):
+        record = record.get(part) if isinstance(record, dict) else None
+    return record
+
+
+def record_of_result(result: Any, spec: ReadTool) -> dict[str, Any] | None:
+    """The record in a read tool's result: its JSON text (or structured content), or, for a
+    tool that answers with a file, that text as the one field `text_as`."""
+    if not isinstance(result, dict):
+        return None
+    content = result.get("content") if isinstance(result.get("content"), list) else []
+    texts = [part.get("text") for part in content
+             if isinstance(part, dict) and part.get("type") == "text"]
+    if spec.text_as is not None:
+        resources = [part["resource"].get("text") for part in content
+                     if isinstance(part, dict) and part.get("type") == "resource"
+                     and isinstance(part.get("resource"), dict)]
+        found = [text for text in [*resources, *texts] if isinstance(text, str)]
+        return {spec.text_as: found[0]} if found else None
+    for text in texts:
+        if not isinstance(text, str):
+            continue
+        try:
+            parsed = _at(parse_json(text.encode()), spec.record_path)
+        except Unreadable:
+            continue
+        if isinstance(parsed, dict):
+            return parsed
+    structured = result.get("structuredContent")
+    if isinstance(structured, dict) and set(structured) == {"result"}:
+        structured = structured["result"]  # the SDK's wrapping of a tool's plain return
+    structured = _at(structured, spec.record_path)
+    return structured if isinstance(structured, dict) else None
+
+
+def read_call(spec: ReadTool, call: ToolCall,
+              headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]], str]:
+    """The JSON-RPC tools/call of the read tool, with the agent's headers (credentials, session,
+    protocol version), and its id."""
+    request_id = f"hitl-proxy-read-{uuid.uuid4().hex[:12]}"
+    params: dict[str, Any] = {"name": spec.tool, "arguments": {
+        name: fill(value, call.arguments) for name, value in spec.arguments.items()}}
+    protocol_meta = {k: v for k, v in call.meta.items() if k.startswith("io.modelcontextprotocol/")}
+    if protocol_meta:
+        params["_meta"] = protocol_meta
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                       "params": params}).encode()
+    from proxy_addon.upstream import forwardable
+
+    modern = any(name.lower() == "mcp-method" for name, _ in headers)
+    sent = [(name, value) for name, value in forwardable(headers)
+            if name.lower() not in _READ_DROP and not name.lower().startswith("mcp-param")]
+    sent += [("Content-Type", "application/json"),
+             ("Accept", "application/json, text/event-stream")]
+    if modern:  # 2026-07-28: the routing headers must agree with the body
+        sent += [("Mcp-Method", "tools/call"), ("Mcp-Name", spec.tool)]
+    return body, sent, request_id
+
+
+async def _read_by_tool(spec: ReadTool, call: ToolCall, url: str, headers: list[tuple[str, str]],
+                        upstream: UpstreamClient) -> tuple[dict[str, Any] | None, str | None]:
+    body, sent, request_id = read_call(spec, call, headers)
+    try:
+        response = await upstream.post(url, sent, body)
+    except httpx.HTTPError as exc:
+        return None, f"the read tool {spec.tool} could not be called: {exc}"
+    if response.status_code != 200:
+        return None, f"the server answered {response.status_code} to the read tool {spec.tool}"
+    if len(response.content) > MAX_READ_BYTES:
+        return None, f"the read tool {spec.tool} answered more than {MAX_READ_BYTES} bytes"
+    for message in answer_messages(response.content, response.headers.get("content-type")):
+        if not isinstance(message, dict) or message.get("id") != request_id:
+            continue
+        if "error" in message:
+            error = message["error"] if isinstance(message["error"], dict) else {}
+            return None, (f"the read tool {spec.tool} failed: "
+                          f"{redact.clip(str(error.get('message'))[:300])}")
+        result = message.get("result")
+        if isinstance(result, dict) and result.get("isError"):
+            texts = " ".join(str(part.get("text", "")) for part in result.get("content", [])
+                             if isinstance(part, dict))
+            return None, f"the read tool {spec.tool} answered an error: {texts[:300]}"
+        record = record_of_result(result, spec)
+        if record is None:
+            return None, f"the read tool {spec.tool} answered no record the proxy can read"
+        return record, None
+    return None, f"the server's answer to the read tool {spec.tool} holds no result"
+
+
+async def _read_by_rest(spec: ReadRest, call: ToolCall, headers: list[tuple[str, str]],
+                        upstream: UpstreamClient) -> tuple[dict[str, Any] | None, str | None]:
+    from urllib.parse import quote
+
+    url = fill(spec.url, {name: quote(str(value), safe="")
+                          for name, value in call.arguments.items()})
+    credentials = [(name, value) for name, value in headers if name.lower() == "authorization"]
+    fetched = await upstream.fetch_json(url, credentials)
+    record = _at(fetched.record, spec.record_path)
+    if fetched.problem is not None or not isinstance(record, dict):
+        return None, fetched.problem or f"GET {url} answered no record"
+    return record, None
+
+
+async def old_values(classified: Classified, rules: McpRules, url: str,
+                     headers: list[tuple[str, str]], upstream: UpstreamClient) -> Mapped | None:
+    """The mapping of a held tool call and, for a record that exists, its current values: read
+    through the mapped read tool of the same server (never a write tool), else the vendor's
+    REST API. None when no mapping names this tool."""
+    call, endpoint = classified.call, classified.endpoint
+    found = rules.mappings.for_server(endpoint.host, endpoint.path) if call else None
+    mapping = found.mapping(call.tool, call.arguments) if found and call else None
+    if mapping is None or call is None:
+        return None
+    if mapping.operation is Operation.create:
+        return Mapped(mapping, None, None)
+    if mapping.read is None:
+        return Mapped(mapping, None, f"no read is mapped for {call.tool}")
+    problem = None
+    if (spec := mapping.read.tool) is not None:
+        info = rules.catalog.get(endpoint, spec.tool)
+        if info is not None and info.read_only is not True and spec.tool not in (
+                endpoint.read_tools):
+            problem = (f"{endpoint.name} does not annotate {spec.tool} read-only, so the proxy "
+                       "did not call it")
+        else:
+            record, problem = await _read_by_tool(spec, call, url, headers, upstream)
+            if record is not None:
+                return Mapped(mapping, record, None)
+    if mapping.read.rest is not None:
+        record, rest_problem = await _read_by_rest(mapping.read.rest, call, headers, upstream)
+        if record is not None:
+            return Mapped(mapping, record, None)
+        problem = "; ".join(p for p in (problem, rest_problem) if p)
+    return Mapped(mapping, None, problem)
 
 
 def meta_reason(call: ToolCall) -> str | None:
@@ -75,8 +244,21 @@ def _shown(name: str, value: Any) -> Any:
     return redact.clip(redact.mask_body(value))
 
 
+def _mapped_changes(mapped: Mapped, call: ToolCall) -> tuple[list[Change], list[Parameter],
+                                                              list[tuple[str, Any, Any]]]:
+    mapping = mapped.mapping
+    record_id = mapping.record_id(call.arguments)
+    operation = Operation.update if mapping.operation is Operation.action else mapping.operation
+    diff = compute_diff(operation, mapped.current, mapping.proposed(call.arguments))
+    changes = [Change(field=c.field, old=_shown(c.field, c.old), new=_shown(c.field, c.new),
+                      kind=c.kind, record_id=record_id) for c in diff.changes]
+    parameters = [Parameter(name=name, value=_shown(name, value), record_id=record_id)
+                  for name, value in mapping.options(call.arguments).items()]
+    return changes, parameters, [(c.field, c.old, c.new) for c in diff.changes]
+
+
 def build(classified: Classified, info: ToolInfo | None, write: WriteRequest, context: Context,
-          policy: Policy, raw_fingerprint: str) -> Built:
+          policy: Policy, raw_fingerprint: str, mapped: Mapped | None = None) -> Built:
     """What the reviewer sees of an MCP message held as a write, and the policy's verdict."""
     call, endpoint = classified.call, classified.endpoint
     if call is not None and context.reason is None and (reason := meta_reason(call)):
@@ -84,6 +266,22 @@ def build(classified: Classified, info: ToolInfo | None, write: WriteRequest, co
     tool = call.tool if call else None
     changes = [Change(field=name, new=_shown(name, value))
                for name, value in (call.arguments.items() if call else [])]
+    facts_changes: list[tuple[str, Any, Any]] = [
+        (name, None, value) for name, value in (call.arguments.items() if call else [])]
+    parameters: list[Parameter] = []
+    object_type, operation, record_id = tool, "action", None
+    old = OldValues(known=False, reason="an MCP tool call: its arguments are shown as sent; no "
+                                        "record is mapped to this tool")
+    if mapped is not None and call is not None:
+        changes, parameters, facts_changes = _mapped_changes(mapped, call)
+        object_type, operation = mapped.mapping.object, mapped.mapping.operation.value
+        record_id = mapped.mapping.record_id(call.arguments)
+        if mapped.current is not None:
+            old = OldValues(known=True, reason=f"read through {endpoint.name} just now")
+        elif mapped.mapping.operation is Operation.create:
+            old = OldValues(known=True, reason="a new record: there are no old values")
+        else:
+            old = OldValues(known=False, reason=mapped.problem or "not fetched")
     risk = tool_risk(classified, info)
     # A message the proxy read as a tool call with arguments is bound to them; anything else
     # (a batch, an unknown method, a header that disagrees) to its exact bytes.
@@ -91,17 +289,17 @@ def build(classified: Classified, info: ToolInfo | None, write: WriteRequest, co
         "disagrees" not in classified.reason)
     problem = None if readable else classified.reason
     verdict = policy.decide(WriteFacts(
-        system=endpoint.name, object_type=tool, operation="action", host=write.host,
-        fields=sorted(call.arguments) if call else [], agent=context.agent, task=context.task,
-        action=tool, risk=risk.level,
-        changes=[(name, None, value) for name, value in (call.arguments.items() if call else [])]))
+        system=endpoint.name, object_type=object_type, operation=operation, host=write.host,
+        fields=sorted({name for name, _, _ in facts_changes}), agent=context.agent,
+        task=context.task, action=tool, risk=risk.level, changes=facts_changes))
     proposal = Proposal(
-        system=endpoint.name, object_type=tool, operation="action", action=tool,
-        records=[RecordRef(object_type=tool, operation="action", action=tool)],
+        system=endpoint.name, object_type=object_type, operation=operation,
+        record_id=record_id, action=tool,
+        records=[RecordRef(object_type=object_type, operation=operation, record_id=record_id,
+                           action=tool)],
         method=write.method, url=redact.mask_url(write.url), changes=changes,
-        old_values=OldValues(known=False, reason="an MCP tool call: its arguments are shown as "
-                                                 "sent; no record is mapped to this tool"),
-        risk=risk, context=context, request=_summary(write, problem),
+        parameters=parameters, old_values=old, risk=risk, context=context,
+        request=_summary(write, problem),
         reviewer_groups=verdict.reviewer_groups, quorum=verdict.quorum, rule=verdict.rule,
         fingerprint=call_fingerprint(write.url, call) if readable and call else raw_fingerprint)
     return Built(proposal, verdict, {})

@@ -116,6 +116,11 @@ class UpstreamClient:
             return Fetched(None, response.status_code,
                            f"the upstream's answer is not JSON ({kind})")
 
+    async def post(self, url: str, headers: list[tuple[str, str]],
+                   content: bytes) -> httpx.Response:
+        """A POST the proxy makes itself (an MCP read tool's call); headers as given."""
+        return await self._client.post(url, headers=headers, content=content)
+
     async def send(self, held: HeldRequest) -> httpx.Response:
         return await self._client.request(held.method, held.url, headers=forwardable(held.headers),
                                           content=held.content)

@@ -115,3 +115,85 @@ def test_a_retry_has_the_fingerprint_of_the_call_it_repeats() -> None:
 def test_event_stream_answers_are_read() -> None:
     body = b'event: message\ndata: {"jsonrpc": "2.0", "id": 1,\ndata: "result": {}}\n\n'
     assert sse_messages(body) == [{"jsonrpc": "2.0", "id": 1, "result": {}}]
+
+
+# -- tool mappings (connectors_schemas/mcp/*.yaml) ---------------------------------------------
+
+
+def test_shipped_mappings_load_and_are_found_by_the_servers_url() -> None:
+    from connectors_schemas.mcp_tools import load_mcp_mappings
+
+    mappings = load_mcp_mappings()
+    github = mappings.for_server("api.githubcopilot.com", "/mcp/")
+    assert github is not None and github.server == "GitHub MCP"
+    update = github.mapping("issue_write", {"method": "update", "issue_number": 1})
+    assert update is not None and update.operation == "update"
+    assert github.mapping("issue_write", {"method": "create"}).operation == "create"
+    arguments = {"method": "update", "owner": "o", "repo": "r", "issue_number": 3,
+                 "title": "T"}
+    assert update.record_id(arguments) == "o/r/3" and update.proposed(arguments) == {"title": "T"}
+    stripe = mappings.for_server("mcp.stripe.com", "/")
+    assert stripe is not None and stripe.mapping("update_subscription", {}).parameters == [
+        "proration_behavior"]
+    assert mappings.for_server("mcp.acme.test", "/mcp") is None
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("server: X\nurls: [http://x.test/mcp]\ntools: {}\n", "urls.0"),
+    ("server: X\nurls: [https://x.test/mcp]\ntools: {t: {object: o, operation: read}}\n",
+     "tools.t"),
+    ("server: X\nurls: [https://x.test/mcp]\ntools:\n  t: {object: o, operation: update, "
+     "read: {tool: {tool: g, arguments: {id: '{nope}'}}}}\n", "tools.t"),
+    ("server: X\nurls: [https://x.test/mcp]\ntools:\n  t: {object: o, operation: update, "
+     "read: {tool: {tool: t2}}}\n  t2: {object: o, operation: create}\n", "(top level)"),
+])
+def test_a_bad_mapping_file_stops_the_start_naming_file_and_field(
+        tmp_path: Any, text: str, field: str) -> None:
+    from connectors_schemas.loader import ConnectorFileError
+    from connectors_schemas.mcp_tools import load_mcp_mappings
+
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ConnectorFileError) as error:
+        load_mcp_mappings(tmp_path)
+    assert "bad.yaml" in str(error.value) and f"field {field}" in str(error.value)
+
+
+def test_a_read_tool_result_is_read_as_json_text_structured_content_or_a_file() -> None:
+    from connectors_schemas.mcp_tools import ReadTool
+    from proxy_addon.mcp_hold import record_of_result
+
+    spec = ReadTool(tool="get")
+    assert record_of_result({"content": [{"type": "text", "text": '{"a": 1}'}]}, spec) == {
+        "a": 1}
+    assert record_of_result({"content": [{"type": "text", "text": "no json"}],
+                             "structuredContent": {"result": {"b": 2}}}, spec) == {"b": 2}
+    assert record_of_result({"content": [{"type": "text", "text": "[1]"}]}, spec) is None
+    file = ReadTool(tool="get_file_contents", text_as="content")
+    assert record_of_result({"content": [
+        {"type": "text", "text": "successfully downloaded text file"},
+        {"type": "resource", "resource": {"uri": "repo://o/r/f", "text": "hello\n"}}]},
+        file) == {"content": "hello\n"}
+
+
+def test_the_read_call_carries_the_agents_credentials_and_session_under_its_own_name() -> None:
+    from connectors_schemas.mcp_tools import ReadTool
+    from proxy_addon.mcp import ToolCall
+    from proxy_addon.mcp_hold import read_call
+
+    call = ToolCall("update_issue", {"owner": "o", "repo": "r", "issue_number": 3}, 9,
+                    {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "reason": "x"})
+    body, headers, request_id = read_call(
+        ReadTool(tool="get_issue", arguments={"owner": "{owner}", "issue_number": "{issue_number}",
+                                              "method": "get"}), call,
+        [("Authorization", "Bearer t"), ("Mcp-Session-Id", "s1"), ("Mcp-Method", "tools/call"),
+         ("Mcp-Name", "update_issue"), ("Mcp-Param-Owner", "o"), ("X-HITL-Reason", "r"),
+         ("Content-Length", "99"), ("MCP-Protocol-Version", "2026-07-28")])
+    sent = json.loads(body)
+    assert sent["id"] == request_id and sent["method"] == "tools/call"
+    assert sent["params"] == {"name": "get_issue", "arguments": {
+        "owner": "o", "issue_number": 3, "method": "get"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}
+    names = {name.lower(): value for name, value in headers}
+    assert names["authorization"] == "Bearer t" and names["mcp-session-id"] == "s1"
+    assert names["mcp-name"] == "get_issue" and names["mcp-method"] == "tools/call"
+    assert "mcp-param-owner" not in names and "x-hitl-reason" not in names

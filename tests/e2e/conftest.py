@@ -63,7 +63,8 @@ VENDORS: dict[str, tuple[Callable[[], Any], list[str]]] = {
     "billing": (FakeBilling, ["billing.internal.test"]),  # a site's own API, known by its OpenAPI
 }
 
-MCP_HOSTS = ["mcp.acme.test", "mcp.other.test"]  # tests/e2e/test_mcp.py's MCP servers
+# tests/e2e/test_mcp.py's MCP servers (GitHub's under its own URL: its shipped mappings)
+MCP_HOSTS = ["mcp.acme.test", "mcp.other.test", "api.githubcopilot.com"]
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,12 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.conftest import CONFIG, UpstreamTLS, Vendor, start_proxy
 from tests.e2e.harness import Background, ProxyProcess, held
-from tests.fakes.mcp_server import FakeMCPServer
+from tests.fakes.mcp_server import FakeGitHubMCP, FakeMCPServer
 from tests.fakes.server import HTTPSFake
 
 ACME = "https://mcp.acme.test/mcp"  # trusted annotations, JSON answers
 OTHER = "https://mcp.other.test/mcp"  # untrusted annotations, answers as event streams
+GITHUB = "https://api.githubcopilot.com/mcp"  # GitHub's own URL: shipped, its tools mapped
 HOLD = 4
 MCP_CONFIG = CONFIG + """
 mcp:
@@ -32,12 +33,15 @@ mcp:
 
 
 @pytest.fixture(scope="module")
-def servers(upstream_tls: UpstreamTLS) -> Iterator[dict[str, tuple[FakeMCPServer, HTTPSFake]]]:
+def servers(upstream_tls: UpstreamTLS) -> Iterator[dict[str, tuple[Any, HTTPSFake]]]:
     acme, other = FakeMCPServer("acme-tickets"), FakeMCPServer("other", json_response=False)
+    github = FakeGitHubMCP()
     with (HTTPSFake(acme.app, upstream_tls.cert_pem, upstream_tls.key_pem, lifespan="on") as a,
           HTTPSFake(other.app, upstream_tls.cert_pem, upstream_tls.key_pem,
-                    lifespan="on") as o):
-        yield {"acme": (acme, a), "other": (other, o)}
+                    lifespan="on") as o,
+          HTTPSFake(github.app, upstream_tls.cert_pem, upstream_tls.key_pem,
+                    lifespan="on") as g):
+        yield {"acme": (acme, a), "other": (other, o), "github": (github, g)}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +52,7 @@ def mcp_proxy(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTL
         tmp_path_factory.mktemp("mcp-proxy"), upstream_tls, vendors, "--hold-timeout", str(HOLD),
         "--resolve", f"mcp.acme.test=127.0.0.1:{servers['acme'][1].port}",
         "--resolve", f"mcp.other.test=127.0.0.1:{servers['other'][1].port}",
+        "--resolve", f"api.githubcopilot.com=127.0.0.1:{servers['github'][1].port}",
         config=MCP_CONFIG)
     yield process
     assert process.stop() == 0, process.log()
@@ -169,3 +174,36 @@ def test_a_retry_joins_the_pending_call_and_a_call_run_later_is_not_run_twice(
     result = later()
     assert not result.is_error and "ticket 8" in text(result)
     assert len([c for c in acme.called("update_ticket") if c["ticket_id"] == "8"]) == 1
+
+
+def test_a_mapped_github_tool_is_held_with_old_values_read_through_its_read_tool(
+        mcp_proxy: ProxyProcess, servers: dict[str, tuple[Any, HTTPSFake]]) -> None:
+    github: FakeGitHubMCP = servers["github"][0]
+    arguments = {"method": "update", "owner": "octo", "repo": "hello", "issue_number": 7,
+                 "title": "Crash on start-up", "state": "closed"}
+    call, approval = held(mcp_proxy, agent(mcp_proxy, GITHUB, listed_then("issue_write",
+                                                                          arguments)))
+    assert (approval["system"], approval["object_type"], approval["operation"],
+            approval["record_id"], approval["action"]) == (
+        "GitHub MCP", "issue", "update", "octo/hello/7", "issue_write")
+    assert approval["old_values"]["known"] is True
+    assert {c["field"]: (c["old"], c["new"]) for c in approval["changes"]} == {
+        "title": ("Crash on start", "Crash on start-up"), "state": ("open", "closed")}
+    # The proxy read the issue through the server's read tool, with the agent's session.
+    assert github.called("issue_read") == [
+        {"method": "get", "owner": "octo", "repo": "hello", "issue_number": 7}]
+    assert github.called("issue_write") == []
+    mcp_proxy.decide(approval["id"], "approve")
+    result = call.join().result
+    assert call.error is None and not result.is_error and "issues/7" in text(result)
+    assert len(github.called("issue_write")) == 1
+    assert github.issues[("octo", "hello", 7)]["state"] == "closed"
+
+    # The older tool names: update_issue, old values through get_issue; a reject runs nothing.
+    call, approval = held(mcp_proxy, agent(mcp_proxy, GITHUB, listed_then("update_issue", {
+        "owner": "octo", "repo": "hello", "issue_number": 7, "body": "It crashes twice."})))
+    assert {c["field"]: (c["old"], c["new"]) for c in approval["changes"]} == {
+        "body": ("It crashes.", "It crashes twice.")}
+    assert len(github.called("get_issue")) == 1
+    mcp_proxy.decide(approval["id"], "reject", note="not yet")
+    assert call.join().result.is_error and github.called("update_issue") == []

@@ -7,6 +7,7 @@ logged, so tests can tell that a rejected call reached nothing.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -61,6 +62,83 @@ class FakeMCPServer:
 
         self.app: ASGIApp = server.streamable_http_app(
             json_response=json_response,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+
+    def _log(self, tool: str, **arguments: Any) -> None:
+        with self._lock:
+            self.calls.append((tool, arguments))
+
+    def called(self, tool: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [arguments for name, arguments in self.calls if name == tool]
+
+
+class FakeGitHubMCP:
+    """GitHub's MCP server in small: a few of github/github-mcp-server's tools by their real names
+    and argument shapes (`issue_read`/`issue_write` with a `method`, and the older `get_issue`/
+    `update_issue`), answering issues as JSON text as that server does."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self.issues: dict[tuple[str, str, int], dict[str, Any]] = {
+            ("octo", "hello", 7): {"number": 7, "title": "Crash on start", "body": "It crashes.",
+                                   "state": "open", "labels": ["bug"]}}
+        server = MCPServer("github-mcp-server")
+        self.server = server
+
+        def issue(owner: str, repo: str, issue_number: int) -> dict[str, Any]:
+            return self.issues.setdefault((owner, repo, issue_number),
+                                          {"number": issue_number, "state": "open"})
+
+        @server.tool(description="Get information about a specific issue in a GitHub repository.",
+                     annotations=READ)
+        def issue_read(method: str, owner: str, repo: str, issue_number: int) -> str:
+            self._log("issue_read", method=method, owner=owner, repo=repo,
+                      issue_number=issue_number)
+            return json.dumps(issue(owner, repo, issue_number))
+
+        @server.tool(description="Create a new or update an existing issue in a GitHub "
+                                 "repository.", annotations=WRITE)
+        def issue_write(method: str, owner: str, repo: str, issue_number: int | None = None,
+                        title: str | None = None, body: str | None = None,
+                        state: str | None = None, labels: list[str] | None = None) -> str:
+            self._log("issue_write", method=method, owner=owner, repo=repo,
+                      issue_number=issue_number, title=title, body=body, state=state,
+                      labels=labels)
+            number = issue_number or max(n for _, _, n in self.issues) + 1
+            found = issue(owner, repo, number)
+            found.update({k: v for k, v in (("title", title), ("body", body), ("state", state),
+                                            ("labels", labels)) if v is not None})
+            return json.dumps({"id": str(number), "url": f"https://github.com/{owner}/{repo}/"
+                                                          f"issues/{number}"})
+
+        @server.tool(description="Get details of a specific issue in a GitHub repository.",
+                     annotations=READ)
+        def get_issue(owner: str, repo: str, issue_number: int) -> str:
+            self._log("get_issue", owner=owner, repo=repo, issue_number=issue_number)
+            return json.dumps(issue(owner, repo, issue_number))
+
+        @server.tool(description="Update an existing issue in a GitHub repository.",
+                     annotations=WRITE)
+        def update_issue(owner: str, repo: str, issue_number: int, title: str | None = None,
+                         body: str | None = None, state: str | None = None) -> str:
+            self._log("update_issue", owner=owner, repo=repo, issue_number=issue_number,
+                      title=title, body=body, state=state)
+            found = issue(owner, repo, issue_number)
+            found.update({k: v for k, v in (("title", title), ("body", body), ("state", state))
+                          if v is not None})
+            return json.dumps(found)
+
+        @server.tool(description="Add a comment to a specific issue in a GitHub repository.",
+                     annotations=WRITE)
+        def add_issue_comment(owner: str, repo: str, issue_number: int, body: str) -> str:
+            self._log("add_issue_comment", owner=owner, repo=repo, issue_number=issue_number,
+                      body=body)
+            return json.dumps({"id": 1, "body": body})
+
+        self.app: ASGIApp = server.streamable_http_app(
+            json_response=False,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
 
     def _log(self, tool: str, **arguments: Any) -> None:
