@@ -431,16 +431,21 @@ def _action(current: dict[str, Any] | None, sets: dict[str, Any], body: Any,
     return Diff(changes, patch, parameters)
 
 
-def _holds(spec: ObjectSpec, current: dict[str, Any] | None, name: str, item: Any) -> bool | None:
+def _holds(spec: ObjectSpec, current: dict[str, Any] | None, name: str, item: Any,
+           loosely: bool = False) -> bool | None:
     """Whether the fetched list `name` holds the item (compared by its `list_keys` key), so
-    adding it again or removing one it lacks is no change; None when the list is unknown."""
+    adding it again or removing one it lacks is no change; None when the list is unknown.
+
+    `loosely`: text compared case-insensitively, as vendors may match names (GitHub's labels):
+    a remove is no change only when the list lacks the item in every spelling."""
     items = at_path(current, name) if current is not None else None
     if not isinstance(items, list):
         return None
     key = spec.list_keys.get(name)
 
     def keyed(value: Any) -> Any:
-        return value.get(key) if key and isinstance(value, dict) else value
+        value = value.get(key) if key and isinstance(value, dict) else value
+        return value.casefold() if loosely and isinstance(value, str) else value
 
     return any(same_json(keyed(held), keyed(item)) for held in items)
 
@@ -487,7 +492,8 @@ def diff_record(spec: ObjectSpec, record: RecordWrite, current: dict[str, Any] |
                         values[name] = value
                     elif verb == "add" and _holds(spec, current, name, value) is not True:
                         extra.append(FieldChange(name, None, value, "add"))  # not there yet
-                    elif verb == "remove" and _holds(spec, current, name, value) is not False:
+                    elif verb == "remove" and _holds(spec, current, name, value,
+                                                     loosely=True) is not False:
                         extra.append(FieldChange(name, value, None, "remove"))
         values = _keyed_lists(_without(values, spec.read_only), spec.list_keys)
         values = _decoded(values, spec.base64_fields)

@@ -470,3 +470,23 @@ def test_an_item_sent_twice_is_approved_and_reverted_only_as_shown() -> None:
                                   for c in diff.changes])
     with pytest.raises(RevertError):
         inverse(approval, found, HeldRequest("POST", url, [], content), {"sub_1": SUBSCRIPTION})
+
+
+def test_removing_a_label_the_issue_holds_in_another_case_is_shown() -> None:
+    """GitHub's label names are case-insensitive: DELETE .../labels/Bug removes `bug`. Only an
+    item the list lacks in every spelling is provably no change."""
+    github = Matcher({"github": load_connectors()["github"]})
+    current = {"number": 1, "labels": [{"name": "bug"}]}
+
+    def changes(method: str, path: str, body: bytes = b"") -> list[FieldChange]:
+        found = github.classify(method, "api.github.com", path, [], body,
+                                "application/json" if body else None)
+        assert found is not None
+        [record] = found.records
+        return diff_record(found.spec, record, current, record.operation, found.route.sets,
+                           found.body, route=found.route).changes
+
+    assert changes("DELETE", "/repos/o/r/issues/1/labels/Bug") == [
+        FieldChange("labels", "Bug", None, "remove")]
+    assert changes("DELETE", "/repos/o/r/issues/1/labels/nope") == []
+    assert changes("POST", "/repos/o/r/issues/1/labels", b'{"labels": ["bug"]}') == []
