@@ -376,7 +376,7 @@ def _keyed(lists: dict[str, KeyedList], current: dict[str, Any] | None,
             # a flag plainly false is no change; any other value is sent, so it is shown
             fields = _without(item, [spec.key, *([spec.remove_flag] if spec.remove_flag
                                                  and _falsy(item.get(spec.remove_flag)) else [])])
-            if path in keyed.values or "." in str(ident):
+            if path in keyed.values or any(mark in str(ident) for mark in ".[]"):
                 # the same item twice, or a key no dotted path can name: shown whole, as sent
                 old = _without(held[index], [spec.key]) if index is not None else None
                 keyed.changes.append(FieldChange(path, old, fields))

@@ -84,6 +84,9 @@ def _set_field(values: dict[str, Any], spec: ObjectSpec, name: str, value: Any) 
     """A shown field set in the body; `items[si_1].quantity` is that field of the sent item
     whose key is si_1 (a keyed list, ObjectSpec.keyed_lists)."""
     found = ITEM_FIELD.match(name)
+    if top_field(name) in spec.keyed_lists and name != top_field(name) and (
+            found is None or not found["rest"]):
+        raise EditError(f"{name}: edit a field of an item the request sends")
     if found is None or found["list"] not in spec.keyed_lists:
         set_path(values, name, value)
         return

@@ -36,7 +36,8 @@ def _restore(restored: dict[str, Any], spec: ObjectSpec, old: dict[str, Any], na
     item (`items[0][id]=si_1&items[0][price]=...`), an expanded reference as its key."""
     found = ITEM_FIELD.match(name)
     keyed = spec.keyed_lists.get(found["list"]) if found is not None else None
-    if found is not None and keyed is not None and not found["rest"]:
+    if top_field(name) in spec.keyed_lists and name != top_field(name) and (
+            found is None or keyed is None or not found["rest"]):
         raise RevertError(f"{name}: an item sent whole (twice, or by a key no field path can "
                           "name) cannot be set back; revert this one by hand")
     if found is None or keyed is None:

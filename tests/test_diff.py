@@ -490,3 +490,20 @@ def test_removing_a_label_the_issue_holds_in_another_case_is_shown() -> None:
         FieldChange("labels", "Bug", None, "remove")]
     assert changes("DELETE", "/repos/o/r/issues/1/labels/nope") == []
     assert changes("POST", "/repos/o/r/issues/1/labels", b'{"labels": ["bug"]}') == []
+
+
+def test_an_item_key_holding_a_bracket_is_shown_whole_and_never_edited_elsewhere() -> None:
+    content = b"items[0][id]=si%5D1&items[0][quantity]=9"
+    found, diff = _stripe("POST", "/v1/subscriptions/sub_1",
+                          "items[0][id]=si]1&items[0][quantity]=9")
+    assert diff.changes == [FieldChange("items[si]1]", None, {"quantity": "9"})]
+    for name in ("items[si]1]", "items[si]1].quantity"):
+        with pytest.raises(EditError):
+            rewrite(found, content, "application/x-www-form-urlencoded",
+                    [{"field": name, "new": 3}], None)
+    url = "https://api.stripe.com/v1/subscriptions/sub_1"
+    approval = Approval(
+        id="a1", status=Status.executed, created_at=datetime.now(UTC), method="POST", url=url,
+        fingerprint="f", changes=[Change(field="items[si]1].quantity", old=1, new=9)])
+    with pytest.raises(RevertError):
+        inverse(approval, found, HeldRequest("POST", url, [], content), {"sub_1": SUBSCRIPTION})
