@@ -195,6 +195,10 @@ class HoldWrites:
             self._decided(flow, "refused")
             flow.response = answers.refused(400, str(exc))
             return None
+        if self.mcp is not None and (legacy := self._mcp_legacy(flow, method)):
+            self._decided(flow, "refused")
+            flow.response = answers.refused(400, legacy)
+            return None
         if self.mcp is not None and method in ("POST", "DELETE") and (
                 found := self._mcp_message(flow, method)) is not None:
             flow.metadata[MCP_KEY] = found
@@ -214,6 +218,22 @@ class HoldWrites:
                 self.metrics.counted["passed"].inc()
             return None  # no DECISION_KEY: "passed" is what the traffic record assumes
         return self._request_write(flow, method, context)
+
+    def _mcp_legacy(self, flow: http.HTTPFlow, method: str) -> str | None:
+        """Why this is the legacy MCP HTTP+SSE transport, refused with a clear answer."""
+        assert self.mcp is not None
+        if method not in ("GET", "POST") or method != flow.request.data.method.decode(
+                "utf-8", "surrogateescape"):
+            return None
+        body = b""
+        if method == "POST" and "message" in flow.request.path:  # the cheap test first
+            try:
+                body = decoded(flow.request.raw_content or b"", flow.request.headers.get(
+                    "content-encoding"), self.settings.max_body)
+            except DecodingError:
+                return None
+        host, _ = self.resolve.requested_url(flow)
+        return self.mcp.legacy(method, host, flow.request.path, flow.request.headers, body)
 
     def _mcp_message(self, flow: http.HTTPFlow, method: str) -> Classified | None:
         """The MCP reading of a POST or DELETE sent as such (no override), if it is MCP."""

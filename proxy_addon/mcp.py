@@ -35,6 +35,10 @@ SHIPPED_SERVERS: dict[str, tuple[str, str]] = {
     "GitHub MCP": ("api.githubcopilot.com", "/mcp"),
     "Stripe MCP": ("mcp.stripe.com", "/"),
 }
+LEGACY_SSE = ("the legacy MCP HTTP+SSE transport (protocol 2024-11-05: GET /sse, then POST "
+              "/messages?sessionId=) is not supported through hitl-proxy; use the streamable "
+              "HTTP transport (protocol 2025-03-26 or later: one MCP endpoint URL, POST with "
+              "Accept: application/json, text/event-stream)")
 MCP_KEY = "hitl_mcp"  # flow.metadata: the classified MCP message
 MCP_LIST_KEY = "hitl_mcp_tools_list"  # flow.metadata: whose tools/list answer to learn
 
@@ -254,6 +258,34 @@ class McpRules:
 
     def endpoint(self, host: str, path: str) -> Endpoint | None:
         return self.endpoints.get((host.lower(), path.split("?", 1)[0]))
+
+    def legacy(self, method: str, host: str, path: str, headers: Mapping[str, str],
+               body: bytes) -> str | None:
+        """Why this request is the legacy HTTP+SSE transport, refused at once (its POSTs would
+        be held as writes, answered 202 while the client waits on a stream for ever): the
+        event-stream GET to an `/sse` path of a known MCP server's host, or a JSON-RPC POST to
+        a `messages` path with a session query."""
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(path)
+        if method == "GET":
+            if (parts.path.rstrip("/").endswith("/sse")
+                    and "text/event-stream" in headers.get("accept", "").lower()
+                    and not any(name in headers for name in MCP_HEADERS)
+                    and any(known == host.lower() for known, _ in self.endpoints)
+                    and self.endpoint(host, parts.path) is None):
+                return LEGACY_SSE
+            return None
+        query = parse_qs(parts.query)
+        if (method == "POST" and parts.path.rstrip("/").rsplit("/", 1)[-1] in (
+                "messages", "message") and ("sessionId" in query or "session_id" in query)
+                and self.endpoint(host, parts.path) is None):
+            try:
+                if looks_like_jsonrpc(parse_json(body)):
+                    return LEGACY_SSE
+            except Unreadable:
+                return None
+        return None
 
     def is_endpoint(self, host: str, path: str, headers: Mapping[str, str]) -> bool:
         """An MCP endpoint by its URL or (for a request) by the headers only MCP clients send."""

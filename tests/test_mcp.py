@@ -197,3 +197,18 @@ def test_the_read_call_carries_the_agents_credentials_and_session_under_its_own_
     assert names["authorization"] == "Bearer t" and names["mcp-session-id"] == "s1"
     assert names["mcp-name"] == "get_issue" and names["mcp-method"] == "tools/call"
     assert "mcp-param-owner" not in names and "x-hitl-reason" not in names
+
+
+def test_the_legacy_http_sse_transport_is_told_apart_from_streamable_http() -> None:
+    found = rules()
+    sse = {"accept": "text/event-stream"}
+    assert found.legacy("GET", HOST, "/sse", sse, b"") is not None
+    assert found.legacy("GET", HOST, "/v1/sse/", sse, b"") is not None
+    assert found.legacy("GET", "api.elsewhere.test", "/sse", sse, b"") is None  # any SSE API
+    assert found.legacy("GET", HOST, PATH, sse, b"") is None  # the streamable GET stream
+    assert found.legacy("GET", HOST, "/sse", {**sse, "mcp-session-id": "s"}, b"") is None
+    body = json.dumps(request("tools/call", {"name": "put"})).encode()
+    for path in ("/messages?sessionId=1", "/messages/?session_id=1", "/x/message?sessionId=2"):
+        assert found.legacy("POST", "any.test", path, HEADERS, body) is not None
+    assert found.legacy("POST", "any.test", "/messages", HEADERS, body) is None  # no session
+    assert found.legacy("POST", "any.test", "/messages?sessionId=1", HEADERS, b"{}") is None

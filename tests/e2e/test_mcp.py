@@ -207,3 +207,46 @@ def test_a_mapped_github_tool_is_held_with_old_values_read_through_its_read_tool
     assert len(github.called("get_issue")) == 1
     mcp_proxy.decide(approval["id"], "reject", note="not yet")
     assert call.join().result.is_error and github.called("update_issue") == []
+
+
+def test_the_legacy_http_sse_transport_is_refused_at_once_with_a_clear_answer(
+        mcp_proxy: ProxyProcess) -> None:
+    from mcp.client.sse import sse_client
+
+    async def legacy() -> Any:
+        trust = ssl.create_default_context(cafile=str(Path(mcp_proxy.ca_cert)))
+
+        def factory(**kwargs: Any) -> httpx2.AsyncClient:
+            return httpx2.AsyncClient(proxy=mcp_proxy.proxy_url, verify=trust, **kwargs)
+
+        async with sse_client("https://mcp.acme.test/sse", httpx_client_factory=factory) as _:
+            pass
+
+    started = time.monotonic()
+    with pytest.raises(BaseException) as error:
+        asyncio.run(asyncio.wait_for(legacy(), 20))
+    assert time.monotonic() - started < 10
+    assert "400" in repr(error.value) or "400" in str(error.value.__cause__)
+    # The messages POST of that transport: refused too, naming what to use instead.
+    trust = ssl.create_default_context(cafile=str(Path(mcp_proxy.ca_cert)))
+    with httpx2.Client(proxy=mcp_proxy.proxy_url, verify=trust, timeout=10) as http:
+        answer = http.get("https://mcp.acme.test/sse", headers={"Accept": "text/event-stream"})
+        assert answer.status_code == 400 and "streamable HTTP" in answer.json()["message"]
+        answer = http.post("https://mcp.other.test/messages/?session_id=abc", json={
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}})
+        assert answer.status_code == 400 and "2024-11-05" in answer.json()["message"]
+    assert not mcp_proxy.approvals("pending") or all(
+        "messages" not in a["url"] for a in mcp_proxy.approvals("pending"))
+
+
+def test_the_servers_get_stream_is_streamed_as_it_comes(mcp_proxy: ProxyProcess) -> None:
+    trust = ssl.create_default_context(cafile=str(Path(mcp_proxy.ca_cert)))
+    with (httpx2.Client(proxy=mcp_proxy.proxy_url, verify=trust,
+                        timeout=httpx2.Timeout(10, read=5)) as http,
+          http.stream("GET", GITHUB, headers={
+              "Accept": "text/event-stream", "MCP-Protocol-Version": "2025-06-18",
+              "Mcp-Session-Id": "s-1", "X-Fake-Get-Stream": "1"}) as stream):
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        assert next(lines) == "event: message"  # while the stream is still open upstream
+        assert "notifications/tools/list_changed" in next(lines)

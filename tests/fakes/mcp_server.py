@@ -11,6 +11,7 @@ import json
 import threading
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import ToolAnnotations
@@ -137,9 +138,31 @@ class FakeGitHubMCP:
                       body=body)
             return json.dumps({"id": 1, "body": body})
 
-        self.app: ASGIApp = server.streamable_http_app(
+        self.mcp_app: ASGIApp = server.streamable_http_app(
             json_response=False,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:  # a function, for uvicorn
+            await self._with_get_stream(scope, receive, send)
+
+        self.app: ASGIApp = app
+
+    async def _with_get_stream(self, scope: Any, receive: Any, send: Any) -> None:
+        """The server's GET stream, when asked for with X-Fake-Get-Stream: one event at once,
+        then the stream stays open (a proxy that buffers it delivers nothing)."""
+        if scope["type"] != "http" or scope["method"] != "GET" or b"x-fake-get-stream" not in {
+                name for name, _ in scope["headers"]}:
+            await self.mcp_app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]})
+        event = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": f"event: message\ndata: {json.dumps(event)}\n\n".encode()})
+        with anyio.move_on_after(30):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        await send({"type": "http.response.body", "body": b""})
 
     def _log(self, tool: str, **arguments: Any) -> None:
         with self._lock:
