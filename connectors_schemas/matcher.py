@@ -137,8 +137,12 @@ class Classification:
             by_type: dict[str, list[RecordWrite]] = {}
             for record in wanted:
                 by_type.setdefault(record.object_type, []).append(record)
-            return [self._render(spec, group, kept) for group in by_type.values()]
-        return [self._render(spec, [record], kept) for record in wanted[:MAX_FETCHES]]
+            rendered = [self._render(spec, group, kept) for group in by_type.values()]
+        else:
+            rendered = [self._render(spec, [record], kept) for record in wanted[:MAX_FETCHES]]
+        # An id from the body (`../../companyinfo/1`) may spell dot segments: such a path
+        # reads another resource as the record, so it is not fetched (old values unknown).
+        return [request for request in rendered if non_canonical(request.path) is None]
 
     def _render(self, spec: FetchSpec, records: list[RecordWrite],
                 kept: list[tuple[str, str]]) -> FetchRequest:
@@ -154,9 +158,11 @@ class Classification:
             if isinstance(template, str):
                 if template in lists:
                     return lists[template]
+                # In the path every value is encoded in its segment (a key holding `?` or `#`
+                # from the agent's path would end the fetch's path early: another record)
                 return PLACEHOLDER.sub(
-                    lambda m: quote(names.get(m[1], ""), safe="/") if in_path and m[1] in (
-                        "id", "ids") else names.get(m[1], ""), template)
+                    lambda m: quote(names.get(m[1], ""), safe="/") if in_path
+                    else names.get(m[1], ""), template)
             if isinstance(template, dict):
                 return {key: render(value) for key, value in template.items()}
             if isinstance(template, list):
@@ -454,20 +460,25 @@ class Matcher:
         self._by_host: dict[str, Connector | None] = {}  # every read asks; globs are slow
         self._routes: dict[str, _RouteIndex] = {}
         self._graphql_paths: dict[str, list[re.Pattern[str]]] = {}
-        self._identified: dict[tuple[str, str], Identified] = {}  # every read asks
+        self._identified: dict[tuple[int, str], Identified] = {}  # every read asks
+        # By the connector itself, not its system name: a site's API may share a built-in's
+        # name and must not lend its routes (or cached answers) to the built-in's hosts.
+        self._index: dict[int, _RouteIndex] = {}
+        self._graphql_of: dict[int, list[re.Pattern[str]]] = {}
         for connector in self._connectors:
             derived_for(connector.description)  # a schema without a derived file: now, once
-            index = self._routes[connector.system] = _RouteIndex([  # file order, then sorted
+            index = _RouteIndex([  # file order, then sorted
                 _CompiledRoute(_compile(base, route, connector.path_suffixes), base, route, key,
                                spec, connector, _precedence(base, route))
                 for key, spec in connector.objects.items()
                 for route in spec.routes
                 for base in ([""] if route.from_root else connector.base_paths)
             ], connector.path_suffixes)
+            self._index[id(connector)] = self._routes[connector.system] = index
             # Express and others route without regard to case: `/GraphQL` is the endpoint too.
             # Only for failing closed; write routes still match exactly. A connector has a few
             # GraphQL endpoints however many routes it has, so these are tried one by one.
-            self._graphql_paths[connector.system] = list({
+            self._graphql_of[id(connector)] = self._graphql_paths[connector.system] = list({
                 candidate.pattern.pattern: re.compile(candidate.pattern.pattern, re.IGNORECASE)
                 for candidate in index.scan(_GRAPHQL)}.values())
 
@@ -487,7 +498,7 @@ class Matcher:
         read path's `graphql_in_query`. A non-canonical path counts when a lenient server could
         read it as one."""
         connector = self.connector_for(host)
-        if connector is None or not (patterns := self._graphql_paths[connector.system]):
+        if connector is None or not (patterns := self._graphql_of[id(connector)]):
             return False
         paths = [path] if non_canonical(path) is None else [path, _normalised(path)]
         return any(pattern.match(each) for pattern in patterns for each in paths)
@@ -511,7 +522,7 @@ class Matcher:
                               "no connector route is matched")
         reading = method in READ_METHODS
         # Reads only on GraphQL routes, whatever their method; writes on their method's routes.
-        candidates = self._routes[connector.system].candidates(
+        candidates = self._index[id(connector)].candidates(
             path, _GRAPHQL if reading else method)
         query_map = dict(query)
         for candidate in candidates:  # in precedence order; the first that fits is the route
@@ -601,7 +612,7 @@ class Matcher:
         connector = self.connector_for(host)
         if connector is None:
             return None
-        key = (connector.system, path)
+        key = (id(connector), path)
         if (known := self._identified.get(key)) is not None:
             return known  # agents poll the same records: most reads end here
         identified = self._identify(connector, path)
@@ -615,7 +626,7 @@ class Matcher:
         """The first route in precedence order that names a record, else the first that
         matches (a collection), whatever the routes' methods."""
         collection: Identified | None = None
-        for candidate in self._routes[connector.system].candidates(path, _ANY):
+        for candidate in self._index[id(connector)].candidates(path, _ANY):
             found = candidate.pattern.match(path)
             if found is None:
                 continue

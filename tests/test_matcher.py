@@ -302,3 +302,48 @@ def test_a_form_write_reads_its_url_query_as_parameters_too(matcher: Matcher,
                              "application/x-www-form-urlencoded")
     assert twice is not None and not twice.read
     assert twice.body_problem is not None and "repeats" in twice.body_problem
+
+
+@pytest.mark.parametrize(("method", "host", "path", "query", "body"), [
+    # an encoded '?' in a parent's key: the fetch read issue ABC as comment 5's old values
+    ("PUT", "acme.atlassian.net", "/rest/api/3/issue/ABC%3Fx=/comment/5", [],
+     b'{"body": "x"}'),
+    ("PUT", "acme.atlassian.net", "/rest/api/3/issue/ABC%23/comment/5", [], b'{"body": "x"}'),
+    # ids from the body with dot segments: the fetch read another resource as the record
+    ("PUT", "acme.atlassian.net", "/rest/api/3/issue/archive", [],
+     b'{"issueIdsOrKeys": ["../../myself"]}'),
+    ("POST", "quickbooks.api.intuit.com", "/v3/company/1/invoice", [("operation", "delete")],
+     b'{"Id": "../../companyinfo/1", "SyncToken": "0"}'),
+])
+def test_the_proxys_own_fetch_reads_only_the_record_the_write_names(
+        matcher: Matcher, method: str, host: str, path: str, query: list[tuple[str, str]],
+        body: bytes) -> None:
+    """Values from the agent's path or body never make the proxy's fetch another URL: each
+    is encoded in its segment, and a fetch path with more than one reading is not sent."""
+    found = matcher.classify(method, host, path, query, body, "application/json")
+    assert found is not None and not found.read
+    for fetch in found.fetch_requests([]):
+        assert "?" not in fetch.path and "#" not in fetch.path
+        assert "/../" not in fetch.path + "/" and "/./" not in fetch.path + "/"
+
+
+def test_two_connectors_of_one_system_name_keep_their_own_routes() -> None:
+    """A site's own API named like a built-in (`system: Stripe`) must not lend its routes to
+    the built-in's hosts: its documented POST read at /v1/customers/{id} made Stripe's
+    customer update pass unreviewed."""
+    from connectors_schemas.models import Connector, ObjectSpec, Route
+
+    site = Connector(system="Stripe", hosts=["billing.internal.example"], objects={
+        "lookup": ObjectSpec(routes=[Route(method="POST", path="/v1/customers/{id}",
+                                           operation=Operation.read)])})
+    both = Matcher({**load_connectors(), "billing": site})
+    found = both.classify("POST", _STRIPE, "/v1/customers/cus_1", [], b"name=Bob",
+                          "application/x-www-form-urlencoded")
+    assert found is not None and not found.read and found.object_type == "customer"
+    own = both.classify("POST", "billing.internal.example", "/v1/customers/cus_1", [], b"{}",
+                        "application/json")
+    assert own is not None and own.read
+    site_read = both.identify("billing.internal.example", "/v1/customers/cus_1")
+    stripe_read = both.identify(_STRIPE, "/v1/customers/cus_1")  # not the cached site answer
+    assert site_read is not None and site_read.object_type == "lookup"
+    assert stripe_read is not None and stripe_read.object_type == "customer"
