@@ -116,11 +116,16 @@ def _masked_parameters(diff: Diff, record_id: str | None) -> list[Parameter]:
 
 def _policy_field(name: str) -> str:
     """`items[si_1].price` as `items.price`: policies and risk hints name a list's fields,
-    not its items."""
-    return _ITEM_KEY.sub("", name)
+    not its items. The key is all from the first `[` to the last `]` before a dotted field
+    (`items[si]1]` is `items`): a key holding brackets never moves the field elsewhere."""
+    if "[" not in name:
+        return name
+    head, _, rest = name.partition("[")
+    found = _AFTER_KEY.search(rest)
+    return head + (found.group(0) if found else "")
 
 
-_ITEM_KEY = re.compile(r"\[[^\]]*\]")
+_AFTER_KEY = re.compile(r"(?<=\])\.[^\[\]]*$")
 
 
 @dataclass(frozen=True, slots=True)

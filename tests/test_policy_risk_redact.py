@@ -123,3 +123,13 @@ def test_money_threshold_makes_small_moves_medium() -> None:
                    old_values_known=True, recognised=True, money_threshold=50)
     assert (small.level, large.level) == (RiskLevel.medium, RiskLevel.high)
     assert large.money and large.reasons == ["moves money: TotalAmt 120.0 -> 1200.0"]
+
+
+def test_an_item_field_is_policed_as_its_lists_field_whatever_its_key_holds() -> None:
+    from proxy_addon.proposals import _policy_field
+
+    assert _policy_field("items[si_1].price") == "items.price"
+    assert _policy_field("items[si.1]") == "items"
+    assert _policy_field("items[si]1]") == "items"  # not items1]: money risk on items holds
+    assert _policy_field("items[si]1].quantity") == "items.quantity"
+    assert _policy_field("description") == "description"
