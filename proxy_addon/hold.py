@@ -157,6 +157,7 @@ class HoldWrites:
                  recorder: TrafficRecorder | None = None, mcp: McpRules | None = None) -> None:
         self.mcp = mcp
         self.kept = KeptResults()  # MCP results of calls executed after their agent left
+        self._listed: dict[tuple[str, str], float] = {}  # when the proxy last fetched tools/list
         self.metrics = metrics
         self.recorder = recorder
         self.store = store
@@ -202,6 +203,8 @@ class HoldWrites:
         if self.mcp is not None and method in ("POST", "DELETE") and (
                 found := self._mcp_message(flow, method)) is not None:
             flow.metadata[MCP_KEY] = found
+            if found.verdict == "write" and self._unlisted(found):
+                return self._list_then_decide(flow, method, context, found)
             if found.verdict == "write":
                 return self._request_write(flow, method, context)
             if found.methods == ("tools/list",):
@@ -218,6 +221,43 @@ class HoldWrites:
                 self.metrics.counted["passed"].inc()
             return None  # no DECISION_KEY: "passed" is what the traffic record assumes
         return self._request_write(flow, method, context)
+
+    def _unlisted(self, found: Classified) -> bool:
+        """A tool call naming a tool the proxy has not seen listed, on a server whose
+        annotations are trusted: worth asking the server for its tools/list first."""
+        assert self.mcp is not None
+        call = found.call
+        if call is None or not found.endpoint.trust_annotations or found.methods != (
+                "tools/call",) or self.mcp.catalog.get(found.endpoint, call.tool) is not None:
+            return False
+        key, now = (found.endpoint.key, call.tool), time.monotonic()
+        if now - self._listed.get(key, -1e9) < 60:
+            return False  # asked a minute ago and not listed: held without asking again
+        self._listed[key] = now
+        while len(self._listed) > 1000:
+            self._listed.pop(next(iter(self._listed)))
+        return True
+
+    async def _list_then_decide(self, flow: http.HTTPFlow, method: str, context: Context,
+                                found: Classified) -> None:
+        """Fetch the server's tools/list with the agent's credentials, then decide again; a
+        fetch that fails leaves the call held."""
+        assert self.mcp is not None
+        _, url = self.resolve.requested_url(flow)
+        headers = list(flow.request.headers.items(multi=True))
+        problem = await mcp_hold.fetch_tools(self.mcp, found, url, headers, self.upstream)
+        if problem is not None:
+            logger.info("MCP %s: the proxy's own tools/list failed: %s", found.endpoint.name,
+                        problem)
+        again = self._mcp_message(flow, method)
+        if again is not None and again.verdict == "pass":
+            flow.metadata[MCP_KEY] = again
+            if self.metrics is not None:
+                self.metrics.counted["passed"].inc()
+            return
+        if again is not None:
+            flow.metadata[MCP_KEY] = again
+        await self._request_write(flow, method, context)
 
     def _mcp_legacy(self, flow: http.HTTPFlow, method: str) -> str | None:
         """Why this is the legacy MCP HTTP+SSE transport, refused with a clear answer."""

@@ -100,28 +100,64 @@ def record_of_result(result: Any, spec: ReadTool) -> dict[str, Any] | None:
     return structured if isinstance(structured, dict) else None
 
 
-def read_call(spec: ReadTool, call: ToolCall,
-              headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]], str]:
-    """The JSON-RPC tools/call of the read tool, with the agent's headers (credentials, session,
-    protocol version), and its id."""
-    request_id = f"hitl-proxy-read-{uuid.uuid4().hex[:12]}"
-    params: dict[str, Any] = {"name": spec.tool, "arguments": {
-        name: fill(value, call.arguments) for name, value in spec.arguments.items()}}
+def own_request(method: str, params: dict[str, Any], call: ToolCall,
+                headers: list[tuple[str, str]],
+                name: str | None = None) -> tuple[bytes, list[tuple[str, str]], str]:
+    """A JSON-RPC request the proxy sends itself (a read tool's call, tools/list) with the
+    agent's headers (credentials, session, protocol version) and its `_meta` protocol keys."""
+    request_id = f"hitl-proxy-{uuid.uuid4().hex[:12]}"
     protocol_meta = {k: v for k, v in call.meta.items() if k.startswith("io.modelcontextprotocol/")}
     if protocol_meta:
-        params["_meta"] = protocol_meta
-    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+        params = {**params, "_meta": protocol_meta}
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
                        "params": params}).encode()
     from proxy_addon.upstream import forwardable
 
-    modern = any(name.lower() == "mcp-method" for name, _ in headers)
-    sent = [(name, value) for name, value in forwardable(headers)
-            if name.lower() not in _READ_DROP and not name.lower().startswith("mcp-param")]
+    modern = any(header.lower() == "mcp-method" for header, _ in headers)
+    sent = [(header, value) for header, value in forwardable(headers)
+            if header.lower() not in _READ_DROP and not header.lower().startswith("mcp-param")]
     sent += [("Content-Type", "application/json"),
              ("Accept", "application/json, text/event-stream")]
     if modern:  # 2026-07-28: the routing headers must agree with the body
-        sent += [("Mcp-Method", "tools/call"), ("Mcp-Name", spec.tool)]
+        sent += [("Mcp-Method", method), *([("Mcp-Name", name)] if name else [])]
     return body, sent, request_id
+
+
+def read_call(spec: ReadTool, call: ToolCall,
+              headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]], str]:
+    """The JSON-RPC tools/call of the read tool."""
+    return own_request("tools/call", {"name": spec.tool, "arguments": {
+        name: fill(value, call.arguments) for name, value in spec.arguments.items()}}, call,
+        headers, spec.tool)
+
+
+async def fetch_tools(rules: McpRules, classified: Classified, url: str,
+                      headers: list[tuple[str, str]], upstream: UpstreamClient,
+                      max_pages: int = 20) -> str | None:
+    """Learn a server's tools by sending its tools/list (every page) ourselves, with the
+    agent's credentials; why it failed, or None."""
+    call, endpoint = classified.call, classified.endpoint
+    assert call is not None
+    cursor: str | None = None
+    for _ in range(max_pages):
+        body, sent, request_id = own_request(
+            "tools/list", {"cursor": cursor} if cursor else {}, call, headers)
+        try:
+            response = await upstream.post(url, sent, body)
+        except httpx.HTTPError as exc:
+            return f"tools/list could not be sent: {exc}"
+        if response.status_code != 200 or len(response.content) > MAX_READ_BYTES:
+            return f"the server answered {response.status_code} to tools/list"
+        answers = [m for m in answer_messages(response.content,
+                                              response.headers.get("content-type"))
+                   if isinstance(m, dict) and m.get("id") == request_id]
+        result = answers[0].get("result") if answers else None
+        if not isinstance(result, dict) or not rules.catalog.record(endpoint, answers[0]):
+            return "the server's answer to tools/list lists no tools"
+        cursor = result.get("nextCursor")
+        if not isinstance(cursor, str) or not cursor:
+            return None
+    return None
 
 
 async def _read_by_tool(spec: ReadTool, call: ToolCall, url: str, headers: list[tuple[str, str]],

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from proxy_addon.mcp import Endpoint, McpRules, call_fingerprint, sse_messages
+from proxy_addon.mcp import Endpoint, McpRules, ToolCall, call_fingerprint, sse_messages
 
 HOST, PATH = "mcp.acme.test", "/mcp"
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -177,7 +177,6 @@ def test_a_read_tool_result_is_read_as_json_text_structured_content_or_a_file() 
 
 def test_the_read_call_carries_the_agents_credentials_and_session_under_its_own_name() -> None:
     from connectors_schemas.mcp_tools import ReadTool
-    from proxy_addon.mcp import ToolCall
     from proxy_addon.mcp_hold import read_call
 
     call = ToolCall("update_issue", {"owner": "o", "repo": "r", "issue_number": 3}, 9,
@@ -212,3 +211,45 @@ def test_the_legacy_http_sse_transport_is_told_apart_from_streamable_http() -> N
         assert found.legacy("POST", "any.test", path, HEADERS, body) is not None
     assert found.legacy("POST", "any.test", "/messages", HEADERS, body) is None  # no session
     assert found.legacy("POST", "any.test", "/messages?sessionId=1", HEADERS, b"{}") is None
+
+
+def test_the_proxys_own_tools_list_follows_cursors_and_a_failure_learns_nothing() -> None:
+    import asyncio
+
+    import httpx
+
+    from proxy_addon.mcp_hold import fetch_tools
+
+    class Upstream:
+        def __init__(self, pages: list[Any]) -> None:
+            self.pages, self.sent = pages, []
+
+        async def post(self, url: str, headers: list[tuple[str, str]],
+                       content: bytes) -> httpx.Response:
+            sent = json.loads(content)
+            self.sent.append(sent)
+            page = self.pages.pop(0)
+            if isinstance(page, Exception):
+                raise page
+            return httpx.Response(200, json={"jsonrpc": "2.0", "id": sent["id"],
+                                             "result": page})
+
+    found = McpRules([Endpoint("Acme", HOST, PATH, True)])
+    call = request("tools/call", {"name": "late"})
+    classified = found.classify("POST", HOST, PATH, HEADERS, json.dumps(call).encode())
+    assert classified is not None and classified.verdict == "write"
+    upstream = Upstream([
+        {"tools": [{"name": "a"}], "nextCursor": "p2"},
+        {"tools": [{"name": "late", "annotations": {"readOnlyHint": True}}]}])
+    assert asyncio.run(fetch_tools(found, classified, "https://x", [], upstream)) is None
+    assert [s["method"] for s in upstream.sent] == ["tools/list", "tools/list"]
+    assert upstream.sent[1]["params"] == {"cursor": "p2"}
+    again = found.classify("POST", HOST, PATH, HEADERS, json.dumps(call).encode())
+    assert again is not None and again.verdict == "pass"
+
+    fresh = McpRules([Endpoint("Acme", HOST, PATH, True)])
+    failing = Upstream([httpx.ConnectError("down")])
+    assert "could not be sent" in asyncio.run(fetch_tools(fresh, classified, "https://x", [],
+                                                          failing))
+    assert fresh.classify("POST", HOST, PATH, HEADERS,
+                          json.dumps(call).encode()).verdict == "write"

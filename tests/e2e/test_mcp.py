@@ -250,3 +250,32 @@ def test_the_servers_get_stream_is_streamed_as_it_comes(mcp_proxy: ProxyProcess)
         lines = stream.iter_lines()
         assert next(lines) == "event: message"  # while the stream is still open upstream
         assert "notifications/tools/list_changed" in next(lines)
+
+
+def test_a_tool_not_seen_listed_is_looked_up_in_the_servers_own_tools_list(
+        mcp_proxy: ProxyProcess, servers: dict[str, tuple[Any, HTTPSFake]]) -> None:
+    from tests.fakes.mcp_server import READ
+
+    github: FakeGitHubMCP = servers["github"][0]
+
+    # A tool the server started to offer after the agent listed: never seen by the proxy.
+    @github.server.tool(description="Get details of the authenticated GitHub user.",
+                        annotations=READ)
+    def get_me() -> str:
+        github._log("get_me")
+        return '{"login": "octocat"}'
+
+    before = len(mcp_proxy.approvals())
+
+    async def call_only(client: Client) -> Any:  # no tools/list of its own
+        return await client.call_tool("get_me", {})
+
+    result = agent(mcp_proxy, GITHUB, call_only)()
+    assert not result.is_error and "octocat" in text(result)
+    assert len(mcp_proxy.approvals()) == before and github.called("get_me") == [{}]
+    # A tool the server does not list at all is still held (and the server never called).
+    call, approval = held(mcp_proxy, agent(mcp_proxy, GITHUB, lambda client: client.call_tool(
+        "delete_everything", {"owner": "octo"})))
+    assert "has not seen" in " ".join(approval["risk"]["reasons"])
+    mcp_proxy.decide(approval["id"], "reject", note="no")
+    assert call.join().result.is_error
