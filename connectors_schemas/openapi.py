@@ -525,8 +525,25 @@ def _rename(path: str, record: str | None) -> str:
     return path.replace("{" + record + "}", "{id}")
 
 
-def _fetch(path: str, record: str | None) -> dict[str, Any]:
-    return {"path": _rename(path, record)}
+def _fetch(path: str, record: str | None, getter: Op | None = None) -> dict[str, Any]:
+    fetch: dict[str, Any] = {"path": _rename(path, record)}
+    if getter is not None and (selector := _field_selector(getter)) is not None:
+        fetch["query"] = {selector: "{fields}"}
+    return fetch
+
+
+def _field_selector(getter: Op) -> str | None:
+    """The GET's query parameter naming the fields it returns (HubSpot's `properties`, Jira's
+    `fields`): without it such a GET answers only default fields, and a field it left out would
+    read as "no value" where the record holds one."""
+    for raw in getter.operation.get("parameters") or []:
+        parameter = getter.spec.resolve(raw)
+        if (isinstance(parameter, dict) and parameter.get("in") == "query"
+                and parameter.get("name") in ("properties", "fields")
+                and not re.search(r"\bIDs\b|\bby (?:their )?ids?\b",
+                                  str(parameter.get("description") or ""), re.IGNORECASE)):
+            return str(parameter["name"])  # named by field name (GitHub's project fields: ids)
+    return None
 
 
 def _body_format(op: Op) -> str | None:
@@ -890,7 +907,7 @@ def _record_route(found: Index, op: Op, segments: list[str], own: Op | None,
     if action:
         route["action"] = action
     if own is not None and operation is not Operation.create:
-        route["fetch"] = _fetch(_get_path(found, segments), record)
+        route["fetch"] = _fetch(_get_path(found, segments), record, own)
         if (wrapper := _wrapper(op, own)) is not None:
             route["values_path"] = wrapper
     elif operation is not Operation.create:

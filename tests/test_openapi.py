@@ -301,3 +301,16 @@ def test_a_read_shaped_path_is_no_read_when_its_summary_names_a_change(
     spec = openapi.Spec("t", {"openapi": "3.0.0", "paths": {}})
     op = openapi.Op("POST", path, {"summary": summary}, spec)
     assert openapi.is_documented_read(op) is read
+
+
+def test_a_derived_fetch_names_the_fields_sent_when_the_get_returns_only_those_asked_for() -> None:
+    """HubSpot's GET answers default properties only: a clear of a property it left out would
+    read as "no value" under empty_is_absent and be hidden, so the fetch asks for the fields."""
+    connectors = {"hubspot": load_connector(SCHEMAS_DIR / "hubspot.yaml")}
+    found = Matcher(connectors).classify(
+        "PATCH", "api.hubapi.com", "/crm/objects/2026-03/contacts/101", [],
+        b'{"properties": {"phone": "", "firstname": "Ada"}}', "application/json")
+    assert found is not None and found.spec.empty_is_absent
+    [fetch] = found.fetch_requests([])
+    assert fetch.path == "/crm/objects/2026-03/contacts/101"
+    assert fetch.query == [("properties", "firstname,phone")]
