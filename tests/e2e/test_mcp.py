@@ -279,3 +279,41 @@ def test_a_tool_not_seen_listed_is_looked_up_in_the_servers_own_tools_list(
     assert "has not seen" in " ".join(approval["risk"]["reasons"])
     mcp_proxy.decide(approval["id"], "reject", note="no")
     assert call.join().result.is_error
+
+
+@pytest.mark.parametrize("version", ["2025-11-25", "2025-06-18", "2025-03-26"])
+def test_older_revisions_with_a_session_pass_and_hold_alike(
+        mcp_proxy: ProxyProcess, servers: dict[str, tuple[Any, HTTPSFake]],
+        monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    """The SDK's initialize handshake (mode="legacy": Mcp-Session-Id, MCP-Protocol-Version on
+    every request, the session DELETE at the end), pinned to each handshake-era revision."""
+    import mcp.client.session
+
+    monkeypatch.setattr(mcp.client.session, "LATEST_HANDSHAKE_VERSION", version)
+    acme = servers["acme"][0]
+    ticket = f"v{version}"
+
+    async def run() -> Any:
+        trust = ssl.create_default_context(cafile=str(Path(mcp_proxy.ca_cert)))
+        async with (httpx2.AsyncClient(proxy=mcp_proxy.proxy_url, verify=trust,
+                                       timeout=httpx2.Timeout(30, read=60)) as http,
+                    Client(streamable_http_client(ACME, http_client=http),
+                           mode="legacy") as client):
+            await client.list_tools()
+            read = await client.call_tool("get_ticket", {"ticket_id": "1"})
+            written = await client.call_tool("update_ticket", {"ticket_id": ticket,
+                                                               "title": version})
+            return client.protocol_version, read, written
+
+    before = {a["id"] for a in mcp_proxy.approvals()}
+    call, approval = held(mcp_proxy, lambda: asyncio.run(run()))
+    assert approval["action"] == "update_ticket"
+    mcp_proxy.decide(approval["id"], "approve")
+    negotiated, read, written = call.join().result
+    assert call.error is None and negotiated == version
+    assert not read.is_error and not written.is_error and f"ticket {ticket}" in text(written)
+    assert [c for c in acme.called("update_ticket") if c["ticket_id"] == ticket] == [
+        {"ticket_id": ticket, "status": None, "title": version}]
+    # The handshake, notifications/initialized, the listing, the read and the session DELETE
+    # all passed: the one write is the only approval.
+    assert {a["id"] for a in mcp_proxy.approvals()} - before == {approval["id"]}
