@@ -253,3 +253,44 @@ def test_the_proxys_own_tools_list_follows_cursors_and_a_failure_learns_nothing(
                                                           failing))
     assert fresh.classify("POST", HOST, PATH, HEADERS,
                           json.dumps(call).encode()).verdict == "write"
+
+
+def test_old_values_never_call_a_read_tool_listed_as_a_write_and_fall_back_to_rest() -> None:
+    import asyncio
+
+    from connectors_schemas.mcp_tools import McpMappings, McpToolMap
+    from proxy_addon.mcp_hold import old_values
+    from proxy_addon.upstream import Fetched
+
+    mapping = McpToolMap.model_validate({
+        "server": "Acme", "urls": [f"https://{HOST}{PATH}"], "tools": {
+            "put": {"object": "ticket", "operation": "update", "record": ["id"],
+                    "read": {"tool": {"tool": "peek", "arguments": {"id": "{id}"}},
+                             "rest": {"url": "https://api.acme.test/tickets/{id}"}}}}})
+
+    class Upstream:
+        def __init__(self) -> None:
+            self.posts: list[bytes] = []
+            self.gets: list[tuple[str, list[tuple[str, str]]]] = []
+
+        async def post(self, url: str, headers: Any, content: bytes) -> Any:
+            self.posts.append(content)
+            raise AssertionError("the read tool must not be called")
+
+        async def fetch_json(self, url: str, headers: list[tuple[str, str]]) -> Fetched:
+            self.gets.append((url, headers))
+            return Fetched({"id": "a/b", "status": "open"}, 200, None)
+
+    found = McpRules([Endpoint("Acme", HOST, PATH, True)], McpMappings({"acme": mapping}))
+    found.catalog.record(found.endpoint(HOST, PATH), {"result": {"tools": [
+        {"name": "put"}, {"name": "peek", "annotations": {"readOnlyHint": False}}]}})
+    body = json.dumps(request("tools/call", {"name": "put", "arguments": {
+        "id": "a/b", "status": "closed"}})).encode()
+    classified = found.classify("POST", HOST, PATH, HEADERS, body)
+    upstream = Upstream()
+    mapped = asyncio.run(old_values(classified, found, f"https://{HOST}{PATH}", [
+        ("Authorization", "Bearer k"), ("Mcp-Session-Id", "s")], upstream))
+    assert upstream.posts == []
+    assert upstream.gets == [("https://api.acme.test/tickets/a%2Fb",
+                              [("Authorization", "Bearer k")])]
+    assert mapped is not None and mapped.current == {"id": "a/b", "status": "open"}
