@@ -265,8 +265,10 @@ class HoldWrites:
         if method not in ("GET", "POST") or method != flow.request.data.method.decode(
                 "utf-8", "surrogateescape"):
             return None
+        if ("sse" if method == "GET" else "message") not in flow.request.path:
+            return None  # the cheap test first: nearly every request stops here
         body = b""
-        if method == "POST" and "message" in flow.request.path:  # the cheap test first
+        if method == "POST":
             try:
                 body = decoded(flow.request.raw_content or b"", flow.request.headers.get(
                     "content-encoding"), self.settings.max_body)
