@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from mitmproxy import http
@@ -75,6 +77,9 @@ class ToolCall:
     arguments: dict[str, Any]
     request_id: str | int | None
     meta: dict[str, Any]
+    # Members beyond name, arguments, _meta (in params) and jsonrpc, id, method, params (in the
+    # message): a server may act on them, so they are part of what was reviewed.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +110,21 @@ def _no_constants(name: str) -> Any:
     raise Unreadable(f"the JSON holds {name}")
 
 
+def _exact_float(text: str) -> float:
+    """A float only when it holds the literal's number exactly as written (no 1e400, no
+    0.10000000000000000001): else two different numbers would read, and fingerprint, alike."""
+    number = float(text)
+    if not math.isfinite(number) or Decimal(text) != Decimal(repr(number)):
+        raise Unreadable(f"the JSON number {text} does not fit a float exactly")
+    return number
+
+
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: one reading or Unreadable (repeated keys, NaN, bad UTF-8...)."""
+    """Strict JSON: one reading or Unreadable (repeated keys, NaN, bad UTF-8, inexact
+    numbers...)."""
     try:
         return json.loads(body.decode("utf-8"), object_pairs_hook=_unique,
-                          parse_constant=_no_constants)
+                          parse_constant=_no_constants, parse_float=_exact_float)
     except (UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, Unreadable):
             raise
@@ -148,13 +163,19 @@ def _tool_call(message: dict[str, Any]) -> ToolCall:
     if not isinstance(arguments, dict):
         raise Unreadable("a tools/call's arguments must be an object")
     meta = params.get("_meta")
-    return ToolCall(name, arguments, message.get("id"), meta if isinstance(meta, dict) else {})
+    extra = {f"params.{key}": value for key, value in params.items()
+             if key not in ("name", "arguments", "_meta")}
+    extra |= {key: value for key, value in message.items()
+              if key not in ("jsonrpc", "id", "method", "params")}
+    return ToolCall(name, arguments, message.get("id"), meta if isinstance(meta, dict) else {},
+                    extra)
 
 
 def _protocol_version(headers: Mapping[str, str], message: Any) -> str | None:
     if version := headers.get("mcp-protocol-version"):
         return version
-    meta = ((message.get("params") or {}).get("_meta") if isinstance(message, dict) else None)
+    params = message.get("params") if isinstance(message, dict) else None
+    meta = params.get("_meta") if isinstance(params, dict) else None
     found = meta.get("io.modelcontextprotocol/protocolVersion") if isinstance(meta, dict) else None
     return found if isinstance(found, str) else None
 
@@ -297,13 +318,16 @@ class McpRules:
         """The MCP reading of a request, or None when it is no MCP message (then the usual
         rules apply: a POST is a write)."""
         known = self.endpoint(host, path)
-        if known is None and not self.is_endpoint(host, path, headers):
+        if known is None:
+            # Only a server configured (or shipped) by its URL: MCP headers and a JSON-RPC body
+            # are the agent's to send anywhere, and a REST route ignores the body's `method`
+            # (`POST /api/v2/tickets` with `Mcp-Method: ping` creates the ticket). Held as
+            # the POST it is.
             return None
-        clean = path.split("?", 1)[0]
-        endpoint = known or Endpoint(host.lower(), host.lower(), clean, configured=False)
+        endpoint = known
         if method == "DELETE":
             # Ending a session: only to a known MCP server's URL, with the session, no body.
-            if known is not None and "mcp-session-id" in headers and not body:
+            if "mcp-session-id" in headers and not body:
                 return Classified(endpoint, "pass", "MCP session DELETE")
             return None
         if method != "POST":
@@ -311,12 +335,8 @@ class McpRules:
         try:
             message = parse_json(body)
         except Unreadable as exc:
-            if known is None:
-                return None  # not recognisably MCP: held as the POST it is
             return Classified(endpoint, "write", f"an MCP message the proxy cannot read: {exc}")
         if not looks_like_jsonrpc(message):
-            if known is None:
-                return None
             return Classified(endpoint, "write", "a body to an MCP server that is not JSON-RPC")
         return self._classify_message(endpoint, headers, message)
 
@@ -409,7 +429,10 @@ def call_fingerprint(url: str, call: ToolCall) -> str:
     digest = hashlib.sha256(b"MCP tools/call\n")
     digest.update(f"{url}\n{call.tool}\n".encode())
     digest.update(json.dumps(call.arguments, sort_keys=True, separators=(",", ":"),
-                             ensure_ascii=False).encode())
+                             ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if call.extra:
+        digest.update(b"\n" + json.dumps(call.extra, sort_keys=True, separators=(",", ":"),
+                                         ensure_ascii=False).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 

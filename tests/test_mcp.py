@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from proxy_addon.mcp import Endpoint, McpRules, ToolCall, call_fingerprint, sse_messages
+from proxy_addon.mcp import (
+    Endpoint,
+    McpRules,
+    ToolCall,
+    body_call,
+    call_fingerprint,
+    sse_messages,
+)
 
 HOST, PATH = "mcp.acme.test", "/mcp"
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -80,15 +87,15 @@ def test_headers_that_disagree_with_the_body_make_it_a_write() -> None:
     assert verdict([listing], {**HEADERS, "mcp-method": "tools/list"}) == "write"
 
 
-def test_an_unknown_host_is_mcp_only_by_its_headers_and_a_json_rpc_body() -> None:
+def test_an_unknown_host_is_never_mcp_whatever_its_headers() -> None:
     other = "api.example.com"
     assert verdict(request("tools/list"), {"content-type": "application/json"},
-                   host=other) is None  # no MCP header: the usual rules hold it as a POST
+                   host=other) is None  # the usual rules hold it as a POST
     assert verdict(request("tools/list"), {"mcp-protocol-version": "2025-06-18"},
-                   host=other) == "pass"
+                   host=other) is None
     assert verdict({"name": "x"}, HEADERS, host=other) is None
     call = request("tools/call", {"name": "get"})
-    assert verdict(call, {"mcp-protocol-version": "2025-06-18"}, host=other) == "write"
+    assert verdict(call, {"mcp-protocol-version": "2025-06-18"}, host=other) is None
 
 
 def test_session_delete_passes_only_to_a_known_server_with_its_session() -> None:
@@ -294,3 +301,49 @@ def test_old_values_never_call_a_read_tool_listed_as_a_write_and_fall_back_to_re
     assert upstream.gets == [("https://api.acme.test/tickets/a%2Fb",
                               [("Authorization", "Bearer k")])]
     assert mapped is not None and mapped.current == {"id": "a/b", "status": "open"}
+
+
+def test_mcp_headers_never_loosen_a_write_to_a_host_not_configured_as_mcp() -> None:
+    # Path routing ignores the body: Zendesk would create the ticket whatever `method` says.
+    body = {"jsonrpc": "2.0", "method": "ping", "id": 1, "ticket": {"subject": "x"}}
+    for headers in ({"mcp-method": "ping", "mcp-protocol-version": "2025-06-18"},
+                    {"mcp-session-id": "s1"}, HEADERS):
+        found = rules().classify("POST", "acme.zendesk.com", "/api/v2/tickets", headers,
+                                 json.dumps(body).encode())
+        assert found is None or found.verdict == "write"
+    # Nor another path of a known server's host.
+    assert verdict(request("ping"), host=HOST) == "pass"
+    assert rules().classify("POST", HOST, "/api/tickets", HEADERS,
+                            json.dumps(request("ping")).encode()) is None
+
+
+@pytest.mark.parametrize("params", [[1], "x", 7, True])
+def test_params_that_are_no_object_are_a_write_never_an_error(params: Any) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    assert verdict(body, {"accept": "application/json, text/event-stream"}) == "write"
+    assert verdict([body], {"accept": "application/json, text/event-stream"}) == "write"
+
+
+@pytest.mark.parametrize("a, b", [(b"1e400", b"2e400"), (b"0.1", b"0.10000000000000000001")])
+def test_numbers_a_float_cannot_hold_exactly_never_share_a_fingerprint(a: bytes, b: bytes) -> None:
+    def call(number: bytes) -> Any:
+        raw = (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"put",'
+               b'"arguments":{"amount":' + number + b"}}}")
+        return body_call(raw)
+    first, second = call(a), call(b)
+    assert first is None or second is None or (
+        call_fingerprint("u", first) != call_fingerprint("u", second))
+
+
+@pytest.mark.parametrize("extra", [
+    {"task": {"ttl": 1}},  # an extra params member the server may act on
+])
+def test_a_call_with_members_the_fingerprint_leaves_out_is_read_by_its_bytes(
+        extra: dict[str, Any]) -> None:
+    plain = request("tools/call", {"name": "put", "arguments": {"a": 1}})
+    more = request("tools/call", {"name": "put", "arguments": {"a": 1}, **extra})
+    top = {**plain, "dry_run": False}
+    for other in (more, top):
+        call = body_call(json.dumps(other).encode())
+        assert call is None or call_fingerprint("u", call) != call_fingerprint(
+            "u", body_call(json.dumps(plain).encode()))
