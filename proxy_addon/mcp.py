@@ -29,6 +29,13 @@ PROTOCOL_METHODS = frozenset({
     "resources/templates/list", "prompts/list", "prompts/get", "completion/complete",
 })
 TOOL_CALL = "tools/call"
+# The notifications a client sends (the spec's, exactly): any other may be a server's own verb.
+CLIENT_NOTIFICATIONS = frozenset({
+    "notifications/initialized", "notifications/cancelled", "notifications/progress",
+    "notifications/roots/list_changed",
+})
+# `_meta` keys that differ between a client's retries and no server acts on as an input.
+RETRY_META_KEYS = frozenset({"progressToken", "reason", "hitl/reason", "x-hitl-reason"})
 # `Mcp-Method` values that are JSON-RPC method names, not HTTP method overrides.
 MCP_METHOD_NAMES = PROTOCOL_METHODS | {TOOL_CALL}
 MCP_HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-session-id")
@@ -165,6 +172,9 @@ def _tool_call(message: dict[str, Any]) -> ToolCall:
     meta = params.get("_meta")
     extra = {f"params.{key}": value for key, value in params.items()
              if key not in ("name", "arguments", "_meta")}
+    if isinstance(meta, dict) and (kept := {key: value for key, value in meta.items()
+                                            if key not in RETRY_META_KEYS}):
+        extra["params._meta"] = kept
     extra |= {key: value for key, value in message.items()
               if key not in ("jsonrpc", "id", "method", "params")}
     return ToolCall(name, arguments, message.get("id"), meta if isinstance(meta, dict) else {},
@@ -363,7 +373,7 @@ class McpRules:
         if isinstance(message, list) and TOOL_CALL in methods:
             return write("a JSON-RPC batch holding a tools/call")
         unknown = [m for m in methods
-                   if m and m not in MCP_METHOD_NAMES and not m.startswith("notifications/")]
+                   if m and m not in MCP_METHOD_NAMES and m not in CLIENT_NOTIFICATIONS]
         if unknown:
             return write(f"an MCP method the proxy does not know: {unknown[0]!r}")
         if methods != (TOOL_CALL,):
@@ -424,8 +434,9 @@ class McpRules:
 
 
 def call_fingerprint(url: str, call: ToolCall) -> str:
-    """Binds an approval to the server, the tool and its arguments (not the JSON-RPC id or
-    `_meta`): a client's retry of the same call has the same fingerprint."""
+    """Binds an approval to the server, the tool, its arguments and any other member a server
+    may act on (not the JSON-RPC id, nor `_meta`'s progress token and reason): a client's retry
+    of the same call has the same fingerprint."""
     digest = hashlib.sha256(b"MCP tools/call\n")
     digest.update(f"{url}\n{call.tool}\n".encode())
     digest.update(json.dumps(call.arguments, sort_keys=True, separators=(",", ":"),

@@ -112,7 +112,8 @@ def test_a_retry_has_the_fingerprint_of_the_call_it_repeats() -> None:
         "tools/call", {"name": "put", "arguments": {"a": 1, "b": [2]}})).encode())
     retry = found.classify("POST", HOST, PATH, HEADERS, json.dumps({
         "jsonrpc": "2.0", "id": 99, "method": "tools/call",
-        "params": {"arguments": {"b": [2], "a": 1}, "name": "put", "_meta": {"x": 1}}}).encode())
+        "params": {"arguments": {"b": [2], "a": 1}, "name": "put",
+                   "_meta": {"progressToken": 1}}}).encode())
     assert first and retry and first.call and retry.call
     url = f"https://{HOST}{PATH}"
     assert call_fingerprint(url, first.call) == call_fingerprint(url, retry.call)
@@ -347,3 +348,23 @@ def test_a_call_with_members_the_fingerprint_leaves_out_is_read_by_its_bytes(
         call = body_call(json.dumps(other).encode())
         assert call is None or call_fingerprint("u", call) != call_fingerprint(
             "u", body_call(json.dumps(plain).encode()))
+
+
+@pytest.mark.parametrize("method", ["notifications/tools/execute", "notifications/message",
+                                    "notifications/Initialized"])
+def test_only_the_specs_client_notifications_pass(method: str) -> None:
+    assert verdict({"jsonrpc": "2.0", "method": method}) == "write"
+    for known in ("notifications/initialized", "notifications/cancelled",
+                  "notifications/progress", "notifications/roots/list_changed"):
+        assert verdict({"jsonrpc": "2.0", "method": known}) == "pass"
+
+
+def test_a_retry_whose_meta_a_server_may_act_on_differs_is_another_call() -> None:
+    def fingerprint_of(meta: dict[str, Any]) -> str:
+        call = body_call(json.dumps(request("tools/call", {
+            "name": "put", "arguments": {"a": 1}, "_meta": meta})).encode())
+        assert call is not None
+        return call_fingerprint("u", call)
+    plain = fingerprint_of({})
+    assert fingerprint_of({"progressToken": 7, "reason": "why"}) == plain
+    assert fingerprint_of({"dryRun": False}) != plain
