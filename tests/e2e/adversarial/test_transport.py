@@ -756,3 +756,27 @@ def test_a_task_header_never_widens_a_configured_agents_policy(gate: ProxyProces
     page = httpx.get(f"{gate.review_url}/api/stats", headers={
         "Authorization": f"Bearer {ALICE}"}, timeout=10)
     assert "ticket-triage" not in page.text
+
+
+@pytest.mark.parametrize("headers", [
+    "Mcp-Method: ping\r\nMCP-Protocol-Version: 2025-06-18\r\n",
+    "Mcp-Session-Id: s1\r\nAccept: application/json, text/event-stream\r\n",
+])
+def test_mcp_headers_and_a_json_rpc_body_never_pass_a_rest_write(
+        gate: ProxyProcess, fake: FakeZendesk, headers: str) -> None:
+    # Zendesk routes on the path: `method: ping` in the body does not stop the ticket.
+    body = json.dumps({"jsonrpc": "2.0", "method": "ping", "id": 1,
+                       "ticket": {"subject": "mcp-smuggled"}})
+    with tunnel(gate) as sock:
+        sock.sendall(f"POST /api/v2/tickets.json HTTP/1.1\r\nHost: acme.zendesk.com\r\n"
+                     f"Authorization: {AUTH}\r\nContent-Type: application/json\r\n{headers}"
+                     f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+        deadline = time.monotonic() + 10
+        found: list[dict] = []
+        while not found and time.monotonic() < deadline:
+            found = pending_for(gate, "/api/v2/tickets.json")
+            time.sleep(0.03)
+        assert found, "the POST with MCP headers was not held"
+        assert fake.log.seen == []
+        gate.decide(found[0]["id"], "reject")
+        assert status_of(read_answer(sock)) == 403
