@@ -175,7 +175,32 @@ class HoldWrites:
     # -- mitmproxy hooks ----------------------------------------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """Synchronous for reads (no task, no await); a write gets a coroutine that holds it."""
+        """Synchronous for reads (no task, no await); a write gets a coroutine that holds it.
+
+        An error while deciding refuses the request: mitmproxy would log an addon's exception
+        and send the request on, unreviewed.
+        """
+        try:
+            pending = self._decide(flow)
+        except Exception:
+            self._refuse_undecided(flow)
+            return None
+        return None if pending is None else self._guarded(flow, pending)
+
+    async def _guarded(self, flow: http.HTTPFlow, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception:
+            self._refuse_undecided(flow)
+
+    def _refuse_undecided(self, flow: http.HTTPFlow) -> None:
+        logger.exception("refused %s %s: deciding on it failed", flow.request.method,
+                         flow.request.pretty_host)
+        flow.response = answers.refused(
+            503, "the proxy could not decide whether this request writes, so it was refused")
+        self._decided(flow, "refused")
+
+    def _decide(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response or flow.error or not flow.live:
             return None
         context = self._context(flow)

@@ -202,3 +202,29 @@ async def test_no_approval_stays_approved_past_send_within(hold: HoldWrites) -> 
     assert (await hold.store.get(never_sent)).status is Status.failed
     assert "send_within" in ((await hold.store.get(never_sent)).result.error or "")
     assert (await hold.store.get(in_flight)).status is Status.outcome_unknown
+
+
+async def test_an_error_while_deciding_refuses_the_request_instead_of_passing_it(
+        hold: HoldWrites, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mitmproxy logs an addon's exception and sends the request on: the hook must not raise.
+    (Fault injection: no known input raises here any more; the next bug must fail closed.)"""
+    def broken(request: object) -> str:
+        raise RuntimeError("a bug in deciding")
+
+    monkeypatch.setattr("proxy_addon.hold.effective_method", broken)
+    flow = write_flow(method=b"GET", body=b"")
+    await run_hook(hold, flow)
+    assert flow.response is not None and flow.response.status_code == 503
+    assert json.loads(flow.response.content or b"")["status"] == "refused"
+
+
+async def test_an_error_in_a_held_writes_coroutine_refuses_it(
+        hold: HoldWrites, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(flow: object, method: str, context: object) -> None:
+        raise RuntimeError("a bug while holding")
+
+    monkeypatch.setattr(hold, "_request_write", broken)
+    flow = write_flow()
+    await run_hook(hold, flow)
+    assert flow.response is not None and flow.response.status_code == 503
+    assert await hold.store.list() == []
