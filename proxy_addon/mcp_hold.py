@@ -7,7 +7,6 @@ request's own id: the model reads it as a tool failure and can adapt.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from proxy_addon.mcp import (
     parse_json,
 )
 from proxy_addon.policy import Policy, WriteFacts
-from proxy_addon.proposals import Built, WriteRequest
+from proxy_addon.proposals import Built, WriteRequest, summarise_request
 from review_api.models import (
     Change,
     Context,
@@ -260,18 +259,8 @@ def tool_risk(classified: Classified, info: ToolInfo | None) -> Risk:
 
 
 def _summary(write: WriteRequest, problem: str | None) -> RequestSummary:
-    body = redact.mask_request_body(write.content, write.content_type)
-    shown = body if isinstance(body, redact.ShownBody) else None
-    return RequestSummary(
-        headers=redact.mask_headers(write.headers),
-        content_type=redact.shown_content_type(write.content_type)
-        if write.content_type else None,
-        body=redact.clip(shown.value) if shown else None,
-        body_bytes=len(write.raw_content),
-        body_sha256=hashlib.sha256(write.raw_content).hexdigest() if write.raw_content else None,
-        body_form=shown.form if shown else None,
-        body_withheld=body.reason if isinstance(body, redact.WithheldBody) else None,
-        problem=redact.mask_problem(problem) if problem else None)
+    return summarise_request(
+        write, redact.mask_request_body(write.content, write.content_type), problem)
 
 
 def _shown(name: str, value: Any) -> Any:

@@ -79,9 +79,13 @@ def _raw_body(write: WriteRequest, classification: Classification | None
 
 def _request_summary(write: WriteRequest, classification: Classification | None,
                      problem: str | None) -> RequestSummary:
+    return summarise_request(write, _raw_body(write, classification), problem)
+
+
+def summarise_request(write: WriteRequest, body: redact.ShownBody | redact.WithheldBody | None,
+                      problem: str | None) -> RequestSummary:
     """What the approval keeps of the request: masked headers, and the body as masked or its
-    type, size and hash alone (DESIGN.md, "Security stance")."""
-    body = _raw_body(write, classification)
+    type, size and hash alone (DESIGN.md, "Security stance"); for REST and MCP writes alike."""
     shown = body if isinstance(body, redact.ShownBody) else None
     return RequestSummary(
         headers=redact.mask_headers(write.headers),
