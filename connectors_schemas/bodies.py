@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,11 +20,13 @@ class AmbiguousBodyError(BodyError):
     """Servers read this body differently (a repeated key, a non-finite number): never a read."""
 
 
-def strict_json(text: str, what: str = "the JSON body") -> Any:
+def strict_json(text: str, what: str = "the JSON body", exact_numbers: bool = False) -> Any:
     """JSON as every server reads it alike, or AmbiguousBodyError.
 
     Parsers disagree on a repeated key (first wins, last wins, error) and on NaN or Infinity,
-    so a proxy that read the last key could pass what the vendor reads as a write.
+    so a proxy that read the last key could pass what the vendor reads as a write. With
+    `exact_numbers`, a number a float cannot hold exactly (`0.10000000000000000001`) is
+    ambiguous too: for fingerprints, where two numbers must never read alike.
     """
 
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -42,6 +45,9 @@ def strict_json(text: str, what: str = "the JSON body") -> Any:
         if not math.isfinite(value):
             raise AmbiguousBodyError(f"{what} holds the number {literal[:40]}, too large for "
                                      "servers to agree on")
+        if exact_numbers and Decimal(literal) != Decimal(repr(value)):
+            raise AmbiguousBodyError(f"{what} holds the number {literal[:40]}, which a float "
+                                     "does not hold exactly")
         return value
 
     try:

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 
 from mitmproxy import http
 
+from connectors_schemas.bodies import BodyError, strict_json
 from connectors_schemas.mcp_tools import McpMappings, load_mcp_mappings
 
 PROTOCOL_METHODS = frozenset({
@@ -104,38 +103,13 @@ class Unreadable(ValueError):
     """A body that is not one JSON reading: held, never guessed."""
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise Unreadable(f"the JSON repeats the key {key!r}")
-        found[key] = value
-    return found
-
-
-def _no_constants(name: str) -> Any:
-    raise Unreadable(f"the JSON holds {name}")
-
-
-def _exact_float(text: str) -> float:
-    """A float only when it holds the literal's number exactly as written (no 1e400, no
-    0.10000000000000000001): else two different numbers would read, and fingerprint, alike."""
-    number = float(text)
-    if not math.isfinite(number) or Decimal(text) != Decimal(repr(number)):
-        raise Unreadable(f"the JSON number {text} does not fit a float exactly")
-    return number
-
-
 def parse_json(body: bytes) -> Any:
     """Strict JSON: one reading or Unreadable (repeated keys, NaN, bad UTF-8, inexact
     numbers...)."""
     try:
-        return json.loads(body.decode("utf-8"), object_pairs_hook=_unique,
-                          parse_constant=_no_constants, parse_float=_exact_float)
-    except (UnicodeDecodeError, ValueError) as exc:
-        if isinstance(exc, Unreadable):
-            raise
-        raise Unreadable(f"the body is not JSON: {exc}") from exc
+        return strict_json(body.decode("utf-8"), exact_numbers=True)
+    except (UnicodeDecodeError, BodyError) as exc:  # the one strict reader (bodies.py)
+        raise Unreadable(str(exc)) from exc
 
 
 def looks_like_jsonrpc(value: Any) -> bool:

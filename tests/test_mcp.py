@@ -368,3 +368,20 @@ def test_a_retry_whose_meta_a_server_may_act_on_differs_is_another_call() -> Non
     plain = fingerprint_of({})
     assert fingerprint_of({"progressToken": 7, "reason": "why"}) == plain
     assert fingerprint_of({"dryRun": False}) != plain
+
+
+@pytest.mark.parametrize("body", [
+    b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "method": "tools/call"}',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": NaN}}',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": 0.10000000000000000001}}',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": ' + b"[" * 100_000
+    + b"]" * 100_000 + b"}",
+    b'\xff{"jsonrpc": "2.0"}',
+])
+def test_a_body_with_more_than_one_reading_is_unreadable(body: bytes) -> None:
+    """One strict reader for every body (connectors_schemas.bodies.strict_json), with exact
+    numbers for fingerprints; nesting too deep to read is unreadable, never an error."""
+    from proxy_addon.mcp import Unreadable, parse_json
+
+    with pytest.raises(Unreadable):
+        parse_json(body)
