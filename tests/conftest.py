@@ -7,3 +7,6 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# A throwaway PostgreSQL server (session) and a fresh database per test: tests/postgres_server.py.
+from tests.postgres_server import postgres_server, postgres_url  # noqa: E402, F401
