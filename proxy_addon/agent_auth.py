@@ -17,7 +17,7 @@ from mitmproxy import connection, http
 from mitmproxy.proxy import mode_specs
 
 from proxy_addon.config import Agent
-from proxy_addon.flow_keys import AGENT_KEY, DECISION_KEY
+from proxy_addon.flow_note import note
 
 REALM = "hitl-proxy"
 
@@ -68,7 +68,7 @@ class AgentAuth:
         return bool(self._agents) and isinstance(mode, forward)
 
     def _challenge(self, flow: http.HTTPFlow) -> None:
-        flow.metadata[DECISION_KEY] = "refused"
+        note(flow).decision = "refused"
         flow.response = http.Response.make(
             407, b'{"status": "refused", "message": "proxy authentication required: '
                  b'HTTPS_PROXY=http://<agent>:<secret>@host:port"}',
@@ -82,7 +82,7 @@ class AgentAuth:
             self._challenge(flow)
             return
         self._tunnels[flow.client_conn] = name
-        flow.metadata[AGENT_KEY] = name
+        note(flow).agent = name
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if not self._required(flow):
@@ -93,4 +93,4 @@ class AgentAuth:
         if name is None:
             self._challenge(flow)
             return
-        flow.metadata[AGENT_KEY] = name
+        note(flow).agent = name

@@ -18,7 +18,7 @@ from mitmproxy import http, proxy
 from mitmproxy.proxy import mode_specs
 
 from proxy_addon import answers
-from proxy_addon.flow_keys import DECISION_KEY
+from proxy_addon.flow_note import note
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -91,7 +91,7 @@ class ReviewApiGuard:
                 or any(self.lands_on_review_api(address) for address in addresses)):
             logger.warning("refused a request through the upstream proxy to the review API "
                            "(%s:%s)", host, self.review_port)
-            flow.metadata[DECISION_KEY] = "refused"
+            note(flow).decision = "refused"
             flow.response = answers.refused(403, "the review API cannot be reached through "
                                                  "the proxy")
 

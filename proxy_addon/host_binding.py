@@ -17,7 +17,7 @@ from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
 
 from proxy_addon import answers
-from proxy_addon.flow_keys import DECISION_KEY
+from proxy_addon.flow_note import note
 from proxy_addon.resolve import Resolve
 
 logger = logging.getLogger("hitl_proxy")
@@ -108,5 +108,5 @@ class HostBinding:
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, status_code: int, message: str) -> None:
-        flow.metadata[DECISION_KEY] = "refused"
+        note(flow).decision = "refused"
         flow.response = answers.refused(status_code, f"misdirected request: {message}")

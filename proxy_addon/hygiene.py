@@ -11,7 +11,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from proxy_addon import answers
-from proxy_addon.flow_keys import DECISION_KEY
+from proxy_addon.flow_note import note
 
 _FORBIDDEN = (b"\r", b"\n", b"\x00")
 
@@ -26,13 +26,13 @@ class RequestHygiene:
         if codings and codings != ["chunked"]:
             # gzip as a transfer coding: bytes the reviewer is shown undecoded, which an
             # upstream would decode.
-            flow.metadata[DECISION_KEY] = "refused"
+            note(flow).decision = "refused"
             flow.response = answers.refused(
                 400, f"Transfer-Encoding {', '.join(codings)!r} is refused: only chunked")
             return
         for name, value in flow.request.headers.fields:
             if any(byte in value or byte in name for byte in _FORBIDDEN):
-                flow.metadata[DECISION_KEY] = "refused"
+                note(flow).decision = "refused"
                 flow.response = answers.refused(
                     400, f"the header {name.decode('latin-1')!r} spans lines or carries a NUL "
                          "(obsolete line folding, a bare CR): refused")

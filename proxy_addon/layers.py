@@ -33,7 +33,7 @@ from mitmproxy.proxy.layers.http import (
 from mitmproxy.proxy.layers.http._http1 import Http1Server, make_error_response
 
 from proxy_addon import answers
-from proxy_addon.flow_keys import DECISION_KEY
+from proxy_addon.flow_note import note
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -119,7 +119,7 @@ def _bounded_stream(max_body: int) -> type[http_layers.HttpStream]:
         def _refuse(self, drain: bool) -> layer.CommandGenerator[bool]:
             answer = _too_large(max_body)
             self.flow.error = mitmflow.Error(answer.text or "body too large")
-            self.flow.metadata[DECISION_KEY] = "refused"
+            note(self.flow).decision = "refused"
             self.flow.response = answer
             yield HttpErrorHook(self.flow)
             self.request_body_buf.clear()

@@ -22,6 +22,7 @@ from mitmproxy import http
 
 from connectors_schemas.bodies import BodyError, strict_json
 from connectors_schemas.mcp_tools import McpMappings, load_mcp_mappings
+from proxy_addon.flow_note import peek
 
 PROTOCOL_METHODS = frozenset({
     "server/discover", "initialize", "ping", "tools/list", "resources/list", "resources/read",
@@ -47,8 +48,6 @@ LEGACY_SSE = ("the legacy MCP HTTP+SSE transport (protocol 2024-11-05: GET /sse,
               "/messages?sessionId=) is not supported through hitl-proxy; use the streamable "
               "HTTP transport (protocol 2025-03-26 or later: one MCP endpoint URL, POST with "
               "Accept: application/json, text/event-stream)")
-MCP_KEY = "hitl_mcp"  # flow.metadata: the classified MCP message
-MCP_LIST_KEY = "hitl_mcp_tools_list"  # flow.metadata: whose tools/list answer to learn
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,17 +384,19 @@ class McpRules:
         if response is None or not response.headers.get("content-type", "").lower(
                 ).startswith("text/event-stream"):
             return
-        if MCP_LIST_KEY in flow.metadata:
+        noted = peek(flow)
+        if noted is not None and noted.tools_list is not None:
             return  # a tools/list answer is read whole (bounded), to learn the tools
         request = flow.request
-        if MCP_KEY in flow.metadata or self.is_endpoint(request.pretty_host, request.path,
-                                                         request.headers):
+        if (noted is not None and noted.mcp is not None) or self.is_endpoint(
+                request.pretty_host, request.path, request.headers):
             response.stream = True  # the GET stream and tool results, as they come
 
     def response(self, flow: http.HTTPFlow) -> None:
-        endpoint = flow.metadata.get(MCP_LIST_KEY)
+        noted = peek(flow)
+        endpoint = noted.tools_list if noted is not None else None
         response = flow.response
-        if not isinstance(endpoint, Endpoint) or response is None or response.stream:
+        if endpoint is None or response is None or response.stream:
             return
         if response.status_code != 200 or not response.raw_content:
             return

@@ -8,6 +8,8 @@ request's own id: the model reads it as a tool failure and can adapt.
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,20 +21,26 @@ from connectors_schemas.mcp_tools import ReadRest, ReadTool, ToolMapping, fill
 from connectors_schemas.models import Operation
 from proxy_addon import redact
 from proxy_addon.answers import STATUS_URL
+from proxy_addon.decoding import DecodingError, decoded
 from proxy_addon.diff import compute_diff
 from proxy_addon.mcp import (
     Classified,
+    KeptResults,
     McpRules,
     ToolCall,
     ToolInfo,
     Unreadable,
     answer_messages,
+    body_call,
     call_fingerprint,
     parse_json,
 )
 from proxy_addon.policy import Policy, WriteFacts
-from proxy_addon.proposals import Built, WriteRequest, summarise_request
+from proxy_addon.proposals import Built, WriteRequest, fingerprint, summarise_request
+from proxy_addon.resolve import Resolve
+from proxy_addon.sealing import HeldRequest
 from review_api.models import (
+    Approval,
     Change,
     Context,
     OldValues,
@@ -46,6 +54,8 @@ from review_api.models import (
 
 if TYPE_CHECKING:
     from proxy_addon.upstream import UpstreamClient
+
+logger = logging.getLogger("hitl_proxy")
 
 REASON_META_KEYS = ("reason", "hitl/reason", "x-hitl-reason")
 # Never copied from the agent's write onto the proxy's own read call.
@@ -394,3 +404,98 @@ def kept_answer(answer: Any, request_id: Any) -> http.Response:
     body["id"] = request_id
     return http.Response.make(200, json.dumps(body).encode(),
                               {"Content-Type": "application/json", "Cache-Control": "no-store"})
+
+
+# -- the hold's MCP steps ------------------------------------------------------------------------
+
+
+class McpHold:
+    """What the hold asks of MCP: the legacy transport's refusal, the reading of a message, the
+    proxy's own tools/list before deciding on an unlisted tool, a held call's proposal, and the
+    results of calls run after their agent left. One per process, beside HoldWrites."""
+
+    def __init__(self, rules: McpRules, resolve: Resolve, upstream: UpstreamClient,
+                 max_body: int) -> None:
+        self.rules = rules
+        self.resolve = resolve
+        self.upstream = upstream
+        self.max_body = max_body
+        self.kept = KeptResults()  # results of calls executed after their agent left
+        self._listed: dict[tuple[str, str], float] = {}  # when the proxy last asked tools/list
+
+    def legacy(self, flow: http.HTTPFlow, method: str) -> str | None:
+        """Why this is the legacy MCP HTTP+SSE transport, refused with a clear answer."""
+        if method not in ("GET", "POST") or method != flow.request.data.method.decode(
+                "utf-8", "surrogateescape"):
+            return None
+        if ("sse" if method == "GET" else "message") not in flow.request.path:
+            return None  # the cheap test first: nearly every request stops here
+        body = b""
+        if method == "POST":
+            try:
+                body = decoded(flow.request.raw_content or b"", flow.request.headers.get(
+                    "content-encoding"), self.max_body)
+            except DecodingError:
+                return None
+        host, _ = self.resolve.requested_url(flow)
+        return self.rules.legacy(method, host, flow.request.path, flow.request.headers, body)
+
+    def message(self, flow: http.HTTPFlow, method: str) -> Classified | None:
+        """The MCP reading of a POST or DELETE sent as such (no override), if it is MCP."""
+        if method not in ("POST", "DELETE") or method != flow.request.data.method.decode(
+                "utf-8", "surrogateescape"):
+            return None
+        try:
+            body = decoded(flow.request.raw_content or b"",
+                           flow.request.headers.get("content-encoding"), self.max_body)
+        except DecodingError:
+            return None  # the write path refuses it
+        host, _ = self.resolve.requested_url(flow)
+        return self.rules.classify(method, host, flow.request.path, flow.request.headers, body)
+
+    def unlisted(self, found: Classified) -> bool:
+        """A tool call naming a tool the proxy has not seen listed, on a server whose
+        annotations are trusted: worth asking the server for its tools/list first."""
+        call = found.call
+        if call is None or not found.endpoint.trust_annotations or found.methods != (
+                "tools/call",) or self.rules.catalog.get(found.endpoint, call.tool) is not None:
+            return False
+        key, now = (found.endpoint.key, call.tool), time.monotonic()
+        if now - self._listed.get(key, -1e9) < 60:
+            return False  # asked a minute ago and not listed: held without asking again
+        self._listed[key] = now
+        while len(self._listed) > 1000:
+            self._listed.pop(next(iter(self._listed)))
+        return True
+
+    async def list_tools(self, flow: http.HTTPFlow, found: Classified) -> None:
+        """The server's tools/list, fetched with the agent's credentials; a failure is logged
+        and leaves the call held."""
+        _, url = self.resolve.requested_url(flow)
+        headers = list(flow.request.headers.items(multi=True))
+        problem = await fetch_tools(self.rules, found, url, headers, self.upstream)
+        if problem is not None:
+            logger.info("MCP %s: the proxy's own tools/list failed: %s", found.endpoint.name,
+                        problem)
+
+    async def built(self, found: Classified, write: WriteRequest, context: Context,
+                    policy: Policy) -> Built:
+        """A held message's proposal, with the mapped record's values read first."""
+        call = found.call
+        mapped = (await old_values(found, self.rules, write.url, write.headers, self.upstream)
+                  if call is not None and found.methods == ("tools/call",) else None)
+        info = self.rules.catalog.get(found.endpoint, call.tool) if call else None
+        return build(found, info, write, context, policy,
+                     fingerprint(write.method, write.url, write.raw_content), mapped)
+
+    def keep_result(self, approval: Approval, held: HeldRequest,
+                    response: httpx.Response) -> None:
+        """An MCP call's result, for its agent's same call (it had gone when it was sent)."""
+        call = body_call(held.content)
+        if call is None or call_fingerprint(held.url, call) != approval.fingerprint:
+            return
+        found = [message for message in answer_messages(
+            response.content, response.headers.get("content-type"))
+            if isinstance(message, dict) and ("result" in message or "error" in message)]
+        if found:
+            self.kept.keep(approval.context.agent, approval.fingerprint, approval.id, found[-1])

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -24,15 +23,7 @@ from connectors_schemas import Matcher
 from connectors_schemas.models import WRITE_METHODS
 from proxy_addon.config import TrafficSettings
 from proxy_addon.decoding import DecodingError, decoded
-from proxy_addon.flow_keys import (
-    AGENT_KEY,
-    APPROVAL_KEY,
-    CONTEXT_KEY,
-    DECISION_KEY,
-    HELD_KEY,
-    PROPOSAL_KEY,
-    REQUESTED_KEY,
-)
+from proxy_addon.flow_note import FlowNote, note, peek
 from proxy_addon.redact import (
     MAX_PARSED,
     WithheldBody,
@@ -57,6 +48,7 @@ MAX_RETRY = 10_000  # write rows kept to retry while the record cannot be writte
 PROBE_EVERY = 1.0  # seconds between checks that a failed record can be written again
 WARN_EVERY = 30.0  # seconds between repeated warnings about the same failure
 UPSTREAM_DECISIONS = frozenset({"passed", "allowed"})
+_UNNOTED = FlowNote()  # shared by every flow no addon noted: never written to
 
 
 def _moment(timestamp: float | None) -> str:
@@ -108,7 +100,7 @@ def _risk_flags(proposal: Proposal) -> str:
 
 
 def summarize(proposal: Proposal) -> dict[str, str | None]:
-    """What the record keeps of a write's proposal, as plain values for flow.metadata."""
+    """What the record keeps of a write's proposal, as plain values."""
     return {"system": proposal.system, "object_type": proposal.object_type,
             "record_id": proposal.record_id, "operation": proposal.operation,
             "risk_level": proposal.risk.level.value, "risk_flags": _risk_flags(proposal)}
@@ -118,7 +110,7 @@ def summarize(proposal: Proposal) -> dict[str, str | None]:
 class _Seen:
     """A flow's parts, kept by reference until the batch: decoding them waits till then."""
 
-    meta: dict[str, Any]
+    note: FlowNote  # what our addons noted of the flow (an empty one: a read nobody noted)
     request: http.RequestData
     response: http.ResponseData | None
     error: str | None
@@ -186,12 +178,12 @@ class TrafficRecorder:
     def _remember_requested(self, flow: http.HTTPFlow) -> None:
         # --resolve rewrites where we connect; the record keeps what the agent asked for.
         if self.resolve and (found := self.resolve.requested_address(flow)):
-            flow.metadata[REQUESTED_KEY] = found
+            note(flow).requested = found
 
     def _add(self, item: _Seen | TrafficRow) -> None:
         waiting = self._waiting
         if len(waiting) >= MAX_WAITING and isinstance(item, _Seen) and (
-                item.meta.get(DECISION_KEY, "passed") == "passed"):
+                item.note.decision == "passed"):
             self._count_dropped(1)
             return
         waiting.append(item)
@@ -353,7 +345,7 @@ class TrafficRecorder:
 
     def _seen(self, flow: http.HTTPFlow) -> _Seen:
         """The flow's parts by reference: the hook copies nothing and keeps no flow alive."""
-        return _Seen(meta=flow.metadata, request=flow.request.data,
+        return _Seen(note=peek(flow) or _UNNOTED, request=flow.request.data,
                      response=flow.response.data if flow.response is not None else None,
                      error=flow.error.msg[:500] if flow.error else None, seen_at=time.time())
 
@@ -362,17 +354,16 @@ class TrafficRecorder:
         return TrafficRow(at=_moment(request.timestamp_start), method=seen.text(request.method),
                           scheme=seen.text(request.scheme), host=request.host.lower(),
                           port=request.port, path="(not recorded)",
-                          decision=str(seen.meta.get(DECISION_KEY, "passed")),
-                          approval_id=seen.meta.get(HELD_KEY),
+                          decision=seen.note.decision, approval_id=seen.note.held,
                           status=seen.response.status_code if seen.response else None,
                           error=error)
 
     def _row(self, seen: _Seen) -> TrafficRow:
-        meta, request, response = seen.meta, seen.request, seen.response
-        decision: str = meta.get(DECISION_KEY, "passed")
-        context: dict[str, str | None] = meta.get(CONTEXT_KEY) or {}
-        proposal: dict[str, str | None] = meta.get(PROPOSAL_KEY) or {}
-        host, port = meta.get(REQUESTED_KEY) or (request.host, request.port)
+        noted, request, response = seen.note, seen.request, seen.response
+        decision: str = noted.decision
+        context = noted.context
+        proposal = summarize(noted.proposal) if noted.proposal is not None else {}
+        host, port = noted.requested or (request.host, request.port)
         host, path, method = host.lower(), seen.text(request.path), seen.text(request.method)
         system, object_type = proposal.get("system"), proposal.get("object_type")
         record_id, operation = proposal.get("record_id"), proposal.get("operation")
@@ -381,7 +372,8 @@ class TrafficRecorder:
             system, object_type, record_id = found.system, found.object_type, found.record_id
             operation = "read"
         status = response.status_code if response is not None else None
-        went_up = status is not None and (decision in UPSTREAM_DECISIONS or APPROVAL_KEY in meta)
+        went_up = status is not None and (decision in UPSTREAM_DECISIONS
+                                           or noted.released is not None)
         write = decision not in ("passed", "proxy") or method in WRITE_METHODS
         want = self._wants_body(write, host)
         request_type = _content_type(request.headers)
@@ -393,10 +385,11 @@ class TrafficRecorder:
         return TrafficRow(
             at=_moment(request.timestamp_start), method=method, scheme=scheme, host=host,
             port=port, path=_masked_path(path), decision=decision,
-            agent=meta.get(AGENT_KEY) or context.get("agent"), task=context.get("task"),
+            agent=noted.agent or (context.agent if context else None),
+            task=context.task if context else None,
             http_version=seen.text(request.http_version), system=system,
             object_type=object_type, record_id=record_id, operation=operation,
-            approval_id=meta.get(HELD_KEY), source="agent", status=status,
+            approval_id=noted.held, source="agent", status=status,
             upstream_status=status if went_up else None,
             request_bytes=len(request.content or b""),
             response_bytes=len(response.content or b"") if response is not None else 0,

@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 from mitmproxy import http
 
 from proxy_addon import answers
-from proxy_addon.flow_keys import DECISION_KEY, WEBSOCKET_KEY
+from proxy_addon.flow_note import note
 
 
 class WebSocketGate:
@@ -45,15 +45,15 @@ class WebSocketGate:
                        f"websocket_hosts, and {host} is not one (their messages are not "
                        "reviewed)")
         else:
-            flow.metadata[WEBSOCKET_KEY] = True
+            note(flow).websocket = True
             return
-        flow.metadata[DECISION_KEY] = "refused"
+        note(flow).decision = "refused"
         flow.response = answers.refused(403, message)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """A switch nobody allowed here (an upstream's own 101) ends the connection."""
         response = flow.response
-        if response is not None and response.status_code == 101 and not flow.metadata.get(
-                WEBSOCKET_KEY):
-            flow.metadata[DECISION_KEY] = "refused"
+        if response is not None and response.status_code == 101 and not note(
+                flow).websocket:
+            note(flow).decision = "refused"
             flow.kill()

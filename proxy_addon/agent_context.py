@@ -1,0 +1,46 @@
+"""Who sent a request and why: the X-HITL-* headers, weighed against proxy authentication."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from proxy_addon.agent_auth import AgentAuth
+from proxy_addon.flow_note import peek
+from review_api.models import Context
+
+CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
+
+
+def take_context(headers: http.Headers) -> Context:
+    """Our explanation headers, removed so they never reach upstream."""
+    values: dict[str, str] = {}
+    for name in [name for name in headers if name.lower().startswith("x-hitl-")]:
+        key = CONTEXT_HEADERS.get(name.lower())
+        value = headers.pop(name)
+        if key is not None:
+            values[key] = value[:2000]
+    return Context(**values)
+
+
+def context_of(flow: http.HTTPFlow, auth: AgentAuth | None) -> Context:
+    """The X-HITL-* headers (taken off the request), with the authenticated agent and its
+    default task."""
+    context = take_context(flow.request.headers)
+    found = peek(flow)
+    name = found.agent if found is not None else None
+    if name is None and auth is not None and auth.configured:
+        # No proxy authentication named this flow (SOCKS5, reverse mode): the headers are
+        # claims, shown to the reviewer, never what policy or the status page go by.
+        return context.model_copy(update={
+            "agent": None, "task": None, "claimed_agent": context.agent,
+            "claimed_task": context.task})
+    if name is None:
+        return context
+    agent = auth.agent(name) if auth else None
+    if agent is None or agent.task is None:
+        return context.model_copy(update={"agent": name})
+    # A header the agent controls never widens what policy allows: its configured task
+    # decides, and a different claim is only shown.
+    claimed = context.task if context.task not in (None, agent.task) else None
+    return context.model_copy(update={"agent": name, "task": agent.task,
+                                      "claimed_task": claimed})
