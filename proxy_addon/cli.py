@@ -14,16 +14,29 @@ import secrets
 import socket
 import ssl
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from connectors_schemas import Connector, ConnectorFileError, load_connectors
 from proxy_addon.config import ConfigError, HitlConfig, load_config
+from proxy_addon.settings import (
+    DB_FILE,
+    DEFAULT_HOLD_TIMEOUT,
+    TRAFFIC_FILE,
+    RunSettings,
+    check_store_url,
+    without_password,
+)
 from review_api.auth import Reviewer
 
+if TYPE_CHECKING:
+    from review_api.store import ApprovalStore
+
+__all__ = ["RunSettings", "load_setup", "main"]  # RunSettings lives in settings; kept here too
+
 EXIT_USAGE = 2
-DEFAULT_HOLD_TIMEOUT = 50.0  # under zenpy's 60 s and stripe-python's 80 s client timeouts
 TOKEN_FILE = "reviewer-token"
 FORBIDDEN_SETS = {
     "stream_large_bodies": "streamed request bodies reach upstream before any review",
@@ -37,22 +50,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
-
-
-@dataclass
-class RunSettings:
-    config_path: Path | None
-    listen_host: str
-    listen_port: int
-    review_host: str
-    review_port: int
-    data_dir: Path
-    certs_dir: Path
-    mode: str
-    upstream_ca: Path | None
-    resolve: dict[str, tuple[str, int]]
-    hold_timeout: float
-    sets: list[str] = field(default_factory=list)
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -96,16 +93,32 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _store_flag(text: str) -> str:
+    try:
+        return check_store_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_data_flags(parser: argparse.ArgumentParser, data_dir: str = "./data",
+                    config: str = "YAML config (same as run)") -> None:
+    """--config, --data-dir and --store: the same meaning and defaults on every subcommand."""
+    parser.add_argument("--config", type=Path, help=config)
+    parser.add_argument("--data-dir", type=Path, default=Path(data_dir))
+    parser.add_argument("--store", type=_store_flag, metavar="URL",
+                        help="where approvals, audit and traffic live: postgresql://... for "
+                             "replicas (default: the config's store, else SQLite in --data-dir)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hitl-proxy", description="Approval gate for AI agents' writes.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run the proxy and the review API")
-    run.add_argument("--config", type=Path, help="YAML config (reviewers, policy, connectors)")
+    _add_data_flags(run, config="YAML config (reviewers, policy, connectors)")
     run.add_argument("--listen-host", default="127.0.0.1")
     run.add_argument("--listen-port", type=_port, default=8080)
     run.add_argument("--review-host", default="127.0.0.1")
     run.add_argument("--review-port", type=_port, default=8081)
-    run.add_argument("--data-dir", type=Path, default=Path("./data"))
     run.add_argument("--certs-dir", type=Path, default=Path("./certs"))
     run.add_argument("--mode", default="regular",
                      help="mitmproxy mode, e.g. reverse:https://acme.zendesk.com")
@@ -121,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--listen-port", type=_port, default=8080)
     demo.add_argument("--review-port", type=_port, default=8081)
     demo.add_argument("--data-dir", type=Path, default=Path("./demo-data"))
+    demo.add_argument("--store", type=_store_flag, metavar="URL",
+                      help="where the demo's approvals live (default: SQLite in --data-dir)")
     demo.add_argument("--certs-dir", type=Path, default=Path("./certs"))
     audit = commands.add_parser("audit", help="verify or export the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True,
@@ -128,8 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("verify", "check the hash chain; exit 1 naming the first bad entry"),
                        ("export", "write the audit log as JSON lines or CSV to stdout")):
         sub = audit_commands.add_parser(name, help=text)
-        sub.add_argument("--config", type=Path, help="YAML config (same as run)")
-        sub.add_argument("--data-dir", type=Path, default=Path("./data"))
+        _add_data_flags(sub)
         if name == "verify":
             sub.add_argument("--head", action="append", default=[], metavar="SEQ:HASH",
                              help="a head witnessed earlier (the 'audit head seq=SEQ hash=HASH' "
@@ -144,8 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               parser_class=_Parser)
     export = traffic_commands.add_parser(
         "export", help="write the traffic record as JSON lines, CSV or HAR 1.2 to stdout")
-    export.add_argument("--config", type=Path, help="YAML config (same as run)")
-    export.add_argument("--data-dir", type=Path, default=Path("./data"))
+    _add_data_flags(export)
     export.add_argument("--format", choices=["jsonl", "csv", "har"], default="jsonl")
     export.add_argument("--since", help="ISO 8601 time (2026-11-24, 2026-11-24T09:00Z) or an "
                                         "age such as 24h or 7d")
@@ -157,8 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f"{text} (repeatable: any of them)")
     export.add_argument("--status", help="a status code (403) or class (4xx)")
     stats = commands.add_parser("stats", help="decisions so far and where approvals could loosen")
-    stats.add_argument("--config", type=Path, help="YAML config (loosening criteria)")
-    stats.add_argument("--data-dir", type=Path, default=Path("./data"))
+    _add_data_flags(stats, config="YAML config (loosening criteria)")
     stats.add_argument("--format", choices=["json", "table"], default="table")
     connectors = commands.add_parser("connectors", help="connectors and their descriptions")
     connectors_commands = connectors.add_subparsers(dest="connectors_command", required=True,
@@ -264,35 +276,38 @@ def coverage_command(args: argparse.Namespace) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from proxy_addon import demo
+    """The demo SaaS and agent come from `hitl_demo`, imported only here, when the demo runs."""
+    from hitl_demo import agent as demo_agent
+    from hitl_demo import saas as demo_saas
     from proxy_addon.runner import StartupError, serve
 
-    token = demo.new_token()
+    token = demo_agent.new_token()
     config = HitlConfig.model_validate({"reviewers": [{"name": "demo-reviewer",
                                                        "token": token}]})
     connectors = load_connectors()
-    ca, cert, key = demo.demo_tls(args.data_dir / "demo-saas")
+    ca, cert, key = demo_saas.demo_tls(args.data_dir / "demo-saas")
     probe = bind_socket("127.0.0.1", args.listen_port, "--listen-port")
     probe.close()
     review_socket = bind_socket("127.0.0.1", args.review_port, "--review-port")
     review_url = f"http://127.0.0.1:{args.review_port}"
 
     async def main() -> int:
-        saas = demo.DemoSaaS()
-        server, port = await demo.start_saas(saas, cert, key)
+        saas = demo_saas.DemoSaaS()
+        server, port = await demo_saas.start_saas(saas, cert, key)
         settings = RunSettings(
             config_path=None, listen_host="127.0.0.1", listen_port=args.listen_port,
             review_host="127.0.0.1", review_port=args.review_port, data_dir=args.data_dir,
             certs_dir=args.certs_dir, mode="regular", upstream_ca=ca,
-            resolve={host: ("127.0.0.1", port) for host in demo.HOSTS}, hold_timeout=300.0)
+            resolve={host: ("127.0.0.1", port) for host in demo_saas.HOSTS},
+            hold_timeout=300.0, store_url=args.store)
         print(f"hitl-proxy demo: open {review_url} and sign in with the reviewer token\n"
               f"  {token}\n"
-              f"A sample agent is proposing {len(demo.SAMPLE_WRITES)} changes (ticket triage, "
-              "lead routing, an invoice amount); approve or reject them. Ctrl-C stops.",
+              f"A sample agent is proposing {len(demo_agent.SAMPLE_WRITES)} changes (ticket "
+              "triage, lead routing, an invoice amount); approve or reject them. Ctrl-C stops.",
               flush=True)
-        agent = asyncio.ensure_future(demo.run_agent(
+        agent = asyncio.ensure_future(demo_agent.run_agent(
             f"http://127.0.0.1:{args.listen_port}", args.certs_dir / "mitmproxy-ca-cert.pem",
-            review_url, demo.print_answer))
+            review_url, demo_agent.print_answer))
         try:
             return await serve(settings, config, connectors, review_socket, "")
         finally:
@@ -306,20 +321,64 @@ def demo_command(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
 
+def _subcommand_config(args: argparse.Namespace) -> HitlConfig:
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _store_url(args: argparse.Namespace, config: HitlConfig) -> str | None:
+    """--store wins over the config's `store:`; None is SQLite in the data dir."""
+    return args.store or config.store
+
+
+def store_problem(url: str | None, data_dir: Path, problem: object) -> str:
+    """One line naming the store that failed: the URL (password masked) or the data dir."""
+    where = f"store {without_password(url)}" if url else f"--data-dir {data_dir}"
+    return f"{where}: {problem}"
+
+
+def _require_default_database(url: str | None, data_dir: Path) -> None:
+    """A stopped proxy's SQLite data must exist: reading must not create an empty store."""
+    if url is None and not (data_dir / DB_FILE).exists():
+        raise UsageError(f"--data-dir {data_dir}: no {DB_FILE} there")
+
+
+async def open_store(url: str | None, data_dir: Path, config: HitlConfig,
+                     audit_key: bytes | None = None) -> ApprovalStore:
+    """The store a subcommand reads (SQLite in the data dir unless a URL says otherwise)."""
+    from review_api.store import StoreError, store_from_url
+
+    try:
+        store = store_from_url(url, data_dir, audit_key=audit_key,
+                               busy_timeout=config.limits.store_timeout,
+                               lease=config.limits.replica_lease)
+        await store.open()
+    except (StoreError, ValueError, OSError) as exc:
+        raise UsageError(store_problem(url, data_dir, exc)) from None
+    return store
+
+
+def _sqlite_file(store: ApprovalStore) -> Path | None:
+    from review_api.store import SqliteStore
+
+    return store.path if isinstance(store, SqliteStore) else None
+
+
 def audit_command(args: argparse.Namespace) -> int:
-    from proxy_addon.runner import DB_FILE
     from proxy_addon.sealing import SealError, audit_key, load_key
     from review_api import audit
     from review_api.models import parse_moment
 
-    database = args.data_dir / DB_FILE
-    if not database.exists():
-        raise UsageError(f"--data-dir {args.data_dir}: no {DB_FILE} there")
+    config = _subcommand_config(args)
+    url = _store_url(args, config)
+    _require_default_database(url, args.data_dir)
     try:
         heads = [audit.parse_head(text) for text in getattr(args, "head", [])]
     except ValueError as exc:
         raise UsageError(f"--head: {exc}") from None
-    rows = audit.read_rows(database)
+    rows, anchor = asyncio.run(_audit_rows(url, args.data_dir, config))
     if args.audit_command == "export":
         try:
             since = parse_moment(args.since) if args.since else None
@@ -332,7 +391,7 @@ def audit_command(args: argparse.Namespace) -> int:
         key = audit_key(load_key(args.data_dir))
     except SealError as exc:
         raise UsageError(str(exc)) from None
-    problem = audit.verify(rows, key, audit.read_anchor(database.with_name("audit.head")))
+    problem = audit.verify(rows, key, anchor)
     for head in heads:
         problem = problem or audit.check_head(rows, head)
     if problem is not None:
@@ -343,33 +402,56 @@ def audit_command(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _audit_rows(url: str | None, data_dir: Path, config: HitlConfig
+                      ) -> tuple[list[Any], tuple[int, str] | None]:
+    """The chain's rows and the anchor to check its tail against. A SQLite file is read as
+    stored (row order, unparsable rows named); any other store through its interface."""
+    from review_api import audit
+
+    store = await open_store(url, data_dir, config)
+    try:
+        database = _sqlite_file(store)
+        if database is not None:
+            return audit.read_rows(database), audit.read_anchor(
+                database.with_name("audit.head"))
+        try:
+            return await audit.store_rows(store), None
+        except audit.AuditUnreadable as exc:
+            raise UsageError(str(exc)) from None
+    finally:
+        await store.close()
+
+
 def traffic_command(args: argparse.Namespace) -> int:
-    """Reads the traffic file directly, so it works on a stopped proxy's data too."""
-    from proxy_addon.runner import DB_FILE, TRAFFIC_FILE
+    """Reads the traffic record directly, so it works on a stopped proxy's data too."""
     from review_api.models import parse_moment
-    from review_api.traffic import TrafficError, TrafficFilter, TrafficStore
+    from review_api.traffic import TrafficError, TrafficFilter
     from review_api.traffic_export import export
 
-    database = args.data_dir / TRAFFIC_FILE
+    config = _subcommand_config(args)
+    url = _store_url(args, config)
+    if url is None:
+        database = args.data_dir / TRAFFIC_FILE
+        try:
+            if not database.is_file():
+                raise UsageError(f"--data-dir {args.data_dir}: no {TRAFFIC_FILE} there")
+        except OSError as exc:
+            raise UsageError(f"--data-dir {args.data_dir}: {exc.strerror}") from None
     try:
-        if not database.is_file():
-            raise UsageError(f"--data-dir {args.data_dir}: no {TRAFFIC_FILE} there")
-    except OSError as exc:
-        raise UsageError(f"--data-dir {args.data_dir}: {exc.strerror}") from None
-    try:
-        load_config(args.config)
         where = TrafficFilter(
             agent=tuple(args.agent), host=tuple(args.host), system=tuple(args.system),
             decision=tuple(args.decision), status=args.status,
             since=parse_moment(args.since) if args.since else None,
             until=parse_moment(args.until) if args.until else None)
-    except (ConfigError, ValueError) as exc:
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
     if problems := where.problems():
         raise UsageError("; ".join(problems))
 
+    from proxy_addon.runner import open_traffic_store
+
     async def write() -> None:
-        store = TrafficStore(database, approvals=args.data_dir / DB_FILE)
+        store = open_traffic_store(url, args.data_dir, config)
         await store.open(read_only=True)
         try:
             async for chunk in export(args.format, store.iterate(where), _version()):
@@ -382,8 +464,8 @@ def traffic_command(args: argparse.Namespace) -> int:
     try:
         asyncio.run(write())
         sys.stdout.flush()
-    except TrafficError as exc:
-        raise UsageError(str(exc)) from None
+    except (TrafficError, ValueError) as exc:
+        raise UsageError(store_problem(url, args.data_dir, exc)) from None
     except BrokenPipeError:
         # `| head` closed the pipe: the reader has what it wanted. Point stdout at nothing so
         # the interpreter's last flush has nowhere to fail.
@@ -404,25 +486,17 @@ def _version() -> str:
 
 def stats_command(args: argparse.Namespace) -> int:
     """Reads the store directly, so it works on a stopped proxy's data too."""
-    import json
-
     from proxy_addon.config import loosening_criteria
-    from proxy_addon.runner import DB_FILE
     from review_api.stats import compute_stats
-    from review_api.store import Store, StoreError
+    from review_api.store import StoreError
 
-    database = args.data_dir / DB_FILE
-    if not database.exists():
-        raise UsageError(f"--data-dir {args.data_dir}: no {DB_FILE} there")
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+    config = _subcommand_config(args)
+    url = _store_url(args, config)
+    _require_default_database(url, args.data_dir)
 
     async def read() -> dict[str, object]:
-        store = Store(database)
+        store = await open_store(url, args.data_dir, config)
         try:
-            await store.open()
             return compute_stats(await store.list(limit=10_000_000), loosening_criteria(config))
         finally:
             await store.close()
@@ -430,7 +504,7 @@ def stats_command(args: argparse.Namespace) -> int:
     try:
         stats = asyncio.run(read())
     except StoreError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(store_problem(url, args.data_dir, exc)) from None
     if args.format == "json":
         print(json.dumps(stats, indent=2))
         return 0
@@ -509,6 +583,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         review_host=args.review_host, review_port=args.review_port, data_dir=args.data_dir,
         certs_dir=args.certs_dir, mode=args.mode, upstream_ca=args.upstream_ca,
         resolve=parse_resolve(args.resolve), hold_timeout=args.hold_timeout, sets=args.sets,
+        store_url=args.store,
     )
 
 
@@ -546,21 +621,20 @@ def load_setup(settings: RunSettings) -> tuple[HitlConfig, dict[str, Connector]]
     return config, connectors
 
 
+SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "stats": stats_command, "audit": audit_command, "traffic": traffic_command,
+    "demo": demo_command, "connectors": connectors_command,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "stats":
-            return stats_command(args)
-        if args.command == "audit":
-            return audit_command(args)
-        if args.command == "traffic":
-            return traffic_command(args)
-        if args.command == "demo":
-            return demo_command(args)
-        if args.command == "connectors":
-            return connectors_command(args)
+        if (command := SUBCOMMANDS.get(args.command)) is not None:
+            return command(args)
         settings = settings_from_args(args)
         config, connectors = load_setup(settings)
+        settings = replace(settings, store_url=_store_url(args, config))
         token_note = ""
         if not config.reviewers:
             reviewer, token_path = _default_reviewer(settings.data_dir)

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from proxy_addon.settings import check_store_url
 from review_api.auth import Reviewer
 from review_api.stats import LooseningCriteria
 
@@ -190,6 +191,9 @@ class Limits(_Strict):
     max_pending_per_agent: Annotated[int, Field(ge=1)] = 1_000
     # An approved write is sent within this long, or it becomes failed (never stuck approved).
     send_within: Duration = 300.0
+    # A replica's in-flight sends outlive its last heartbeat (every third of this) this long;
+    # then another replica marks them outcome_unknown. Longer: slower recovery after a crash.
+    replica_lease: Annotated[Duration, Field(ge=3.0, le=3600.0)] = 30.0
 
 
 class WebhookConfig(_Strict):
@@ -239,7 +243,14 @@ class McpSettings(_Strict):
     servers: dict[str, McpServer] = {}
 
 
+def _store_url(value: object) -> object:
+    return check_store_url(value) if isinstance(value, str) else value
+
+
 class HitlConfig(_Strict):
+    # Where approvals, audit and traffic live (same as --store, which wins); default: SQLite
+    # in the data dir. Replicas share one postgresql:// store.
+    store: Annotated[str | None, BeforeValidator(_store_url)] = None
     reviewers: list[Reviewer] = []
     agents: list[Agent] = []
     policy: list[Rule] = []

@@ -1,0 +1,148 @@
+"""The composition root: every addon of one `hitl-proxy run`, built in order from typed settings
+and opened stores, and the review app.
+
+No sockets, no mitmproxy master: `runner` opens the stores, calls `compose`, adds the addons to
+its master (then the review server, which serves the review app on the bound socket) and applies
+the option updates. Tests call `compose` directly to check the order and the wiring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors_schemas import Connector, Matcher
+from proxy_addon.agent_auth import AgentAuth
+from proxy_addon.config import HitlConfig, loosening_criteria
+from proxy_addon.guard import ReviewApiGuard
+from proxy_addon.hold import HoldSettings, HoldWrites
+from proxy_addon.host_binding import HostBinding
+from proxy_addon.hygiene import RequestHygiene
+from proxy_addon.layers import HttpOnly
+from proxy_addon.mcp import McpRules, endpoints_from_config
+from proxy_addon.policy import Policy
+from proxy_addon.proposals import ProposalBuilder
+from proxy_addon.resolve import Resolve
+from proxy_addon.sealing import Sealer
+from proxy_addon.settings import CA_BUNDLE_FILE, RunSettings, without_password
+from proxy_addon.traffic import TrafficRecorder
+from proxy_addon.upstream import UpstreamClient, combined_ca_bundle
+from proxy_addon.websocket_gate import WebSocketGate
+from review_api import ReviewApp, Reviewers
+from review_api.audit import AuditWitness
+from review_api.feed import ChangeFeed
+from review_api.metrics import Metrics
+from review_api.notify import Notifier, Webhook
+from review_api.store import ApprovalStore
+from review_api.traffic import TrafficStore
+
+# mitmproxy closes idle server connections after tcp_timeout, even while a hook holds a flow.
+TCP_TIMEOUT_MARGIN = 60
+MIN_TCP_TIMEOUT = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """What `runner` opened before composing: the composition itself does no I/O on them."""
+
+    approvals: ApprovalStore
+    traffic: TrafficStore
+    sealer: Sealer
+
+
+@dataclass(frozen=True, slots=True)
+class Composition:
+    """One run's parts. `addons` is in the order mitmproxy must call them; the review server
+    (it needs the bound socket) goes after them, last."""
+
+    addons: tuple[object, ...]
+    review_app: ReviewApp
+    feed: ChangeFeed
+    metrics: Metrics
+    options: dict[str, object]  # mitmproxy option updates, applied after the addons are added
+    ready: str  # the line printed once the review API listens
+
+
+def compose(settings: RunSettings, config: HitlConfig, connectors: dict[str, Connector],
+            stores: Stores, *, token_note: str = "") -> Composition:
+    """Build every addon and the review app from typed settings and opened stores."""
+    store = stores.approvals
+    feed = ChangeFeed(store)
+    upstream = UpstreamClient(settings.resolve, settings.upstream_ca, config.fetch_timeout)
+    resolve = Resolve(settings.resolve)
+    metrics = Metrics()
+    auth = AgentAuth(config.agents)
+    matcher = Matcher(connectors)
+    recorder = (TrafficRecorder(stores.traffic, matcher, config.traffic, metrics, resolve)
+                if config.traffic.enabled else None)
+    mcp = McpRules(endpoints_from_config(config.mcp.servers))
+    hold = HoldWrites(
+        store,
+        ProposalBuilder(matcher, upstream, Policy(config.policy), config.risk.money_threshold),
+        stores.sealer,
+        upstream,
+        resolve,
+        hold_settings(settings, config),
+        auth,
+        metrics,
+        recorder,
+        mcp,
+    )
+    review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config),
+                           hold.propose_revert, metrics, stores.traffic)
+    notifier = Notifier(
+        store,
+        [Webhook(h.url, h.format, dict(h.headers)) for h in config.notifications.webhooks],
+        config.notifications.review_url or settings.review_url,
+        feed=feed, on_failure=metrics.webhook_failures.inc)
+    # Order matters: refusals (proxy authentication, HTTP only, host binding, upgrades) come
+    # before the hold; the review API guard sees the address --resolve chose; the traffic
+    # recorder comes after the hold, so it records what the hold decided.
+    addons: tuple[object, ...] = (
+        AuditWitness(store),  # the audit chain's head, logged off the data dir
+        notifier,
+        HttpOnly(config.limits.max_body, config.passthrough_hosts),
+        auth,
+        RequestHygiene(),
+        HostBinding(resolve),
+        WebSocketGate(config.websocket_hosts),
+        resolve,
+        ReviewApiGuard(settings.review_host, settings.review_port),
+        hold,
+        mcp,
+        *([recorder] if recorder else []),
+    )
+    return Composition(addons=addons, review_app=review_app, feed=feed, metrics=metrics,
+                       options=mitmproxy_options(settings, config),
+                       ready=ready_line(settings, store, token_note))
+
+
+def hold_settings(settings: RunSettings, config: HitlConfig) -> HoldSettings:
+    limits = config.limits
+    return HoldSettings(settings.hold_timeout, config.defaults.expire_after,
+                        settings.review_url, limits.max_pending, limits.max_body,
+                        limits.max_pending_per_agent, limits.send_within)
+
+
+def mitmproxy_options(settings: RunSettings, config: HitlConfig) -> dict[str, object]:
+    """The options our addons need, whatever --set says (check_options refuses the unsafe)."""
+    longest_hold = max([settings.hold_timeout] + [rule.hold_timeout or 0
+                                                  for rule in config.policy])
+    options: dict[str, object] = {
+        # Bytes that do not look like HTTP are parsed as HTTP (and refused), never piped.
+        "rawtcp": False,
+        "tcp_timeout": max(MIN_TCP_TIMEOUT, int(longest_hold) + TCP_TIMEOUT_MARGIN),
+    }
+    if settings.upstream_ca is not None:
+        bundle = combined_ca_bundle(settings.upstream_ca, settings.data_dir / CA_BUNDLE_FILE)
+        options["ssl_verify_upstream_trusted_ca"] = str(bundle)
+    return options
+
+
+def ready_line(settings: RunSettings, store: ApprovalStore, token_note: str = "") -> str:
+    """What `run` prints once it serves: where to point agents and reviewers, which store this
+    replica uses (no password) and its replica id, as the store's claims name it."""
+    ca = Path(settings.certs_dir) / "mitmproxy-ca-cert.pem"
+    return (f"hitl-proxy ready: proxy {settings.listen_host}:{settings.listen_port} "
+            f"({settings.mode}), review API {settings.review_url}{token_note}, store "
+            f"{without_password(store.location)}, replica {store.replica}, agents trust {ca}")
