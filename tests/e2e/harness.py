@@ -28,21 +28,29 @@ def hitl_proxy_command() -> list[str]:
 
 
 class ProxyProcess:
-    def __init__(self, workdir: Path, args: list[str], token: str) -> None:
+    """One `hitl-proxy run`. Replicas pass the same `store` URL, one `certs_dir` (the CA agents
+    trust) and `env` carrying the shared sealing key; everything else is this process's own."""
+
+    def __init__(self, workdir: Path, args: list[str], token: str, *, store: str | None = None,
+                 certs_dir: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.listen_port = free_port()
         self.review_port = free_port()
         self.data_dir = workdir / "data"
-        self.certs_dir = workdir / "certs"
+        self.certs_dir = certs_dir or workdir / "certs"
         self.token = token
         self.log_path = workdir / "proxy.log"
         self.extra_args = args
+        self.store = store
+        self.env = env or {}
         self.args = [
             *hitl_proxy_command(), "run",
             "--listen-port", str(self.listen_port), "--review-port", str(self.review_port),
-            "--data-dir", str(self.data_dir), "--certs-dir", str(self.certs_dir), *args,
+            "--data-dir", str(self.data_dir), "--certs-dir", str(self.certs_dir),
+            *(["--store", store] if store else []), *args,
         ]
         self.process: subprocess.Popen[bytes] | None = None
+        self._starts = 0
 
     @property
     def proxy_url(self) -> str:
@@ -62,9 +70,12 @@ class ProxyProcess:
     def start(self, timeout: float = 30) -> ProxyProcess:
         env = {k: v for k, v in os.environ.items()
                if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
-        with self.log_path.open("wb") as log:
+        env.update(self.env)
+        # A restart (after kill or stop) keeps the earlier run's log: it is part of the story.
+        with self.log_path.open("ab" if self._starts else "wb") as log:
             self.process = subprocess.Popen(self.args, cwd=self.workdir, env=env, stdout=log,
                                             stderr=subprocess.STDOUT)
+        self._starts += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -89,6 +100,26 @@ class ProxyProcess:
             self.process.kill()
             self.process.wait()
             raise RuntimeError(f"hitl-proxy did not stop on SIGTERM:\n{self.log()}") from None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs, as when the machine under a replica dies."""
+        assert self.process is not None, "never started"
+        self.process.kill()
+        self.process.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets and its database sessions but does nothing,
+        so a test can set up a state it would otherwise act on at once."""
+        assert self.process is not None, "never started"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None, "never started"
+        self.process.send_signal(signal.SIGCONT)
 
     # -- review API ----------------------------------------------------------------------------
 
