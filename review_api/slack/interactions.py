@@ -124,14 +124,23 @@ class InMemoryReplayGuard(ReplayGuard):
     def __init__(self, clock: Callable[[], float] = time.time, limit: int = 100_000) -> None:
         self._clock = clock
         self._limit = limit
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, float] = {}  # insertion order is about expiry order
         self._lock = asyncio.Lock()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        while self._seen:
+            oldest, until = next(iter(self._seen.items()))
+            if until > now:
+                break
+            del self._seen[oldest]
 
     async def first_use(self, signature: str, expires: float) -> bool:
         async with self._lock:
-            now = self._clock()
-            if len(self._seen) >= self._limit or len(self._seen) % 256 == 0:
-                self._seen = {sig: until for sig, until in self._seen.items() if until > now}
+            self._forget_expired()
             if signature in self._seen:
                 return False
             if len(self._seen) >= self._limit:
