@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from connectors_schemas import Connector, ConnectorFileError, load_connectors
 from proxy_addon.config import ConfigError, HitlConfig, load_config
@@ -32,7 +32,7 @@ from proxy_addon.settings import (
 from review_api.auth import Reviewer
 
 if TYPE_CHECKING:
-    from review_api.store import ApprovalStore
+    from review_api.store import ApprovalStore, AuditRow
 
 __all__ = ["RunSettings", "load_setup", "main"]  # RunSettings lives in settings; kept here too
 
@@ -360,12 +360,6 @@ async def open_store(url: str | None, data_dir: Path, config: HitlConfig,
     return store
 
 
-def _sqlite_file(store: ApprovalStore) -> Path | None:
-    from review_api.store import SqliteStore
-
-    return store.path if isinstance(store, SqliteStore) else None
-
-
 def audit_command(args: argparse.Namespace) -> int:
     from proxy_addon.sealing import SealError, audit_key, load_key
     from review_api import audit
@@ -378,7 +372,7 @@ def audit_command(args: argparse.Namespace) -> int:
         heads = [audit.parse_head(text) for text in getattr(args, "head", [])]
     except ValueError as exc:
         raise UsageError(f"--head: {exc}") from None
-    rows, anchor = asyncio.run(_audit_rows(url, args.data_dir, config))
+    rows, anchor_file = asyncio.run(_audit_rows(url, args.data_dir, config))
     if args.audit_command == "export":
         try:
             since = parse_moment(args.since) if args.since else None
@@ -391,9 +385,7 @@ def audit_command(args: argparse.Namespace) -> int:
         key = audit_key(load_key(args.data_dir))
     except SealError as exc:
         raise UsageError(str(exc)) from None
-    problem = audit.verify(rows, key, anchor)
-    for head in heads:
-        problem = problem or audit.check_head(rows, head)
+    problem = audit.check_log(rows, key, anchor_file=anchor_file, heads=heads)
     if problem is not None:
         print(f"audit log NOT intact: {problem}", file=sys.stderr)
         return 1
@@ -403,17 +395,17 @@ def audit_command(args: argparse.Namespace) -> int:
 
 
 async def _audit_rows(url: str | None, data_dir: Path, config: HitlConfig
-                      ) -> tuple[list[Any], tuple[int, str] | None]:
-    """The chain's rows and the anchor to check its tail against. A SQLite file is read as
-    stored (row order, unparsable rows named); any other store through its interface."""
+                      ) -> tuple[list[AuditRow], Path | None]:
+    """The chain's rows and the anchor file to check its tail against (SQLite's, beside the
+    database; PostgreSQL has none). A SQLite file is read as stored, in row order, so a
+    reordering shows; any other store through its interface."""
     from review_api import audit
+    from review_api.store import SqliteStore
 
     store = await open_store(url, data_dir, config)
     try:
-        database = _sqlite_file(store)
-        if database is not None:
-            return audit.read_rows(database), audit.read_anchor(
-                database.with_name("audit.head"))
+        if isinstance(store, SqliteStore):
+            return audit.read_rows(store.path), store.anchor
         try:
             return await audit.store_rows(store), None
         except audit.AuditUnreadable as exc:

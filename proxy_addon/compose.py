@@ -14,8 +14,9 @@ from pathlib import Path
 from connectors_schemas import Connector, Matcher
 from proxy_addon.agent_auth import AgentAuth
 from proxy_addon.config import HitlConfig, loosening_criteria
+from proxy_addon.executor import HoldSettings
 from proxy_addon.guard import ReviewApiGuard
-from proxy_addon.hold import HoldSettings, HoldWrites
+from proxy_addon.hold import HoldAddons, hold_addons
 from proxy_addon.host_binding import HostBinding
 from proxy_addon.hygiene import RequestHygiene
 from proxy_addon.layers import HttpOnly
@@ -56,6 +57,7 @@ class Composition:
     (it needs the bound socket) goes after them, last."""
 
     addons: tuple[object, ...]
+    hold: HoldAddons
     review_app: ReviewApp
     feed: ChangeFeed
     metrics: Metrics
@@ -76,8 +78,9 @@ def compose(settings: RunSettings, config: HitlConfig, connectors: dict[str, Con
     recorder = (TrafficRecorder(stores.traffic, matcher, config.traffic, metrics, resolve)
                 if config.traffic.enabled else None)
     mcp = McpRules(endpoints_from_config(config.mcp.servers))
-    hold = HoldWrites(
+    hold = hold_addons(
         store,
+        feed,
         ProposalBuilder(matcher, upstream, Policy(config.policy), config.risk.money_threshold),
         stores.sealer,
         upstream,
@@ -89,7 +92,7 @@ def compose(settings: RunSettings, config: HitlConfig, connectors: dict[str, Con
         mcp,
     )
     review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config),
-                           hold.propose_revert, metrics, stores.traffic)
+                           hold.propose_revert, metrics, stores.traffic, feed=feed)
     notifier = Notifier(
         store,
         [Webhook(h.url, h.format, dict(h.headers)) for h in config.notifications.webhooks],
@@ -108,12 +111,12 @@ def compose(settings: RunSettings, config: HitlConfig, connectors: dict[str, Con
         WebSocketGate(config.websocket_hosts),
         resolve,
         ReviewApiGuard(settings.review_host, settings.review_port),
-        hold,
+        *hold.addons,  # the status host, the hold, the sweeper
         mcp,
         *([recorder] if recorder else []),
     )
-    return Composition(addons=addons, review_app=review_app, feed=feed, metrics=metrics,
-                       options=mitmproxy_options(settings, config),
+    return Composition(addons=addons, hold=hold, review_app=review_app, feed=feed,
+                       metrics=metrics, options=mitmproxy_options(settings, config),
                        ready=ready_line(settings, store, token_note))
 
 

@@ -31,11 +31,11 @@ from proxy_addon.sealing import (
     load_key,
     load_or_create_key,
 )
-from proxy_addon.settings import DB_FILE, TRAFFIC_FILE, RunSettings, without_password
+from proxy_addon.settings import RunSettings, without_password
 from review_api.store import ApprovalStore, StoreError, store_from_url
-from review_api.traffic import TrafficError, TrafficStore
+from review_api.traffic import TrafficError, TrafficStore, traffic_store_from_url
 
-__all__ = ["DB_FILE", "TRAFFIC_FILE", "StartupError", "open_stores", "serve"]
+__all__ = ["StartupError", "close_stores", "open_stores", "open_traffic_store", "serve"]
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -97,14 +97,9 @@ async def _seal_key(settings: RunSettings, config: HitlConfig) -> bytes:
 
 
 def open_traffic_store(url: str | None, data_dir: Path, config: HitlConfig) -> TrafficStore:
-    """The traffic record beside the approvals: its own file in the data dir, or the store
-    URL's database. Not opened yet: `run` opens it for writing, `traffic export` read-only."""
-    if url is None:
-        return TrafficStore(data_dir / TRAFFIC_FILE, approvals=data_dir / DB_FILE,
-                            max_file_bytes=config.traffic.max_file_size,
-                            busy_timeout=config.limits.store_timeout)
-    from review_api.traffic import traffic_store_from_url
-
+    """The traffic record that goes with the store: its own file in the data dir, or the
+    PostgreSQL database. Not opened yet: `run` opens it for writing, `traffic export`
+    read-only."""
     return traffic_store_from_url(url, data_dir, max_file_bytes=config.traffic.max_file_size,
                                   busy_timeout=config.limits.store_timeout)
 

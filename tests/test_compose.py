@@ -23,6 +23,8 @@ from proxy_addon.resolve import Resolve
 from proxy_addon.runner import StartupError, close_stores, open_stores
 from proxy_addon.sealing import KEY_ENV, KEY_FILE
 from proxy_addon.settings import RunSettings
+from proxy_addon.status_host import StatusHost
+from proxy_addon.sweeper import Sweeper
 from proxy_addon.traffic import TrafficRecorder
 from proxy_addon.websocket_gate import WebSocketGate
 from review_api import Proposal
@@ -56,6 +58,10 @@ async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
         await close_stores(opened)
 
 
+def text_of(path: Path) -> str:
+    return path.read_text()
+
+
 def kinds(composition: Composition) -> list[type]:
     return [type(addon) for addon in composition.addons]
 
@@ -68,7 +74,9 @@ async def test_refusals_come_before_the_hold_and_the_recorder_after_it(
     hold = order.index(HoldWrites)
     for refusal in (HttpOnly, AgentAuth, RequestHygiene, HostBinding, WebSocketGate,
                     ReviewApiGuard):
-        assert order.index(refusal) < hold, (refusal, order)
+        assert order.index(refusal) < order.index(StatusHost) < hold, (refusal, order)
+    assert composition.hold.hold is composition.addons[hold]
+    assert Sweeper in order
     # The guard sees the address --resolve chose, so it comes after Resolve.
     assert order.index(Resolve) < order.index(ReviewApiGuard)
     # The recorder records what the hold decided; MCP rules are read by the hold.
@@ -122,7 +130,7 @@ async def test_options_cover_the_longest_hold_and_trust_the_upstream_ca(
     assert options["tcp_timeout"] == 900 + 60  # the longest hold, plus a margin
     bundle = Path(str(options["ssl_verify_upstream_trusted_ca"]))
     assert bundle.parent == settings.data_dir
-    assert ca.cert_pem.bytes().decode().strip() in bundle.read_text()
+    assert ca.cert_pem.bytes().decode().strip() in text_of(bundle)
     short = compose(settings_for(tmp_path), HitlConfig(), CONNECTORS, stores).options
     assert short["tcp_timeout"] == 600 and "ssl_verify_upstream_trusted_ca" not in short
 
