@@ -1,9 +1,17 @@
-"""The review API: every route in one list, plain async endpoints, JSON in and out."""
+"""The review API: every route in one list, plain async endpoints, JSON in and out.
+
+Everything it shows is read from the store, so any replica answers the same; the live page and
+the metrics follow the store's change feed from the app's lifecycle (`running` to `done`, or the
+Starlette lifespan when served on its own).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -14,6 +22,7 @@ from starlette.routing import Route
 
 from review_api.auth import Reviewer, Reviewers
 from review_api.edits import edit_problem
+from review_api.feed import ChangeFeed
 from review_api.metrics import Metrics
 from review_api.models import Approval, Decision, Status
 from review_api.openapi import openapi
@@ -31,7 +40,9 @@ from review_api.traffic import (
 from review_api.traffic_export import EXPORT_TYPES, download
 from review_api.web import AUDITOR_GROUP, Broadcaster, ReviewPages
 
+logger = logging.getLogger("hitl_proxy")
 MAX_NOTE_CHARS = 4000
+RESUME_AFTER = 1.0  # seconds before following the feed again after the store failed
 Reverter = Callable[[str, str], Awaitable[Approval]]  # (approval id, reviewer) -> new approval
 
 
@@ -63,22 +74,37 @@ def audit_visible(reviewer: Reviewer, approval_id: str | None,
     return reviewer.may_decide(routing[approval_id])
 
 
+async def _newest(store: Store) -> int | None:
+    """Where a follower starts: the newest change now (None: the store is down, the follower
+    asks again when it can). Read before the follower starts, so nothing after is missed."""
+    try:
+        return await store.last_change()
+    except StoreError as exc:
+        logger.warning("the change feed cannot be read yet: %s", exc)
+        return None
+
+
 class ReviewApp:
-    """Holds what the endpoints share; `app` is the Starlette application to serve."""
+    """Holds what the endpoints share; `app` is the Starlette application to serve.
+
+    Also an addon: `running` starts following the change feed (the live page, the metrics) and
+    `done` stops it. Served on its own, the app's lifespan does the same.
+    """
 
     def __init__(self, store: Store, reviewers: Reviewers,
                  criteria: LooseningCriteria | None = None,
                  reverter: Reverter | None = None, metrics: Metrics | None = None,
-                 traffic: TrafficStore | None = None) -> None:
+                 traffic: TrafficStore | None = None, *,
+                 feed: ChangeFeed | None = None) -> None:
         self.traffic = traffic
         self.metrics = metrics or Metrics()
-        store.subscribe(self.metrics.on_change)
         self.store = store
+        self.feed = feed or ChangeFeed(store)
         self.reverter = reverter
         self.reviewers = reviewers
         self.criteria = criteria or LooseningCriteria()
         self.broadcaster = Broadcaster()
-        store.subscribe(self.broadcaster.publish)
+        self._follower: asyncio.Task[None] | None = None
         pages = ReviewPages(store, reviewers, self.broadcaster, reverter, traffic)
         self.app = Starlette(
             routes=[
@@ -116,7 +142,45 @@ class ReviewApp:
             exception_handlers={StoreError: self._store_error, TrafficError: self._store_error,
                                 404: self._not_found,
                                 405: self._not_allowed},
+            lifespan=self._lifespan,
         )
+
+    # -- life: following the change feed ------------------------------------------------------
+
+    async def running(self) -> None:
+        """Follow the feed from its newest change: the page shows what happens from now on."""
+        if self._follower is None:
+            self._follower = asyncio.create_task(self._follow(await _newest(self.store)))
+
+    async def done(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.running()
+        try:
+            yield
+        finally:
+            await self.done()
+
+    async def _follow(self, after: int | None) -> None:
+        """Every change of every replica after `after`, in order, to the open pages and the
+        metrics; a store failure pauses the reading and it resumes after the last change
+        handled."""
+        while True:
+            try:
+                if after is None:
+                    after = await self.store.last_change()
+                async for change in self.feed.follow(after):
+                    await self.broadcaster.publish(change)
+                    await self.metrics.on_change(change, self.store)
+                    after = change.seq
+            except Exception as exc:  # the store is down: the feed resumes where it stopped
+                logger.warning("live page: reading the change feed failed (%r); resuming", exc)
+                await asyncio.sleep(RESUME_AFTER)
 
     async def _store_error(self, request: Request, exc: Exception) -> Response:
         return _error(503, f"the store is unavailable: {exc}")

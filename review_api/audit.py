@@ -1,9 +1,12 @@
 """Verifying, exporting and witnessing the audit log, for security teams.
 
-Verify and export work on a stopped proxy's data. The chain's HMAC key lives with the data (or in
-HITL_PROXY_KEY), so whoever holds both could rewrite history and re-sign it; the witness publishes
-the chain head (seq and hash) off the data dir, in the log, and `verify --head SEQ:HASH` checks a
-head published earlier: re-signing changes every hash after the first rewritten entry.
+Verify and export work on a stopped proxy's data, whichever store holds it: `store_rows` reads
+the entries through the store interface (SQLite or PostgreSQL) and gives them back in the exact
+text the hash was computed over. The chain's HMAC key lives with the data (or in HITL_PROXY_KEY),
+so whoever holds both could rewrite history and re-sign it; the witness publishes the chain head
+(seq and hash) off the data dir, in the log, and `verify --head SEQ:HASH` checks a head published
+earlier: re-signing changes every hash after the first rewritten entry. SQLite also keeps an
+anchor file (audit.head) beside the database, which catches a cut-off tail.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from review_api.store import GENESIS_HASH, AuditHead, Store, entry_hash
+from review_api.store import GENESIS_HASH, ApprovalStore, AuditHead, StoreError, entry_hash
+from review_api.store.base import AuditRow
 from review_api.traffic_export import csv_line
 
 logger = logging.getLogger("hitl_proxy")
@@ -26,22 +29,26 @@ WITNESS_EVERY = 10.0  # seconds between two published heads while entries are ad
 _HEAD = re.compile(r"^(\d{1,18}):([0-9a-fA-F]{64})$")
 
 COLUMNS = ("seq", "at", "event", "approval_id", "actor", "detail", "prev_hash", "hash")
+Row = AuditRow  # an entry as stored: the exact text its hash covers
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    seq: int
-    at: str
-    event: str
-    approval_id: str | None
-    actor: str
-    detail: str
-    prev_hash: str
-    hash: str
+class AuditUnreadable(RuntimeError):
+    """The store could not give back its audit entries (unreachable, or a row it cannot parse):
+    the log is not known to be intact."""
+
+
+async def store_rows(store: ApprovalStore) -> list[Row]:
+    """Every entry of an opened store (SQLite or PostgreSQL) as stored, in chain order, the
+    detail as the very text its hash covers. AuditUnreadable when the store cannot say."""
+    try:
+        return await store.audit_rows()
+    except (StoreError, ValueError) as exc:
+        raise AuditUnreadable(f"the audit log in {store.location} cannot be read: {exc}") from exc
 
 
 def read_rows(database: Path) -> list[Row]:
-    """Rows in storage order (rowid), not trusting seq: a reordering must show."""
+    """A SQLite file's rows as stored, in storage order (rowid), not trusting seq: a reordering
+    must show, and a row no store could parse still gets its entry named."""
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM audit ORDER BY rowid").fetchall()
     return [Row(*row) for row in rows]
@@ -55,8 +62,13 @@ def read_anchor(path: Path) -> tuple[int, str] | None:
         return None
 
 
-def verify(rows: list[Row], key: bytes, anchor: tuple[int, str] | None) -> str | None:
-    """The first problem, naming the entry; None when the chain is whole."""
+def verify(rows: list[Row], key: bytes, anchor: tuple[int, str] | None, *,
+           anchored: bool = True) -> str | None:
+    """The first problem, naming the entry; None when the chain is whole.
+
+    `anchored`: the store keeps an anchor file (SQLite), so a missing one is a problem. A
+    PostgreSQL store has none (anchored=False, anchor None): a cut-off tail there shows only
+    against a witnessed head (`check_head`)."""
     previous, expected_seq = GENESIS_HASH, 1
     for row in rows:
         if row.seq != expected_seq:
@@ -70,7 +82,7 @@ def verify(rows: list[Row], key: bytes, anchor: tuple[int, str] | None) -> str |
         previous, expected_seq = row.hash, expected_seq + 1
     last = rows[-1].seq if rows else 0
     if anchor is None:
-        return None if not rows else "the audit anchor (audit.head) is missing"
+        return None if not rows or not anchored else "the audit anchor (audit.head) is missing"
     if anchor[0] > last:
         return (f"entry {last + 1}: missing; the log ends at entry {last} but the anchor "
                 f"names entry {anchor[0]} (the tail was cut off)")
@@ -125,6 +137,17 @@ def export(rows: list[Row], fmt: str, since: str | None = None) -> Iterator[str]
                         row.detail, row.prev_hash, row.hash])
 
 
+def check_log(rows: list[Row], key: bytes, *, anchor_file: Path | None,
+              heads: Iterable[AuditHead] = ()) -> str | None:
+    """`audit verify` whole: the chain, the anchor file (SQLite's audit.head beside the
+    database; None for a store without one) and every head witnessed earlier."""
+    anchor = read_anchor(anchor_file) if anchor_file is not None else None
+    problem = verify(rows, key, anchor, anchored=anchor_file is not None)
+    for head in heads:
+        problem = problem or check_head(rows, head)
+    return problem
+
+
 def head_line(head: AuditHead | None) -> str:
     seq, digest = head or (0, GENESIS_HASH)
     return f"audit head seq={seq} hash={digest}"
@@ -135,7 +158,7 @@ class AuditWitness:
     off the host. Once at start, then at most every `every` seconds while entries are added
     (the latest head of each interval), and once at shutdown. An addon (running/done hooks)."""
 
-    def __init__(self, store: Store, every: float = WITNESS_EVERY,
+    def __init__(self, store: ApprovalStore, every: float = WITNESS_EVERY,
                  publish: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.every = every

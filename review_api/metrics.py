@@ -1,11 +1,16 @@
-"""Prometheus metrics, served at GET /metrics on the review port (no secrets in them)."""
+"""Prometheus metrics, served at GET /metrics on the review port (no secrets in them).
+
+Each replica serves its own: counters count what this replica did (the decisions its API
+committed, the sends it made), so summing a counter over replicas counts each event once; the
+pending gauge and the audit head are read from the store, so every replica shows the same.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-from review_api.models import Approval, Status
-from review_api.store import GENESIS_HASH
+from review_api.models import Status
+from review_api.store import GENESIS_HASH, ApprovalStore, NotFound, StatusChange
 
 DECIDED = {Status.approved, Status.rejected, Status.expired}
 
@@ -49,13 +54,21 @@ class Metrics:
         self.counted = {decision: self.requests.labels(decision)
                         for decision in ("passed", "held", "allowed", "denied", "refused")}
 
-    async def on_change(self, approval: Approval) -> None:
-        """Store listener: time to decision, and failed sends."""
-        if approval.status in DECIDED and approval.decided_at is not None:
-            seconds = (approval.decided_at - approval.created_at).total_seconds()
-            self.time_to_decision.observe(max(seconds, 0.0))
-        if approval.status is Status.failed:
+    async def on_change(self, change: StatusChange, store: ApprovalStore) -> None:
+        """Change-feed reader: time to decision, and failed sends, of this replica's commits
+        only (another replica counts its own)."""
+        if change.replica != store.replica:
+            return
+        if change.status is Status.failed:
             self.upstream_errors.inc()
+        elif change.status in DECIDED and change.event != "vote":
+            try:
+                approval = await store.get(change.approval_id)
+            except NotFound:
+                return
+            if approval.decided_at is not None:
+                seconds = (approval.decided_at - approval.created_at).total_seconds()
+                self.time_to_decision.observe(max(seconds, 0.0))
 
     def render(self, pending: int, audit_head: tuple[int, str] | None = None) -> bytes:
         self.pending.set(pending)

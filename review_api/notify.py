@@ -1,7 +1,13 @@
 """Webhooks on each new pending approval and each decision, generic JSON or Slack's format.
 
-Sending happens in a background task with retries: a slow or failing webhook is logged and never
-delays or blocks a hold. JSON payloads carry the audit chain's head at the time of the event, so
+The notifier reads the store's change feed, so a hold or decision committed by any replica is
+notified; before sending, it claims the change in the store (`claim_delivery`), and only the
+replica that wins sends it: each event goes out once, whichever replica committed it (at most
+once: a replica that dies mid-retry does not hand the event to another). A replica that starts
+notifies only what commits from then on, never the history.
+
+Sending happens in background tasks with retries: a slow or failing webhook is logged and never
+delays or blocks a hold. JSON payloads carry the audit chain's head when the event is sent, so
 the receiver keeps a witness of the log that the data dir's owner cannot rewrite.
 """
 
@@ -15,12 +21,31 @@ from typing import Any, Literal
 
 import httpx
 
+from review_api.feed import ChangeFeed
 from review_api.models import Approval, Status
+from review_api.store import ApprovalStore, AuditHead, NotFound, StatusChange, StoreError
 
 logger = logging.getLogger("hitl_proxy")
-AuditHead = tuple[int, str]
 NOTIFIED = {Status.pending, Status.approved, Status.rejected, Status.expired, Status.denied}
 RETRY_DELAYS = (0.5, 2.0, 8.0)  # after the first attempt fails
+RESUME_AFTER = 1.0  # seconds before following the feed again after the store failed
+
+
+def notified(change: StatusChange) -> bool:
+    """A new hold or a decision; not a vote short of the quorum, not the sending that follows."""
+    if change.status is Status.pending:
+        return change.event == "held"
+    return change.status in NOTIFIED and change.event != "vote"
+
+
+def as_of(approval: Approval, change: StatusChange) -> Approval:
+    """The approval as the change left it: read later, it may have moved on (a hold approved
+    before its notice was sent still announces the hold, not the decision twice)."""
+    if approval.status is change.status:
+        return approval
+    undecided = ({"decided_at": None, "decided_by": None, "note": None}
+                 if change.status is Status.pending else {})
+    return approval.model_copy(update={"status": change.status, **undecided})
 
 
 @dataclass(frozen=True)
@@ -70,27 +95,37 @@ def payload(hook: Webhook, approval: Approval, link: str,
 
 
 class Notifier:
-    def __init__(self, hooks: list[Webhook], review_url: str, queue_size: int = 1000,
-                 on_failure: Callable[[], None] | None = None,
-                 audit_head: Callable[[], AuditHead | None] | None = None) -> None:
-        """`audit_head` gives the chain's newest (seq, hash), e.g. `lambda: store.head`."""
+    """An addon: from `running` to `done` it follows the change feed and sends webhooks."""
+
+    def __init__(self, store: ApprovalStore, hooks: list[Webhook], review_url: str, *,
+                 feed: ChangeFeed | None = None, queue_size: int = 1000,
+                 on_failure: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.feed = feed or ChangeFeed(store)
         self._on_failure = on_failure
-        self._audit_head = audit_head
         self.hooks = hooks
         self.review_url = review_url.rstrip("/")
         self._queue: asyncio.Queue[tuple[Webhook, dict[str, Any]]] = asyncio.Queue(queue_size)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
         self.failures = 0
 
-    async def publish(self, approval: Approval) -> None:
-        """Store listener: queue the messages, never wait for a webhook."""
-        if approval.status not in NOTIFIED or not self.hooks:
+    async def publish(self, change: StatusChange) -> None:
+        """Queue the messages of one change if this replica wins its delivery; never waits
+        for a webhook. The approval is read before the claim, so a store failure here leaves
+        the change unclaimed for the retry (or another replica) instead of lost."""
+        if not self.hooks or not notified(change):
             return
-        if approval.status is Status.pending and approval.votes:
-            return  # a vote short of the quorum is not a decision
+        try:
+            approval = as_of(await self.store.get(change.approval_id), change)
+        except NotFound:
+            logger.warning("change %d names approval %s, which is gone: not notified",
+                           change.seq, change.approval_id)
+            return
+        head = await self.store.audit_head()
+        if not await self.store.claim_delivery(change.seq):
+            return  # another replica sends this one
         link = f"{self.review_url}/approvals/{approval.id}"
-        head = self._audit_head() if self._audit_head is not None else None
         for hook in self.hooks:
             try:
                 self._queue.put_nowait((hook, payload(hook, approval, link, head)))
@@ -99,12 +134,36 @@ class Notifier:
                 logger.warning("notification to %s dropped: the queue is full", hook.url)
 
     async def running(self) -> None:
-        self._task = asyncio.ensure_future(self._deliver_forever())
+        """Start following the feed from its newest change: history is never re-sent."""
+        if self._tasks or not self.hooks:
+            return
+        try:
+            after = await self.store.last_change()
+        except StoreError as exc:
+            logger.warning("webhooks: the change feed cannot be read yet: %s", exc)
+            after = None  # the follower asks again when it can
+        self._tasks = [asyncio.create_task(self._follow(after)),
+                       asyncio.create_task(self._deliver_forever())]
 
     async def done(self) -> None:
-        for task in [self._task, *self._sending]:
-            if task is not None:
-                task.cancel()
+        tasks, self._tasks = [*self._tasks, *self._sending], []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow(self, after: int | None) -> None:
+        """Every change after `after`, in order; a store failure pauses the reading, and it
+        resumes after the last change handled, so nothing is skipped."""
+        while True:
+            try:
+                if after is None:
+                    after = await self.store.last_change()
+                async for change in self.feed.follow(after):
+                    await self.publish(change)
+                    after = change.seq
+            except Exception as exc:  # the store is down: the feed resumes where it stopped
+                logger.warning("webhooks: reading the change feed failed (%r); resuming", exc)
+                await asyncio.sleep(RESUME_AFTER)
 
     async def _deliver_forever(self) -> None:
         async with httpx.AsyncClient(timeout=10, trust_env=False) as client:

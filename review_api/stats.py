@@ -11,9 +11,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from review_api.lifecycle import TRANSITIONS
 from review_api.models import Approval, Decision, Status
 
-APPROVED = {Status.approved, Status.executed, Status.failed}
+
+def _after(status: Status) -> frozenset[Status]:
+    """`status` and every status an approval can reach from it."""
+    found, todo = {status}, [status]
+    while todo:
+        for following in TRANSITIONS[todo.pop()] - found:
+            found.add(following)
+            todo.append(following)
+    return frozenset(found)
+
+
+# A reviewer approved it, whatever sending did next (sending, executed, failed, stale,
+# outcome_unknown): a decision to count, neither pending nor known to be executed.
+APPROVED = _after(Status.approved)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,10 @@
 """The reviewer's web page: sign in with a token, a live queue, old beside new, decide, history.
 
-Sessions live in memory (a restart signs reviewers out); the cookie is HttpOnly and
-SameSite=Strict, and every form carries the session's CSRF token as well.
+Sessions live in the store (only the cookie's sha256), so a reviewer signed in through one
+replica is signed in on every replica and a restart signs nobody out; signing out drops the
+session everywhere. The cookie is HttpOnly and SameSite=Strict, and every form carries the
+session's CSRF token as well. The live queue follows the store's change feed, so it shows the
+holds and decisions of every replica.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from starlette.templating import Jinja2Templates
 from review_api.auth import Reviewer, Reviewers
 from review_api.edits import edit_problem
 from review_api.models import Approval, Decision, Status, utcnow
-from review_api.store import Conflict, NotFound, Store
+from review_api.store import (
+    Conflict,
+    NotFound,
+    ReviewerSession,
+    StatusChange,
+    Store,
+    session_key_hash,
+)
 from review_api.traffic import (
     DECISIONS,
     FILTERS,
@@ -60,8 +70,11 @@ def approvals_csv(chosen: list[Approval]) -> str:
     return "".join(lines)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Session:
+    """A stored session joined with the reviewer as the config names them now."""
+
+    key_hash: str
     reviewer: Reviewer
     csrf: str
     expires: float
@@ -69,15 +82,15 @@ class Session:
 
 @dataclass
 class Broadcaster:
-    """Fans store changes out to every open event stream."""
+    """Fans the change feed out to every open event stream of this replica."""
 
     queues: set[asyncio.Queue[dict[str, str]]] = field(default_factory=set)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def publish(self, approval: Approval) -> None:
-        message = {"id": approval.id, "status": approval.status.value}
+    async def publish(self, change: StatusChange) -> None:
+        message = {"id": change.approval_id, "status": change.status.value}
         for queue in list(self.queues):
-            if queue.qsize() < 100:
+            if queue.qsize() < 100:  # a stalled page misses updates, never grows memory
                 queue.put_nowait(message)
 
 
@@ -212,17 +225,29 @@ class ReviewPages:
         self.store = store
         self.reviewers = reviewers
         self.broadcaster = broadcaster
-        self.sessions: dict[str, Session] = {}
+        # Sessions name their reviewer; the config's entry (groups may have changed) decides.
+        # Reviewers has no lookup by name yet (requested in auth.py): read its list once.
+        self._by_name = {reviewer.name: reviewer for _, reviewer in reviewers._by_digest}
         self.templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
         self.templates.env.globals.update(age=_age, approvals_of=_approvals_of)
 
     # -- sessions -------------------------------------------------------------------------------
 
-    def _session(self, request: Request) -> Session | None:
-        session = self.sessions.get(request.cookies.get(COOKIE, ""))
-        if session is None or session.expires < time.time():
+    async def _session(self, request: Request) -> Session | None:
+        """The signed-in reviewer, from the store: any replica may have signed them in. A
+        reviewer no longer configured is signed out, whatever their cookie says."""
+        cookie = request.cookies.get(COOKIE)
+        if not cookie:
             return None
-        return session
+        key_hash = session_key_hash(cookie)
+        stored = await self.store.load_session(key_hash)
+        if stored is None or stored.expires < time.time():
+            return None
+        reviewer = self._by_name.get(stored.reviewer)
+        if reviewer is None:
+            await self.store.drop_session(key_hash)
+            return None
+        return Session(key_hash, reviewer, stored.csrf, stored.expires)
 
     def _render(self, request: Request, template: str, session: Session | None,
                 status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -243,7 +268,7 @@ class ReviewPages:
         return {key: str(value) for key, value in form.items()}
 
     async def login_page(self, request: Request) -> Response:
-        if self._session(request):
+        if await self._session(request):
             return RedirectResponse("/", 303)
         return self._render(request, "login.html", None)
 
@@ -254,20 +279,21 @@ class ReviewPages:
             return RedirectResponse("/login?" + urlencode(
                 {"flash": "That token is not a reviewer's token.", "kind": "error"}), 303)
         key = secrets.token_urlsafe(32)
-        self.sessions[key] = Session(reviewer, secrets.token_urlsafe(24),
-                                     time.time() + SESSION_SECONDS)
+        await self.store.save_session(ReviewerSession(
+            key_hash=session_key_hash(key), reviewer=reviewer.name,
+            csrf=secrets.token_urlsafe(24), expires=time.time() + SESSION_SECONDS))
         response = RedirectResponse("/", 303)
         response.set_cookie(COOKIE, key, max_age=SESSION_SECONDS, httponly=True,
                             samesite="strict", secure=request.url.scheme == "https")
         return response
 
     async def logout(self, request: Request) -> Response:
-        session = self._session(request)
+        session = await self._session(request)
         if session is not None:
             form = await self._form(request, session)
             if isinstance(form, Response):
                 return form
-            self.sessions.pop(request.cookies.get(COOKIE, ""), None)
+            await self.store.drop_session(session.key_hash)  # on every replica at once
         response = RedirectResponse("/login?flash=Signed+out.", 303)
         response.delete_cookie(COOKIE)
         return response
@@ -279,21 +305,21 @@ class ReviewPages:
                 if session.reviewer.may_decide(a.reviewer_groups)]
 
     async def queue(self, request: Request) -> Response:
-        session = self._session(request)
+        session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
         return self._render(request, "queue.html", session, page="queue",
                             approvals=await self._mine(session, Status.pending))
 
     async def queue_fragment(self, request: Request) -> Response:
-        session = self._session(request)
+        session = await self._session(request)
         if session is None:
             return HTMLResponse("", 401)
         return self._render(request, "_queue.html", session,
                             approvals=await self._mine(session, Status.pending))
 
     async def detail(self, request: Request) -> Response:
-        session = self._session(request)
+        session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
         try:
@@ -317,7 +343,7 @@ class ReviewPages:
 
     async def _posted(self, request: Request) -> Posted | Response:
         """A signed-in reviewer's form about an approval routed to them, or where to go instead."""
-        session = self._session(request)
+        session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
         form = await self._form(request, session)
@@ -388,7 +414,7 @@ class ReviewPages:
         return [a for a in reversed(approvals) if keep(a)]
 
     async def history(self, request: Request) -> Response:
-        session = self._session(request)
+        session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
         everything = await self._mine(session)
@@ -400,7 +426,7 @@ class ReviewPages:
             statuses=[s.value for s in Status], query=urlencode(params))
 
     async def export(self, request: Request) -> Response:
-        session = self._session(request)
+        session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
         chosen = self._filtered(await self._mine(session), dict(request.query_params))
@@ -413,10 +439,10 @@ class ReviewPages:
 
     # -- the traffic record, for auditors -------------------------------------------------------
 
-    def _traffic_query(self, request: Request
-                       ) -> tuple[Session, TrafficStore, TrafficQuery] | Response:
+    async def _traffic_query(self, request: Request
+                             ) -> tuple[Session, TrafficStore, TrafficQuery] | Response:
         """The signed-in auditor, the record and the filters; or the page saying why not."""
-        session = self._session(request)
+        session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
         if AUDITOR_GROUP not in session.reviewer.groups or self.traffic is None:
@@ -430,7 +456,7 @@ class ReviewPages:
                                 flash=f"Cannot filter: {exc}", flash_kind="error")
 
     async def traffic_page(self, request: Request) -> Response:
-        found = self._traffic_query(request)
+        found = await self._traffic_query(request)
         if isinstance(found, Response):
             return found
         session, traffic, (where, _, cursor, _) = found
@@ -443,7 +469,7 @@ class ReviewPages:
                             query=urlencode(params))
 
     async def traffic_export(self, request: Request) -> Response:
-        found = self._traffic_query(request)
+        found = await self._traffic_query(request)
         if isinstance(found, Response):
             return found
         _, traffic, (where, *_) = found
@@ -452,7 +478,7 @@ class ReviewPages:
     # -- live events ----------------------------------------------------------------------------
 
     async def events(self, request: Request) -> Response:
-        session = self._session(request)
+        session = await self._session(request)
         if session is None:
             return Response(status_code=401)
         queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()

@@ -1,44 +1,53 @@
 """The audit log is tamper-evident: a flipped byte, a deleted row, a reordering or a cut-off tail
-makes `verify` name the first bad entry (a property test over all four), and a head witnessed
-off the data dir catches a chain rewritten and re-signed with a new key. Reviewers read only the
-entries of approvals routed to them (the auditor group reads all); no CSV cell starts a formula."""
+makes `verify` name the first bad entry (a property test over all four, on rows read through the
+store), and a head witnessed off the data dir catches a chain rewritten and re-signed with a new
+key. PostgreSQL's log verifies the same way (no anchor file there: a witnessed head catches a
+cut tail), also after replicas wrote to it concurrently. Reviewers read only the entries of
+approvals routed to them (the auditor group reads all); no CSV cell starts a formula."""
 
 import asyncio
 import csv
 import io
+import json
 import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy_addon.sealing import KEY_ENV, key_location_warning
-from review_api import Approval, Decision, Proposal, ReviewApp, Reviewer, Reviewers, Status, Store
+from review_api import Approval, Decision, Proposal, ReviewApp, Reviewer, Reviewers, Status
 from review_api.audit import (
+    AuditUnreadable,
     AuditWitness,
+    Row,
     check_head,
+    check_log,
     export,
     parse_head,
     read_anchor,
     read_rows,
+    store_rows,
     verify,
 )
 from review_api.metrics import Metrics
-from review_api.models import utcnow
+from review_api.models import iso, utcnow
 from review_api.notify import Webhook, payload
-from review_api.store import GENESIS_HASH, entry_hash
+from review_api.store import GENESIS_HASH, ApprovalStore, SqliteStore, entry_hash
 from review_api.traffic_export import csv_cell, csv_line
 from tests.e2e.harness import hitl_proxy_command
+from tests.test_web_sessions import StoreFactory, open_store  # noqa: F401 (a fixture)
 
 KEY = b"k" * 32
 
 
 async def _history(path: Path) -> None:
-    store = Store(path, audit_key=KEY)
+    store = SqliteStore(path, audit_key=KEY)
     await store.open()
     for index in range(6):
         approval = await store.create(Proposal(method="PUT", url=f"https://x.test/{index}",
@@ -62,13 +71,26 @@ def _copy(history: Path, target: Path) -> Path:
     return target / "hitl.sqlite3"
 
 
+async def _store_rows(database: Path) -> list[Row]:
+    store = SqliteStore(database, audit_key=KEY)
+    await store.open()
+    try:
+        return await store_rows(store)
+    finally:
+        await store.close()
+
+
 def _check(database: Path) -> str | None:
-    return verify(read_rows(database), KEY, read_anchor(database.with_name("audit.head")))
+    """What `audit verify` does on a SQLite data dir: the store's rows and the anchor file."""
+    return check_log(asyncio.run(_store_rows(database)), KEY,
+                     anchor_file=database.with_name("audit.head"))
 
 
 def test_an_untouched_log_verifies(history: Path) -> None:
     assert _check(history) is None
+    assert asyncio.run(_store_rows(history)) == read_rows(history)  # the text as stored
     assert len(read_rows(history)) == 12
+    assert verify(read_rows(history), KEY, None) == "the audit anchor (audit.head) is missing"
 
 
 @settings(max_examples=60, deadline=None,
@@ -107,6 +129,8 @@ def test_any_tampering_is_named(history: Path, tmp_path_factory: pytest.TempPath
     assert problem is not None
     named = int(problem.split(":")[0].removeprefix("entry "))
     assert named <= first_bad + 1, problem
+    assert verify(read_rows(database), KEY, read_anchor(database.with_name("audit.head"))) == (
+        problem)  # the file read raw says the same
 
 
 def test_export_as_jsonl_and_csv(history: Path) -> None:
@@ -131,7 +155,7 @@ def test_the_cli_verifies_and_exports_a_stopped_proxys_data(tmp_path: Path) -> N
     assert store_key == hashlib.sha256(b"hitl-proxy audit:" + seal).digest()
 
     async def write() -> None:
-        store = Store(tmp_path / "hitl.sqlite3", audit_key=store_key)
+        store = SqliteStore(tmp_path / "hitl.sqlite3", audit_key=store_key)
         await store.open()
         approval = await store.create(Proposal(method="PUT", url="https://x.test/1",
                                                fingerprint="f" * 64))
@@ -198,7 +222,7 @@ def test_a_head_is_seq_colon_hash(text: str) -> None:
 
 
 async def test_the_witness_logs_at_start_then_at_most_every_interval(tmp_path: Path) -> None:
-    store = Store(tmp_path / "hitl.sqlite3", audit_key=KEY)
+    store = SqliteStore(tmp_path / "hitl.sqlite3", audit_key=KEY)
     await store.open()
     lines: list[str] = []
     witness = AuditWitness(store, every=0.3, publish=lines.append)
@@ -221,7 +245,7 @@ async def test_the_witness_logs_at_start_then_at_most_every_interval(tmp_path: P
 
 def test_audit_csv_cells_never_start_a_formula(tmp_path: Path) -> None:
     async def write() -> None:
-        store = Store(tmp_path / "hitl.sqlite3", audit_key=KEY)
+        store = SqliteStore(tmp_path / "hitl.sqlite3", audit_key=KEY)
         await store.open()
         await store.log_event('=HYPERLINK("https://evil.test","x")', None, "+cmd", {})
         await store.close()
@@ -272,7 +296,7 @@ SUPPORT, FINANCE, AUDITOR = ("support-token-000000001", "finance-token-00000002"
 
 async def test_the_audit_api_shows_each_reviewer_only_their_groups_entries(
         tmp_path: Path) -> None:
-    store = Store(tmp_path / "hitl.sqlite3", audit_key=KEY)
+    store = SqliteStore(tmp_path / "hitl.sqlite3", audit_key=KEY)
     await store.open()
     ids = {}
     for name, groups in (("support", ["support"]), ("finance", ["finance"]), ("anyone", [])):
@@ -306,3 +330,65 @@ async def test_the_audit_api_shows_each_reviewer_only_their_groups_entries(
             assert (await audit(AUDITOR, approval_id=ids["support"])).status_code == 200
     finally:
         await store.close()
+
+
+async def test_entries_as_the_api_shows_them_recompute_their_hash(
+        open_store: StoreFactory) -> None:  # noqa: F811 (the fixture imported above)
+    """A SIEM reading /api/audit can check each entry itself: the stored time is models.iso of
+    `at`, and the detail is its JSON with sorted keys, whichever backend holds it."""
+    store = await open_store()
+    await store.log_event("allowed", None, "proxy", {"é": "ü", "n": 1.5, "big": 2**70,
+                                                     "nested": {"b": [1, None], "a": True}})
+    held = await store.create(Proposal(method="PUT", url="https://x.test/1", fingerprint="f" * 64))
+    await store.decide(held.id, Decision.reject, "sam", "no “thanks”")
+    entries = await store.audit_entries()
+    assert [e.event for e in entries] == ["allowed", "held", "rejected"]
+    for entry in entries:
+        detail = json.dumps(entry.detail, sort_keys=True, default=str)
+        assert entry_hash(KEY, entry.prev_hash, iso(entry.at), entry.event, entry.approval_id,
+                          entry.actor, detail) == entry.hash
+    rows = await store_rows(store)
+    assert [(r.seq, r.hash) for r in rows] == [(e.seq, e.hash) for e in entries]
+
+
+async def test_a_postgresql_log_written_by_two_replicas_at_once_verifies_and_shows_tampering(
+        postgres_url: str) -> None:
+    from review_api.store.postgres import PostgresStore
+
+    replicas = [PostgresStore(postgres_url, audit_key=KEY, pool_size=4) for _ in range(2)]
+    for replica in replicas:
+        await replica.open()
+    try:
+        async def write(store: ApprovalStore, index: int) -> None:
+            held = await store.create(Proposal(method="PUT", url=f"https://x.test/{index}",
+                                               fingerprint="f" * 64))
+            await store.log_event("allowed", None, "proxy", {"n": index})
+            await store.decide(held.id, Decision.approve, "sam", None)
+
+        await asyncio.gather(*(write(replicas[index % 2], index) for index in range(20)))
+        rows = await store_rows(replicas[1])
+        assert [row.seq for row in rows] == list(range(1, 61))
+        assert check_log(rows, KEY, anchor_file=None) is None  # one chain, no anchor file
+        witnessed = (rows[-1].seq, rows[-1].hash)
+
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 7")
+        problem = check_log(await store_rows(replicas[0]), KEY, anchor_file=None)
+        assert problem == "entry 7: its content does not match its hash (edited)"
+
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("UPDATE audit SET actor = %s WHERE seq = 7", (rows[6].actor,))
+            db.execute("DELETE FROM audit WHERE seq > 57")
+        cut = await store_rows(replicas[0])
+        assert check_log(cut, KEY, anchor_file=None) is None  # nothing but a head shows a cut
+        problem = check_log(cut, KEY, anchor_file=None, heads=[witnessed])
+        assert problem is not None and problem.startswith("entry 60: missing")
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_a_store_that_cannot_be_read_is_not_intact(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "hitl.sqlite3", audit_key=KEY)  # never opened
+    with pytest.raises(AuditUnreadable, match="cannot be read"):
+        await store_rows(store)

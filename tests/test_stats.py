@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from review_api import Decision, Proposal, Store
+from review_api import Decision, Proposal, Status
 from review_api.models import Context, Risk
-from review_api.stats import LooseningCriteria, compute_stats
+from review_api.stats import APPROVED, LooseningCriteria, compute_stats
+from review_api.store import ApprovalStore, SqliteStore
 
 
 def proposal(task: str, *, money: bool = False) -> Proposal:
@@ -17,19 +18,21 @@ def proposal(task: str, *, money: bool = False) -> Proposal:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = Store(tmp_path / "hitl.sqlite3")
+    store = SqliteStore(tmp_path / "hitl.sqlite3")
     await store.open()
     yield store
     await store.close()
 
 
-async def record(store: Store, task: str, decisions: list[str], money: bool = False) -> None:
+async def record(store: ApprovalStore, task: str, decisions: list[str],
+                 money: bool = False) -> None:
     for decision in decisions:
         approval = await store.create(proposal(task, money=money))
         await store.decide(approval.id, Decision(decision), "sam", None)
 
 
-async def test_ready_only_with_volume_no_recent_rejection_and_no_money(store: Store) -> None:
+async def test_ready_only_with_volume_no_recent_rejection_and_no_money(
+        store: ApprovalStore) -> None:
     await record(store, "ticket-tagging", ["reject"] + ["approve"] * 12)
     await record(store, "lead-routing", ["approve"] * 5)
     await record(store, "invoice-edit", ["approve"] * 12, money=True)
@@ -54,3 +57,24 @@ async def test_ready_only_with_volume_no_recent_rejection_and_no_money(store: St
                             LooseningCriteria(min_decisions=10, recent=5, allow_money=True))
     assert {r["key"]: r for r in relaxed["by_task"]}["invoice-edit"]["ready_to_loosen"] is True
     assert [row["key"] for row in stats["by_rule"]] == ["support"]
+
+
+async def test_a_write_on_its_way_upstream_counts_as_approved_never_as_pending(
+        store: ApprovalStore) -> None:
+    """Sending, and what sending can end in (stale, outcome unknown), were a reviewer's approval."""
+    ids = []
+    for _ in range(4):
+        approval = await store.create(proposal("ticket-tagging"))
+        await store.decide(approval.id, Decision.approve, "sam", None)
+        assert await store.claim_for_sending(approval.id, agent_here=True)
+        ids.append(approval.id)
+    await store.mark_stale(ids[1], "changed since review")
+    await store.mark_outcome_unknown(ids[2], "no answer")
+    await store.record_result(ids[3], status_code=200)
+    await store.create(proposal("ticket-tagging"))  # still pending
+    statuses = {a.status for a in await store.list()}
+    assert {Status.sending, Status.stale, Status.outcome_unknown, Status.executed} <= statuses
+    [row] = compute_stats(await store.list(), LooseningCriteria())["by_task"]
+    assert (row["total"], row["approved"], row["pending"], row["rejected"]) == (5, 4, 1, 0)
+    assert APPROVED == {Status.approved, Status.sending, Status.executed, Status.failed,
+                        Status.outcome_unknown, Status.stale}

@@ -1,0 +1,178 @@
+"""The review side across replicas, on one database (a SQLite file, or PostgreSQL): a reviewer
+signed in through one replica is signed in on the others and signing out ends it everywhere; a
+session whose reviewer left the config is refused; the live queue and the metrics follow the
+change feed, so a hold or decision committed by another replica reaches this replica's page."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from review_api import Decision, Proposal, ReviewApp, Reviewer, Reviewers, Status
+from review_api.feed import ChangeFeed
+from review_api.store import ApprovalStore, SqliteStore, session_key_hash
+from review_api.web import COOKIE
+
+KEY = b"k" * 32
+SAM = Reviewer(name="sam", token="sam-token-000000000001", groups=["support"])
+ADA = Reviewer(name="ada", token="ada-token-000000000002", groups=["support"])
+StoreFactory = Callable[[], Awaitable[ApprovalStore]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def open_store(request: pytest.FixtureRequest, tmp_path: Path
+                     ) -> AsyncIterator[StoreFactory]:
+    """Opens stores on one database, as replicas do; each store is one replica."""
+    if request.param == "sqlite":
+        def build() -> ApprovalStore:
+            return SqliteStore(tmp_path / "hitl.sqlite3", audit_key=KEY)
+    else:
+        from review_api.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+
+        def build() -> ApprovalStore:
+            return PostgresStore(url, audit_key=KEY, pool_size=2)
+    opened: list[ApprovalStore] = []
+
+    async def factory() -> ApprovalStore:
+        store = build()
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        await store.close()
+
+
+def proposal(url: str = "https://x.test/tickets/1", **extra: object) -> Proposal:
+    return Proposal(method="PUT", url=url, fingerprint="f" * 64, system="Zendesk",
+                    object_type="ticket", record_id="1", **extra)
+
+
+def client(app: ReviewApp, cookie: str | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app.app),
+                             base_url="http://review", follow_redirects=False,
+                             cookies={COOKIE: cookie} if cookie is not None else None)
+
+
+async def sign_in(app: ReviewApp, token: str) -> str:
+    async with client(app) as browser:
+        answer = await browser.post("/login", data={"token": token})
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+    return answer.cookies[COOKIE]
+
+
+async def queue_page(app: ReviewApp, cookie: str) -> httpx.Response:
+    async with client(app, cookie) as browser:
+        return await browser.get("/")
+
+
+async def test_a_session_from_one_replica_holds_on_another_and_sign_out_ends_it_everywhere(
+        open_store: StoreFactory) -> None:
+    first, second = await open_store(), await open_store()
+    held = await first.create(proposal())
+    one, other = ReviewApp(first, Reviewers([SAM, ADA])), ReviewApp(second, Reviewers([SAM, ADA]))
+    cookie = await sign_in(one, SAM.token or "")
+    stored = await second.load_session(session_key_hash(cookie))
+    assert stored is not None and stored.reviewer == "sam"
+    assert cookie not in repr(stored)  # the database holds the cookie's hash only
+
+    page = await queue_page(other, cookie)
+    assert page.status_code == 200 and held.id in page.text and "sam" in page.text
+
+    csrf = stored.csrf
+    async with client(other, cookie) as browser:  # the form works on the other replica
+        decided = await browser.post(f"/approvals/{held.id}/decide",
+                                     data={"csrf": csrf, "decision": "approve"})
+    assert decided.status_code == 303 and "flash=Approved" in decided.headers["location"]
+    assert (await first.get(held.id)).decided_by == "sam"
+
+    async with client(other, cookie) as browser:
+        forged = await browser.post("/logout", data={"csrf": "x"})
+        assert forged.status_code == 403
+        out = await browser.post("/logout", data={"csrf": csrf})
+    assert out.status_code == 303
+    assert await first.load_session(session_key_hash(cookie)) is None
+    for app in (one, other):
+        page = await queue_page(app, cookie)
+        assert page.status_code == 303 and page.headers["location"] == "/login"
+
+
+async def test_a_session_survives_a_restart_but_not_its_reviewer_leaving_the_config(
+        open_store: StoreFactory) -> None:
+    first = await open_store()
+    cookie = await sign_in(ReviewApp(first, Reviewers([SAM, ADA])), ADA.token or "")
+    await first.close()
+    restarted = await open_store()
+    assert (await queue_page(ReviewApp(restarted, Reviewers([SAM, ADA])), cookie)
+            ).status_code == 200
+    without_ada = ReviewApp(restarted, Reviewers([SAM]))
+    refused = await queue_page(without_ada, cookie)
+    assert refused.status_code == 303 and refused.headers["location"] == "/login"
+    assert await restarted.load_session(session_key_hash(cookie)) is None  # dropped for good
+    async with client(without_ada, cookie) as browser:
+        assert (await browser.get("/events")).status_code == 401
+        assert (await browser.get("/fragments/queue")).status_code == 401
+
+
+async def test_an_unknown_or_made_up_cookie_is_not_a_session(open_store: StoreFactory) -> None:
+    app = ReviewApp(await open_store(), Reviewers([SAM]))
+    for cookie in ("", "made-up", session_key_hash("made-up")):
+        page = await queue_page(app, cookie)
+        assert page.status_code == 303 and page.headers["location"] == "/login"
+
+
+async def next_message(queue: asyncio.Queue[dict[str, str]]) -> dict[str, str]:
+    return await asyncio.wait_for(queue.get(), timeout=10)
+
+
+async def test_the_live_queue_and_the_metrics_follow_every_replicas_changes(
+        open_store: StoreFactory) -> None:
+    here, there = await open_store(), await open_store()
+    before = await there.create(proposal("https://x.test/tickets/0"))  # history: not replayed
+    app = ReviewApp(here, Reviewers([SAM]), feed=ChangeFeed(here, poll=0.05))
+    page: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    app.broadcaster.queues.add(page)
+    await app.running()
+    try:
+        held = await there.create(proposal())
+        assert await next_message(page) == {"id": held.id, "status": "pending"}
+        await there.decide(held.id, Decision.approve, "sam", None)
+        assert await next_message(page) == {"id": held.id, "status": "approved"}
+        voted = await there.create(proposal("https://x.test/tickets/2", quorum=2))
+        assert await next_message(page) == {"id": voted.id, "status": "pending"}
+        await here.decide(voted.id, Decision.approve, "sam", None)  # a vote: the count shows
+        assert await next_message(page) == {"id": voted.id, "status": "pending"}
+        await here.decide(voted.id, Decision.reject, "ada", "no")
+        assert await next_message(page) == {"id": voted.id, "status": "rejected"}
+        assert page.empty() and before.id not in {held.id, voted.id}
+
+        # Each replica's counters count its own commits: summed over replicas, once each.
+        async with client(app) as browser:
+            metrics = (await browser.get("/metrics")).text
+        assert "hitl_time_to_decision_seconds_count 1.0" in metrics  # the rejection, here
+        assert f"hitl_holds_pending {await here.count(Status.pending)}" in metrics
+        assert "hitl_holds_pending 1.0" in metrics  # `before`, created on the other replica
+    finally:
+        await app.done()
+    assert app._follower is None
+    await there.create(proposal("https://x.test/tickets/3"))
+    await asyncio.sleep(0.3)
+    assert page.empty()  # stopped: nothing follows the feed any more
+
+
+async def test_the_app_lifespan_starts_and_stops_following(open_store: StoreFactory) -> None:
+    store = await open_store()
+    app = ReviewApp(store, Reviewers([SAM]), feed=ChangeFeed(store, poll=0.05))
+    page: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    app.broadcaster.queues.add(page)
+    async with app._lifespan(app.app):
+        held = await store.create(proposal())
+        assert await next_message(page) == {"id": held.id, "status": "pending"}
+    assert app._follower is None
