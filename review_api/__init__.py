@@ -3,10 +3,20 @@
 from review_api.app import ReviewApp
 from review_api.auth import Reviewer, Reviewers
 from review_api.models import Approval, Change, Context, Decision, Proposal, Risk, Status
-from review_api.store import Conflict, Full, NotFound, Store, StoreError
+from review_api.store import (
+    ApprovalStore,
+    Conflict,
+    Full,
+    NotFound,
+    SqliteStore,
+    Store,
+    StoreError,
+    store_from_url,
+)
 
 __all__ = [
     "Approval",
+    "ApprovalStore",
     "Change",
     "Conflict",
     "Context",
@@ -18,7 +28,9 @@ __all__ = [
     "Reviewer",
     "Reviewers",
     "Risk",
+    "SqliteStore",
     "Status",
     "Store",
     "StoreError",
+    "store_from_url",
 ]

@@ -1,4 +1,4 @@
-"""The approvals domain: what a reviewer sees, and the one state machine an approval follows."""
+"""The approvals domain: what a reviewer sees. The state machine is `review_api.lifecycle`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Status(StrEnum):
     pending = "pending"
     approved = "approved"
+    sending = "sending"  # claimed by one replica, on its way upstream; its answer not yet recorded
     rejected = "rejected"
     expired = "expired"
     denied = "denied"
@@ -20,21 +21,6 @@ class Status(StrEnum):
     failed = "failed"
     outcome_unknown = "outcome_unknown"  # was being sent when the proxy died; never resent
     stale = "stale"  # the record changed after review; never sent
-
-
-# Every status change goes through this table; anything else is a bug or a race lost.
-TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.pending: frozenset({Status.approved, Status.rejected, Status.expired}),
-    Status.approved: frozenset({Status.executed, Status.failed, Status.outcome_unknown,
-                                Status.stale}),
-    Status.outcome_unknown: frozenset({Status.executed, Status.failed}),  # a reviewer resolves
-    Status.stale: frozenset(),
-    Status.rejected: frozenset(),
-    Status.expired: frozenset(),
-    Status.denied: frozenset(),
-    Status.executed: frozenset(),
-    Status.failed: frozenset(),
-}
 
 
 class Decision(StrEnum):

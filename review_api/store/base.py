@@ -16,6 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import socket
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +79,26 @@ class ReviewerSession:
     reviewer: str  # the configured reviewer's name
     csrf: str
     expires: float  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit entry as stored, `detail` as the exact JSON text its hash covers: what
+    `review_api.audit.verify` checks, whichever backend it came from."""
+
+    seq: int
+    at: str
+    event: str
+    approval_id: str | None
+    actor: str
+    detail: str
+    prev_hash: str
+    hash: str
+
+
+def new_replica_id() -> str:
+    """A fresh id per process start, readable in logs: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def entry_hash(key: bytes, prev_hash: str, at: str, event: str, approval_id: str | None,
@@ -256,6 +279,10 @@ class ApprovalStore(ABC):
     @abstractmethod
     async def audit_entries(self, approval_id: str | None = None) -> list[AuditEntry]:
         """In chain order."""
+
+    @abstractmethod
+    async def audit_rows(self) -> list[AuditRow]:
+        """Every entry as stored, in chain order: for `audit verify` and export."""
 
     # -- change feed ----------------------------------------------------------------------------
 
