@@ -1,67 +1,47 @@
-"""The addon's hooks on made-up flows (mitmproxy's taddons/tflow), with a real store."""
+"""The hold's hooks on made-up flows (mitmproxy's taddons/tflow), with a real store and feed."""
 
 import asyncio
 import json
-from io import BytesIO
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
-from mitmproxy import io as mitmproxy_io
-from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.test import taddons, tutils
 
-from connectors_schemas import Matcher, load_connectors
 from proxy_addon.config import TrafficSettings
-from proxy_addon.hold import APPROVAL_KEY, HoldSettings, HoldWrites
-from proxy_addon.policy import Policy
-from proxy_addon.proposals import ProposalBuilder
-from proxy_addon.resolve import Resolve
-from proxy_addon.sealing import Sealer
+from proxy_addon.flow_note import note, peek
+from proxy_addon.hold import HoldAddons, HoldWrites
 from proxy_addon.traffic import TrafficRecorder
-from proxy_addon.upstream import UpstreamClient
-from review_api import Approval, Decision, Status, Store
-from review_api.traffic import TrafficStore
+from review_api import Decision, Status
+from review_api.traffic_sqlite import SqliteTrafficStore
+from tests.holding import (
+    Upstream,
+    build,
+    first_pending,
+    matcher,
+    run_hook,
+    settings,
+    status_becomes,
+    write_flow,
+)
 
 
 @pytest.fixture
-async def hold(tmp_path: Path):
-    store = Store(tmp_path / "hitl.sqlite3")
-    await store.open()
-    # Nothing listens on port 9 of loopback: every current-record fetch fails fast.
-    upstream = UpstreamClient({"acme.zendesk.com": ("127.0.0.1", 9)}, None, timeout=2)
-    addon = HoldWrites(
-        store, ProposalBuilder(Matcher(load_connectors()), upstream, Policy([])),
-        Sealer(Fernet.generate_key()), upstream, Resolve({}),
-        HoldSettings(hold_timeout=2, expire_after=3600, review_url="http://127.0.0.1:8081"),
-    )
-    with taddons.context(addon):
-        yield addon
+async def parts(tmp_path: Path) -> AsyncIterator[HoldAddons]:
+    """The hold's addons, not yet running (no decision reaches a waiter)."""
+    addons, store, upstream = await build(tmp_path / "hitl.sqlite3")
+    with taddons.context(*addons.addons):
+        yield addons
     await upstream.close()
     await store.close()
 
 
-async def run_hook(hold: HoldWrites, flow) -> None:  # type: ignore[no-untyped-def]
-    """As mitmproxy does: await what the hook returns, if anything."""
-    result = hold.request(flow)
-    if result is not None:
-        await result
-
-
-async def first_pending(store: Store) -> Approval:
-    """Waits for the hook under test to commit its approval."""
-    for _ in range(500):
-        if pending := await store.list(Status.pending):
-            return pending[0]
-        await asyncio.sleep(0.01)
-    raise AssertionError("no approval was held")
-
-
-def write_flow(method: bytes = b"PUT", body: bytes = b'{"ticket": {"status": "solved"}}'):
-    request = tutils.treq(method=method, scheme=b"https", host="acme.zendesk.com", port=443,
-                          path=b"/api/v2/tickets/1.json", content=body,
-                          headers=((b"content-type", b"application/json"),
-                                   (b"x-hitl-reason", b"customer asked")))
-    return tflow.tflow(req=request)
+@pytest.fixture
+async def hold(parts: HoldAddons) -> AsyncIterator[HoldWrites]:
+    """The hold, following the change feed as it does in mitmproxy's `running`."""
+    await parts.hold.running()
+    yield parts.hold
+    await parts.hold.done()
 
 
 async def test_reads_pass_untouched_and_lose_only_our_headers(hold: HoldWrites) -> None:
@@ -70,6 +50,7 @@ async def test_reads_pass_untouched_and_lose_only_our_headers(hold: HoldWrites) 
     assert flow.response is None
     assert "x-hitl-reason" not in flow.request.headers
     assert await hold.store.list() == []
+    assert peek(flow) is None  # a read leaves nothing behind (no recorder reads it)
 
 
 async def test_method_override_makes_a_post_a_held_delete(hold: HoldWrites) -> None:
@@ -81,8 +62,7 @@ async def test_method_override_makes_a_post_a_held_delete(hold: HoldWrites) -> N
     await hold.store.decide(approval.id, Decision.reject, "alice", "no")
     await task
     assert flow.response is not None and flow.response.status_code == 403
-    # What we leave in flow.metadata must not break mitmproxy's own flow files.
-    mitmproxy_io.FlowWriter(BytesIO()).add(flow)
+    assert (note(flow).decision, note(flow).held) == ("held", approval.id)
 
 
 async def test_approved_write_is_released_once_and_its_result_recorded(hold: HoldWrites) -> None:
@@ -94,24 +74,35 @@ async def test_approved_write_is_released_once_and_its_result_recorded(hold: Hol
     await hold.store.decide(approval.id, Decision.approve, "alice", None)
     await task
     assert flow.response is None  # mitmproxy now sends the agent's own request upstream
-    assert flow.metadata[APPROVAL_KEY] == approval.id
+    assert note(flow).released == approval.id
+    assert (await hold.store.get(approval.id)).status is Status.sending  # claimed, once
     flow.response = tutils.tresp(status_code=200)
     hold.response(flow)
-    for _ in range(100):
-        if (await hold.store.get(approval.id)).status is Status.executed:
-            break
-        await asyncio.sleep(0.01)
-    assert (await hold.store.get(approval.id)).status is Status.executed
+    assert await status_becomes(hold.store, approval.id, Status.executed) is Status.executed
 
 
-async def test_undecided_write_answers_202_after_the_hold_window(hold: HoldWrites) -> None:
-    flow = write_flow()
-    await run_hook(hold, flow)
-    assert flow.response is not None and flow.response.status_code == 202
-    body = json.loads(flow.response.content or b"")
-    assert body["status"] == "pending"
-    assert (await hold.store.get(body["approval_id"])).status is Status.pending
-    assert flow.response.headers["Stripe-Should-Retry"] == "false"
+async def test_undecided_write_answers_202_and_is_sent_by_the_proxy_once_approved(
+        tmp_path: Path) -> None:
+    """After the hold window the agent is answered; the approval, unheld, is sent later."""
+    async with Upstream().running() as upstream:
+        addons, store, client = await build(tmp_path / "hitl.sqlite3", upstream.port,
+                                            settings(hold_timeout=0.3))
+        with taddons.context(*addons.addons):
+            await addons.hold.running()
+            flow = write_flow(scheme=b"http")
+            await run_hook(addons.hold, flow)
+            assert flow.response is not None and flow.response.status_code == 202
+            body = json.loads(flow.response.content or b"")
+            assert body["status"] == "pending"
+            assert flow.response.headers["Stripe-Should-Retry"] == "false"
+            assert await store.sendable() == []  # pending: nothing to send yet
+            await store.decide(body["approval_id"], Decision.approve, "alice", None)
+            assert await status_becomes(store, body["approval_id"],
+                                        Status.executed) is Status.executed
+            assert upstream.writes == [("PUT", b'{"ticket": {"status": "solved"}}')]
+            await addons.hold.done()
+        await client.close()
+        await store.close()
 
 
 async def test_a_store_that_cannot_record_refuses_the_write(hold: HoldWrites) -> None:
@@ -126,11 +117,29 @@ async def test_an_agent_that_hangs_up_leaves_the_approval_to_be_sent_later(
         hold: HoldWrites) -> None:
     flow = write_flow()
     task = asyncio.ensure_future(run_hook(hold, flow))
-    await first_pending(hold.store)
+    approval = await first_pending(hold.store)
     hold.client_disconnected(flow.client_conn)
     await task
     assert flow.response is not None and flow.response.status_code == 202
-    assert APPROVAL_KEY not in flow.metadata
+    assert note(flow).released is None
+    await hold.store.decide(approval.id, Decision.approve, "alice", None)
+    # Unheld when the agent left: the proxy sends it itself (nothing listens here: failed).
+    assert await status_becomes(hold.store, approval.id, Status.failed) is Status.failed
+
+
+async def test_a_retry_on_a_new_connection_joins_and_the_older_one_is_detached(
+        hold: HoldWrites) -> None:
+    first, retry = write_flow(), write_flow()
+    first_task = asyncio.ensure_future(run_hook(hold, first))
+    approval = await first_pending(hold.store)
+    retry_task = asyncio.ensure_future(run_hook(hold, retry))
+    await first_task  # the newest connection is the live one
+    assert first.response is not None and first.response.status_code == 202
+    assert [a.id for a in await hold.store.list()] == [approval.id]
+    assert await hold.store.sendable() == []
+    await hold.store.decide(approval.id, Decision.approve, "alice", None)
+    await retry_task
+    assert retry.response is None and note(retry).released == approval.id
 
 
 async def test_a_request_changed_after_review_is_not_released(hold: HoldWrites) -> None:
@@ -143,65 +152,41 @@ async def test_a_request_changed_after_review_is_not_released(hold: HoldWrites) 
     await task
     assert flow.response is not None and flow.response.status_code == 409
     assert "changed after review" in json.loads(flow.response.content or b"")["message"]
-    assert APPROVAL_KEY not in flow.metadata
+    assert note(flow).released is None
+    # The proxy sends the sealed (reviewed) request itself; nothing listens here: failed.
+    assert await status_becomes(hold.store, approval.id, Status.failed) is Status.failed
 
 
 async def test_an_approval_waits_while_the_traffic_record_cannot_be_written(
-        hold: HoldWrites, tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     """A write is on the record or it does not happen: approved, it waits for the record."""
-    record = TrafficStore(tmp_path / "traffic.sqlite3")
-    hold.recorder = TrafficRecorder(record, Matcher(load_connectors()), TrafficSettings())
-    flow = write_flow()
-    task = asyncio.ensure_future(run_hook(hold, flow))
-    approval = await first_pending(hold.store)
-    hold.recorder.response(write_flow(method=b"GET", body=b""))
-    await hold.recorder.flush()  # the record is not open: this batch fails
-    assert hold.recorder.failure is not None
-    await hold.store.decide(approval.id, Decision.approve, "alice", None)
-    await task
-    assert flow.response is not None and flow.response.status_code == 202
-    assert json.loads(flow.response.content or b"")["status"] == "approved"
-    assert APPROVAL_KEY not in flow.metadata  # the agent's request does not go upstream
-    await asyncio.sleep(1.5)
-    assert (await hold.store.get(approval.id)).status is Status.approved  # still waiting
-    await record.open()
-    await hold.recorder.flush()  # the record is back: the proxy sends it itself
-    for _ in range(300):
-        if (await hold.store.get(approval.id)).status is not Status.approved:
-            break
-        await asyncio.sleep(0.02)
-    # Nothing listens upstream in these tests: sent, and failed, once the record was back.
-    assert (await hold.store.get(approval.id)).status is Status.failed
-    await record.close()
-
-
-async def test_no_approval_stays_approved_past_send_within(hold: HoldWrites) -> None:
-    """Unsent approvals become failed, sent ones without an answer outcome_unknown."""
-    hold.settings = HoldSettings(hold_timeout=2, expire_after=3600,
-                                 review_url="http://127.0.0.1:8081", send_within=0.2)
-    hold._started -= 10  # the process has run longer than send_within
-    ids = []
-    for body in (b'{"ticket": {"status": "solved"}}', b'{"ticket": {"status": "pending"}}'):
-        flow = write_flow(body=body)
-        task = asyncio.ensure_future(run_hook(hold, flow))
-        for _ in range(500):
-            pending = [a for a in await hold.store.list(Status.pending) if a.id not in ids]
-            if pending:
-                break
-            await asyncio.sleep(0.01)
-        ids.append(pending[0].id)
-        hold.client_disconnected(flow.client_conn)  # the agent left: the proxy would send it
+    record = SqliteTrafficStore(tmp_path / "traffic.sqlite3")
+    recorder = TrafficRecorder(record, matcher(), TrafficSettings())
+    addons, store, upstream = await build(tmp_path / "hitl.sqlite3")
+    addons.executor.recorder = addons.hold.recorder = recorder
+    with taddons.context(*addons.addons):
+        await addons.hold.running()
+        flow = write_flow()
+        task = asyncio.ensure_future(run_hook(addons.hold, flow))
+        approval = await first_pending(store)
+        recorder.response(write_flow(method=b"GET", body=b""))
+        await recorder.flush()  # the record is not open: this batch fails
+        assert recorder.failure is not None
+        await store.decide(approval.id, Decision.approve, "alice", None)
         await task
-    never_sent, in_flight = ids
-    hold.store._listeners.clear()  # nobody sends them: they are stuck as the bug left them
-    for approval_id in ids:
-        await hold.store.decide(approval_id, Decision.approve, "alice", None)
-    assert await hold.store.claim_for_sending(in_flight)
-    await asyncio.sleep(0.3)
-    await hold._finish_stuck()
-    assert (await hold.store.get(never_sent)).status is Status.failed
-    assert "send_within" in ((await hold.store.get(never_sent)).result.error or "")
-    assert (await hold.store.get(in_flight)).status is Status.outcome_unknown
+        assert flow.response is not None and flow.response.status_code == 202
+        assert json.loads(flow.response.content or b"")["status"] == "approved"
+        assert note(flow).released is None  # the agent's request does not go upstream
+        await asyncio.sleep(1.0)
+        assert (await store.get(approval.id)).status is Status.approved  # still waiting
+        await record.open()
+        await recorder.flush()  # the record is back: the proxy sends it itself
+        # Nothing listens upstream in these tests: sent, and failed, once the record was back.
+        assert await status_becomes(store, approval.id, Status.failed) is Status.failed
+        await addons.hold.done()
+    await record.close()
+    await upstream.close()
+    await store.close()
 
 
 async def test_an_error_while_deciding_refuses_the_request_instead_of_passing_it(
@@ -228,3 +213,9 @@ async def test_an_error_in_a_held_writes_coroutine_refuses_it(
     await run_hook(hold, flow)
     assert flow.response is not None and flow.response.status_code == 503
     assert await hold.store.list() == []
+
+
+async def test_the_status_host_runs_before_the_hold(parts: HoldAddons) -> None:
+    """It answers hitl-proxy.status itself; the hold then sees a flow with its response."""
+    assert [type(addon).__name__ for addon in parts.addons] == [
+        "StatusHost", "HoldWrites", "Sweeper"]
