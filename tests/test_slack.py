@@ -421,6 +421,15 @@ async def test_a_refusal_inside_the_modal_is_shown_in_the_modal(rig: Rig) -> Non
     assert (await rig.store.get(approval.id)).status is Status.approved
 
 
+async def test_reject_by_someone_outside_the_group_opens_no_modal(rig: Rig) -> None:
+    approval, ref = await rig.hold()
+    reply = await rig.click(ref, REJECT_ACTION, "U0CAROL")
+    assert reply.outcome.why is Refused.not_routed
+    assert rig.slack.calls.of("views.open") == []
+    assert "carol is in none of them" in rig.told("U0CAROL")[-1]
+    assert (await rig.store.get(approval.id)).status is Status.pending
+
+
 async def test_a_user_mapped_by_email_decides_as_that_reviewer(rig: Rig) -> None:
     approval, ref = await rig.hold()
     reply = await rig.click(ref, APPROVE_ACTION, "U0BOB")
@@ -509,7 +518,10 @@ async def test_a_decision_on_the_page_updates_the_message_through_the_change_fee
 
 
 async def _first_ref(rig: Rig, approval_id: str) -> MessageRef:
-    refs = await _until(lambda: rig.poster.refs._refs.get(approval_id), bool)
+    deadline = time.monotonic() + 5
+    while not (refs := await rig.poster.refs.of(approval_id)):
+        assert time.monotonic() < deadline, f"{approval_id} was never posted"
+        await asyncio.sleep(0.02)
     return refs[0]
 
 
@@ -521,6 +533,36 @@ async def _until(get: Any, done: Any, timeout: float = 5.0) -> Any:
             return found
         await asyncio.sleep(0.02)
     raise AssertionError(f"not reached in {timeout} s: last {get()!r}")
+
+
+async def test_the_poster_follows_only_the_changes_its_replica_claims(rig: Rig) -> None:
+    claimed: list[int] = []
+
+    async def claim(seq: int) -> bool:
+        claimed.append(seq)
+        return False  # another replica won every change
+
+    follow = asyncio.ensure_future(rig.poster.follow(ChangeFeed(rig.store, poll=0.05), claim,
+                                                     after=await rig.store.last_change()))
+    try:
+        await rig.store.create(proposal())
+        await _until(lambda: claimed, bool)
+        assert rig.slack.calls.of("chat.postMessage") == []
+    finally:
+        follow.cancel()
+
+
+async def test_the_message_follows_the_write_until_upstream_answered(rig: Rig) -> None:
+    approval, ref = await rig.hold()
+    await rig.click(ref, APPROVE_ACTION, "U0ALICE")
+    assert await rig.store.claim_for_sending(approval.id)
+    await rig.poster.show(await rig.store.get(approval.id))
+    assert rig.slack.message(ref.channel, ref.ts).text.startswith("Approved, being sent")
+    await rig.poster.show(await rig.store.record_result(approval.id, status_code=200))
+    posted = rig.slack.message(ref.channel, ref.ts)
+    assert posted.text.startswith("Approved and sent") and posted.updates == 3
+    text = all_text(posted.blocks)
+    assert "by alice in Slack" in text and "Upstream answered 200" in text
 
 
 async def test_a_write_decided_before_it_was_posted_is_not_posted(rig: Rig) -> None:
@@ -558,9 +600,9 @@ async def test_fake_slack_answers_errors_as_slack_does(fake: tuple[FakeSlack, in
                                    json={"channel": "C0SUPPORT", "text": "hi"})
     assert answer.json() == {"ok": False, "error": "not_authed"}
     ref = await api.post_message("C0SUPPORT", "hi", [])
-    answer_json = slack.calls.of("chat.postMessage")[-1]
-    assert answer_json["channel"] == "C0SUPPORT" and ref.ts in dict(slack.messages)[
-        ("C0SUPPORT", ref.ts)].ts
+    assert ref.channel == "C0SUPPORT" and slack.message(ref.channel, ref.ts).text == "hi"
+    await api.update(ref, "hello", [])
+    assert slack.message(ref.channel, ref.ts).text == "hello"
     assert await api.email_of("U0ALICE") == "alice@example.com"
     assert await api.email_of("U0NOBODY") is None
 
@@ -571,9 +613,9 @@ async def test_fake_slack_answers_errors_as_slack_does(fake: tuple[FakeSlack, in
 def test_settings_are_strict_and_checked_against_the_reviewers() -> None:
     base = {"bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET,
             "channels": {"support": "C0SUPPORT"}}
-    assert SlackSettings.model_validate(base).api_url == "https://slack.com/api/"
-    assert "secret" not in repr(SlackSettings.model_validate(base)).lower().replace(
-        "signing_secret", "")
+    parsed = SlackSettings.model_validate(base)
+    assert parsed.api_url == "https://slack.com/api/"
+    assert SIGNING_SECRET not in repr(parsed) and BOT_TOKEN not in repr(parsed)
     for bad, words in (({"channel": "C1"}, "Extra inputs"),
                        ({"channels": {}}, "default_channel"),
                        ({"users": {"alice": "alice"}}, "neither a Slack user id"),

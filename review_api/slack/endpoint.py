@@ -112,12 +112,14 @@ class SlackApprovals:
                                               wanted.in_modal))
         name = wanted.reviewer.name
         note = wanted.note[:MAX_NOTE_CHARS] if wanted.note else None
-        await self._poster.origins.record(approval.id, name, "slack")
         try:
             decided = await self._store.decide(approval.id, wanted.decision, name, note)
         except Conflict as exc:
             return await self._refuse(Refusal(Refused.conflict, exc.reason, wanted.where,
                                               wanted.in_modal))
+        # After the vote, never before: a refused vote must not label a later one. The feed
+        # may show the decision first without it; the show() below corrects the label.
+        await self._poster.origins.record(approval.id, name, "slack")
         logger.info("approval %s: %s by %s in Slack (%s)", approval.id, wanted.decision.value,
                     name, wanted.where.slack_user)
         if decided.status is Status.pending:
