@@ -143,7 +143,7 @@ class Rig:
 
 @pytest.fixture
 def rig(fake: tuple[FakeSlack, int], store: SqliteStore) -> Rig:
-    return Rig(fake[0], fake[1], store)
+    return Rig(fake[0], fake[1], store, team_id="T0FAKE")  # the fake's workspace
 
 
 def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -302,6 +302,19 @@ async def test_an_unmapped_user_is_refused_with_a_reason() -> None:
     found = await interactions(clock).parse(FakeSlack().sign(body, int(clock[0])), body)
     assert isinstance(found, Refusal) and found.why is Refused.unmapped and found.trusted
     assert "U0MALLORY" in found.reason and "notifications.slack.users" in found.reason
+
+
+async def test_a_user_of_another_workspace_is_refused_when_the_team_is_set() -> None:
+    clock = [time.time()]
+    body = FakeSlack.form({
+        "type": "block_actions", "user": {"id": "U0ALICE"}, "team": {"id": "T0OTHER"},
+        "actions": [{"type": "button", "action_id": APPROVE_ACTION,
+                     "value": ButtonRef("appr-1", "a" * 64).value()}]})
+    checker = SlackInteractions(settings_for(1, team_id="T0FAKE"), REVIEWERS,
+                                InMemoryReplayGuard(), clock=lambda: clock[0])
+    found = await checker.parse(FakeSlack().sign(body, int(clock[0])), body)
+    assert isinstance(found, Refusal) and found.why is Refused.other_team
+    assert "T0OTHER" in found.reason
 
 
 # -- the checks --------------------------------------------------------------------------------
@@ -626,4 +639,7 @@ def test_settings_are_strict_and_checked_against_the_reviewers() -> None:
         SlackSettings.model_validate(base | {"users": {"U0ZOE": "zoe"}}).check(REVIEWERS)
     with pytest.raises(ValueError, match="no reviewer is in group 'legal'"):
         SlackSettings.model_validate(base | {"channels": {"legal": "C2"}}).check(REVIEWERS)
+    with pytest.raises(ValueError, match="given twice"):
+        SlackSettings.model_validate(base | {"users": {"a@x.io": "alice", "A@X.io": "bob"}}
+                                     ).check(REVIEWERS)
     SlackSettings.model_validate(base | {"users": {"U0ALICE": "alice"}}).check(REVIEWERS)

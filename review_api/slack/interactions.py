@@ -52,6 +52,7 @@ class Refused(StrEnum):
     self_approval = "self_approval"
     conflict = "conflict"  # the store refused the vote (already voted, decided meanwhile)
     missing = "missing"
+    other_team = "other_team"  # the app is installed in another workspace too
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,14 +163,25 @@ class _FixedClock(Clock):
 
 
 class SlackDirectory:
-    """Slack users to configured reviewers, by Slack user id or email."""
+    """Slack users to configured reviewers, by Slack user id or email (case-insensitive).
+
+    From `notifications.slack.users`, and from a reviewer's own `slack_id` / `email` once the
+    reviewer config has them (read with getattr so this works before and after).
+    """
 
     def __init__(self, reviewers: list[Reviewer], users: Mapping[str, str]) -> None:
         by_name = {reviewer.name: reviewer for reviewer in reviewers}
-        self._by_id = {key: by_name[name] for key, name in users.items()
-                       if "@" not in key and name in by_name}
-        self._by_email = {key.lower(): by_name[name] for key, name in users.items()
-                          if "@" in key and name in by_name}
+        self._by_id: dict[str, Reviewer] = {}
+        self._by_email: dict[str, Reviewer] = {}
+        for reviewer in reviewers:
+            if slack_id := getattr(reviewer, "slack_id", None):
+                self._by_id[slack_id] = reviewer
+            if email := getattr(reviewer, "email", None):
+                self._by_email[email.lower()] = reviewer
+        for key, name in users.items():
+            if name in by_name:
+                (self._by_email if "@" in key else self._by_id)[
+                    key.lower() if "@" in key else key] = by_name[name]
 
     @property
     def needs_email(self) -> bool:
@@ -196,6 +208,7 @@ class SlackInteractions:
         self._clock = clock
         self._directory = SlackDirectory(reviewers, settings.users)
         self._email_of = email_of
+        self._team = settings.team_id
 
     def signature_problem(self, headers: Mapping[str, str], body: bytes) -> Refusal | None:
         """Slack's scheme: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}"), compared in
@@ -237,6 +250,11 @@ class SlackInteractions:
         slack_user = user.get("id") if isinstance(user, dict) else None
         if not isinstance(slack_user, str) or not slack_user:
             return Refusal(Refused.malformed, "the payload names no user")
+        team = payload.get("team")
+        team_id = team.get("id") if isinstance(team, dict) else None
+        if self._team is not None and team_id != self._team:
+            return Refusal(Refused.other_team, f"this Slack workspace ({team_id}) may not "
+                           "decide here", Where(slack_user))
         kind = payload.get("type")
         if kind == "block_actions":
             return await self._block_actions(payload, slack_user)

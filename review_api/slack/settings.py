@@ -61,6 +61,8 @@ class SlackSettings(_Strict):
     decide_in_slack_up_to: SlackDecisionLimit = SlackDecisionLimit()
     # Slack user id (U.../W...) or email -> configured reviewer name.
     users: dict[str, str] = {}
+    # The workspace (T...) whose users may decide; None: any workspace the app is installed in.
+    team_id: Annotated[str | None, Field(pattern=r"^[TE][A-Z0-9]{2,}$")] = None
     timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
 
     @model_validator(mode="after")
@@ -77,6 +79,9 @@ class SlackSettings(_Strict):
         """Names in `users` and groups in `channels` must exist: a typo would silently leave
         a reviewer unable to decide, or a group's writes unposted. ValueError names the key."""
         names = {reviewer.name for reviewer in reviewers}
+        keys = [key.lower() for key in self.users]
+        if twice := sorted({key for key in keys if keys.count(key) > 1}):
+            raise ValueError(f"notifications.slack.users: {twice} given twice")
         groups = {group for reviewer in reviewers for group in reviewer.groups}
         for key, name in self.users.items():
             if name not in names:
