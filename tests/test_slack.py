@@ -489,6 +489,9 @@ async def test_the_starlette_route_answers_slack(rig: Rig) -> None:
         forged = await client.post(PATH, content=body,
                                    headers=rig.slack.sign(body, secret="wrong-secret-123"))
         assert forged.status_code == 401 and "signature" in forged.json()["error"]
+        huge = b"payload=" + b"x" * 70_000
+        assert (await client.post(PATH, content=huge, headers=rig.slack.sign(huge))
+                ).status_code == 413
         good = await client.post(PATH, content=body, headers=rig.slack.sign(body))
         assert (good.status_code, good.content) == (200, b"")
     assert (await rig.store.get(approval.id)).status is Status.approved

@@ -64,11 +64,16 @@ class ButtonRef:
             body = json.loads(value)
         except ValueError:
             return None
-        if not (isinstance(body, dict) and set(body) == {"id", "fp"}
-                and isinstance(body["id"], str) and isinstance(body["fp"], str)
-                and body["id"] and body["fp"]):
+        if not (isinstance(body, dict) and set(body) == {"id", "fp"}):
             return None
-        return cls(body["id"], body["fp"])
+        return cls.of(body["id"], body["fp"])
+
+    @classmethod
+    def of(cls, approval_id: object, fingerprint: object) -> ButtonRef | None:
+        if isinstance(approval_id, str) and isinstance(fingerprint, str) and (
+                approval_id and fingerprint):
+            return cls(approval_id, fingerprint)
+        return None
 
 
 def escape(text: str) -> str:

@@ -21,6 +21,7 @@ from review_api.models import Decision, Status
 from review_api.slack.api import SlackApi, SlackError
 from review_api.slack.blocks import MAX_NOTE_CHARS, NOTE_BLOCK, reject_modal
 from review_api.slack.interactions import (
+    MAX_BODY,
     DecisionRequest,
     Ignored,
     NoteRequest,
@@ -63,7 +64,13 @@ class SlackApprovals:
 
     async def endpoint(self, request: Request) -> Response:
         """Starlette route: `Route(PATH, slack.endpoint, methods=["POST"])`."""
-        reply = await self.handle(request.headers, await request.body())
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:  # read no more of an unverified body than Slack sends
+                return JSONResponse({"error": "the request body is too large"},
+                                    status_code=413)
+        reply = await self.handle(request.headers, bytes(body))
         if reply.body is None:
             return Response(status_code=reply.status_code)
         return JSONResponse(reply.body, status_code=reply.status_code)

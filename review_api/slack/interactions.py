@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import parse_qs
 
-from slack_sdk.signature import Clock, SignatureVerifier
+from slack_sdk.signature import SignatureVerifier
 
 from review_api.auth import Reviewer
 from review_api.models import Approval, Decision, Status
@@ -152,16 +152,6 @@ class InMemoryReplayGuard(ReplayGuard):
             return True
 
 
-class _FixedClock(Clock):
-    """slack_sdk's verifier reads the time from a Clock; ours is injectable for tests."""
-
-    def __init__(self, now: Callable[[], float]) -> None:
-        self._now = now
-
-    def now(self) -> float:
-        return self._now()
-
-
 class SlackDirectory:
     """Slack users to configured reviewers, by Slack user id or email (case-insensitive).
 
@@ -179,9 +169,12 @@ class SlackDirectory:
             if email := getattr(reviewer, "email", None):
                 self._by_email[email.lower()] = reviewer
         for key, name in users.items():
-            if name in by_name:
-                (self._by_email if "@" in key else self._by_id)[
-                    key.lower() if "@" in key else key] = by_name[name]
+            if name not in by_name:
+                continue  # SlackSettings.check refuses such a config at start
+            if "@" in key:
+                self._by_email[key.lower()] = by_name[name]
+            else:
+                self._by_id[key] = by_name[name]
 
     @property
     def needs_email(self) -> bool:
@@ -203,7 +196,8 @@ class SlackInteractions:
     def __init__(self, settings: SlackSettings, reviewers: list[Reviewer],
                  replay: ReplayGuard, *, email_of: EmailOf | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self._verifier = SignatureVerifier(settings.signing_secret, _FixedClock(clock))
+        # slack_sdk computes the signature; the checks are ours, each with its own reason.
+        self._verifier = SignatureVerifier(settings.signing_secret)
         self._replay = replay
         self._clock = clock
         self._directory = SlackDirectory(reviewers, settings.users)
@@ -309,9 +303,10 @@ class SlackInteractions:
             meta = json.loads(view.get("private_metadata") or "")
         except (TypeError, ValueError):
             meta = None
-        ref = ButtonRef.parse(json.dumps({"id": meta.get("id"), "fp": meta.get("fp")})
-                              if isinstance(meta, dict) else None)
-        if ref is None or not isinstance(meta, dict):
+        if not isinstance(meta, dict):
+            meta = {}
+        ref = ButtonRef.of(meta.get("id"), meta.get("fp"))
+        if ref is None:
             return Refusal(Refused.malformed, "the modal carries no approval",
                            Where(slack_user), in_modal=True)
         where = Where(slack_user, _text(meta.get("channel")), _text(meta.get("ts")))
