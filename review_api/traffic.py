@@ -1,27 +1,28 @@
 """The traffic record: one row of metadata per request through the proxy, for security teams.
 
-It lives in its own SQLite file, so pruning it can never touch the approvals' hash-chained
-audit log, and its volume never competes with holds for the approvals' write lock. Writes come
-in batches from the proxy's recorder; reads (the API, exports) use a second connection.
+What a row is, how filters and query strings read, and what every backend offers
+(`TrafficStore`) live here; the backends are `traffic_sqlite.SqliteTrafficStore` (its own
+file next to the approvals database, so pruning it never touches the hash-chained audit log
+and its volume never competes with holds for the approvals' write lock) and
+`traffic_pg.PostgresTrafficStore` (the `traffic` table of the approvals' PostgreSQL database,
+shared by every replica). `traffic_store_from_url` picks one from `--store`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
-from urllib.parse import quote
+from urllib.parse import urlsplit
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
-from review_api.models import iso, parse_moment
+from review_api.models import parse_moment
 
 DECISIONS = ("passed", "held", "allowed", "denied", "refused", "proxy")
 RISK_FLAGS = ("money", "customer_facing", "destructive")
@@ -62,21 +63,6 @@ class TrafficRow(NamedTuple):
 
 
 COLUMNS = TrafficRow._fields
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS traffic (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    {", ".join(COLUMNS)}
-);
-CREATE INDEX IF NOT EXISTS traffic_at ON traffic (at);
-CREATE INDEX IF NOT EXISTS traffic_agent ON traffic (agent, id);
-CREATE INDEX IF NOT EXISTS traffic_host ON traffic (host, id);
-CREATE INDEX IF NOT EXISTS traffic_decision ON traffic (decision, id);
-CREATE INDEX IF NOT EXISTS traffic_approval ON traffic (approval_id);
-"""
-_INSERT = (f"INSERT INTO traffic ({', '.join(COLUMNS)}) "
-           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
-
 
 class TrafficError(RuntimeError):
     """The traffic record could not be written or read (a full disk, a broken file)."""
@@ -127,6 +113,32 @@ class TrafficEntry(BaseModel):
 
 
 _STATUS = re.compile(r"^([1-5])xx$|^([1-5]\d\d)$")
+
+
+class Dialect(NamedTuple):
+    """What the backends' SQL differs in; the rest of a query is shared text."""
+
+    param: str  # the driver's placeholder
+    approved_by: str  # one parameter, the reviewer: among the approvals' approving votes
+    approvers: str  # one parameter, the count of approving votes
+
+
+SQLITE = Dialect(
+    param="?",
+    approved_by="EXISTS (SELECT 1 FROM json_each(a.votes) WHERE "
+                "json_extract(value, '$.reviewer') = ? AND "
+                "json_extract(value, '$.decision') = 'approve')",
+    approvers="a.id IS NOT NULL AND (SELECT count(*) FROM json_each(a.votes) "
+              "WHERE json_extract(value, '$.decision') = 'approve') = ?")
+# votes::jsonb whether the approvals store keeps them as jsonb or text.
+POSTGRES = Dialect(
+    param="%s",
+    approved_by="EXISTS (SELECT 1 FROM jsonb_array_elements(a.votes::jsonb) AS v WHERE "
+                "v->>'reviewer' = %s AND v->>'decision' = 'approve')",
+    approvers="a.id IS NOT NULL AND (SELECT count(*) FROM jsonb_array_elements(a.votes::jsonb)"
+              " AS v WHERE v->>'decision' = 'approve') = %s")
+
+
 @dataclass(frozen=True)
 class TrafficFilter:
     """Every field given must match; a tuple matches any of its values."""
@@ -159,47 +171,46 @@ class TrafficFilter:
             found.append(f"source {self.source!r}: expected agent or proxy")
         return found
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, dialect: Dialect = SQLITE) -> tuple[str, list[Any]]:
+        """A WHERE clause over `traffic t LEFT JOIN approvals a`, and its parameters."""
+        p = dialect.param
         clauses: list[str] = []
         params: list[Any] = []
         for column in ("agent", "host", "system", "object_type", "method", "decision"):
             values = getattr(self, column)
             if values:
-                clauses.append(f"t.{column} IN ({', '.join('?' for _ in values)})")
+                clauses.append(f"t.{column} IN ({', '.join(p for _ in values)})")
                 params.extend(value.lower() if column == "host" else value for value in values)
         for column in ("record_id", "approval_id", "source"):
             if (value := getattr(self, column)) is not None:
-                clauses.append(f"t.{column} = ?")
+                clauses.append(f"t.{column} = {p}")
                 params.append(value)
         if self.status is not None and (found := _STATUS.match(self.status)):
             if found.group(1):
                 low = int(found.group(1)) * 100
-                clauses.append("t.status BETWEEN ? AND ?")
+                clauses.append(f"t.status BETWEEN {p} AND {p}")
                 params.extend((low, low + 99))
             else:
-                clauses.append("t.status = ?")
+                clauses.append(f"t.status = {p}")
                 params.append(int(self.status))
         if self.since is not None:
-            clauses.append("t.at >= ?")
+            clauses.append(f"t.at >= {p}")
             params.append(self.since)
         if self.until is not None:
-            clauses.append("t.at < ?")
+            clauses.append(f"t.at < {p}")
             params.append(self.until)
         if self.risk in RISK_FLAGS:
-            clauses.append("t.risk_flags LIKE ?")
+            clauses.append(f"t.risk_flags LIKE {p}")
             params.append(f"%,{self.risk},%")
         elif self.risk in RISK_LEVELS:
             levels = RISK_LEVELS[RISK_LEVELS.index(self.risk):]
-            clauses.append(f"t.risk_level IN ({', '.join('?' for _ in levels)})")
+            clauses.append(f"t.risk_level IN ({', '.join(p for _ in levels)})")
             params.extend(levels)
         if self.approved_by is not None:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(a.votes) WHERE "
-                           "json_extract(value, '$.reviewer') = ? AND "
-                           "json_extract(value, '$.decision') = 'approve')")
+            clauses.append(dialect.approved_by)
             params.append(self.approved_by)
         if self.approvers is not None:
-            clauses.append("a.id IS NOT NULL AND (SELECT count(*) FROM json_each(a.votes) "
-                           "WHERE json_extract(value, '$.decision') = 'approve') = ?")
+            clauses.append(dialect.approvers)
             params.append(self.approvers)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -251,146 +262,97 @@ def parse_query(params: QueryParams) -> TrafficQuery:
     return where, numbers["limit"] or 100, numbers["cursor"], single["order"] != "asc"
 
 
-def _entry(row: sqlite3.Row) -> dict[str, Any]:
-    entry = {name: row[name] for name in ("id", *COLUMNS)}
-    default_port = 443 if entry["scheme"] == "https" else 80
-    host = f"[{entry['host']}]" if ":" in entry["host"] else entry["host"]  # IPv6
-    netloc = host if entry["port"] == default_port else f"{host}:{entry['port']}"
-    entry["url"] = f"{entry['scheme']}://{netloc}{entry['path']}"
-    entry["risk_flags"] = [flag for flag in (entry["risk_flags"] or "").split(",") if flag]
-    entry["approval"] = None
-    if entry["approval_id"] is not None and row["approval_status"] is not None:
+class _Row(Protocol):
+    """A result row by column name: sqlite3.Row and psycopg's dict rows both are."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def page_sql(dialect: Dialect, where: TrafficFilter, approvals: str, *, after: int | None,
+             newest_first: bool, limit: int) -> tuple[str, list[Any]]:
+    """One page of entries with their approval as it stands now, in either dialect.
+
+    `approvals` is the relation to join (a table name, or an empty one when there is none).
+    """
+    clause, params = where.where(dialect)
+    if after is not None:
+        clause += (" AND " if clause else " WHERE ") + (
+            f"t.id < {dialect.param}" if newest_first else f"t.id > {dialect.param}")
+        params.append(after)
+    columns = ", ".join(f"t.{name}" for name in ("id", *COLUMNS))
+    sql = (f"SELECT {columns}, a.status AS approval_status, "
+           "a.decided_by AS approval_decided_by, "
+           f"{'a.votes::text' if dialect is POSTGRES else 'a.votes'} AS approval_votes "
+           f"FROM traffic t LEFT JOIN {approvals} a ON a.id = t.approval_id"
+           f"{clause} ORDER BY t.id {'DESC' if newest_first else 'ASC'} LIMIT {dialect.param}")
+    return sql, [*params, limit]
+
+
+def entry(row: _Row) -> dict[str, Any]:
+    """A result row as the API shows it: a URL, a list of flags, the approval's summary."""
+    found = {name: row[name] for name in ("id", *COLUMNS)}
+    default_port = 443 if found["scheme"] == "https" else 80
+    host = f"[{found['host']}]" if ":" in found["host"] else found["host"]  # IPv6
+    netloc = host if found["port"] == default_port else f"{host}:{found['port']}"
+    found["url"] = f"{found['scheme']}://{netloc}{found['path']}"
+    found["risk_flags"] = [flag for flag in (found["risk_flags"] or "").split(",") if flag]
+    found["approval"] = None
+    if found["approval_id"] is not None and row["approval_status"] is not None:
         votes = json.loads(row["approval_votes"] or "[]")
-        entry["approval"] = {
+        found["approval"] = {
             "status": row["approval_status"], "decided_by": row["approval_decided_by"],
             "approvers": [vote["reviewer"] for vote in votes if vote.get("decision") == "approve"]}
-    return entry
+    return found
 
 
-def _read_only_uri(path: Path) -> str:
-    return f"file:{quote(str(path.resolve()))}?mode=ro"
+def _storable_text(value: str) -> str:
+    """Text every database takes: no NUL (PostgreSQL refuses it), no lone surrogates (no
+    UTF-8 encoding has them). One odd header value must not fail a whole batch."""
+    if value.isascii() and "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
-_NO_APPROVALS = "CREATE TABLE IF NOT EXISTS ap.approvals (id TEXT, status TEXT, decided_by TEXT," \
-                " votes TEXT)"
+def storable(row: TrafficRow) -> TrafficRow:
+    """The row with every text field storable (most rows come back unchanged, not copied)."""
+    if all(not isinstance(value, str) or (value.isascii() and "\x00" not in value)
+           for value in row):
+        return row
+    return TrafficRow(*(_storable_text(value) if isinstance(value, str) else value
+                        for value in row))
 
 
-class TrafficStore:
-    def __init__(self, path: Path, approvals: Path | None = None,
-                 max_file_bytes: int | None = None, busy_timeout: float = 5.0) -> None:
-        self.path = path
-        self._approvals = approvals
-        self._max_file_bytes = max_file_bytes
-        self._busy_timeout = busy_timeout
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+class TrafficStore(ABC):
+    """The traffic record, whichever database holds it. Writes come in batches from the
+    proxy's recorder; reads (the API, exports) never wait on them."""
 
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the record is, for messages (a path, or a URL without its password)."""
+
+    @abstractmethod
     async def open(self, read_only: bool = False) -> None:
-        """Read-only serves exports of a stopped proxy's data without writing to it."""
-        try:
-            if not read_only:
-                await self._open_writer()
-            reader = await aiosqlite.connect(_read_only_uri(self.path) if read_only else self.path,
-                                             timeout=self._busy_timeout, isolation_level=None,
-                                             uri=True)
-            self._reader = reader
-            reader.row_factory = sqlite3.Row
-            await reader.execute("PRAGMA query_only=1")
-            if self._approvals is not None and self._approvals.exists():
-                await reader.execute("ATTACH DATABASE ? AS ap",
-                                     (_read_only_uri(self._approvals),))
-            else:
-                await reader.execute("ATTACH DATABASE ':memory:' AS ap")
-                await reader.execute("PRAGMA query_only=0")
-                await reader.execute(_NO_APPROVALS)
-                await reader.execute("PRAGMA query_only=1")
-        except (OSError, sqlite3.Error) as exc:
-            await self.close()
-            raise TrafficError(f"cannot open the traffic record at {self.path}: {exc}") from exc
+        """Connect and create or upgrade the schema; read-only serves exports of a stopped
+        proxy's data without writing to it. TrafficError on failure."""
 
-    async def _open_writer(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await aiosqlite.connect(self.path, timeout=self._busy_timeout,
-                                         isolation_level=None)
-        self._writer = writer
-        # Set before the first table exists; lets pruning hand space back to the disk.
-        await writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        await writer.execute("PRAGMA journal_mode=WAL")
-        await writer.execute("PRAGMA synchronous=NORMAL")
-        await writer.executescript(_SCHEMA)
-        if self._max_file_bytes is not None:
-            async with writer.execute("PRAGMA page_size") as cursor:
-                page_size = int((await cursor.fetchone() or [4096])[0])
-            pages = max(self._max_file_bytes // page_size, 8)
-            await writer.execute(f"PRAGMA max_page_count={pages}")
+    @abstractmethod
+    async def close(self) -> None: ...
 
-    async def close(self) -> None:
-        for connection in (self._writer, self._reader):
-            if connection is not None:
-                await connection.close()
-        self._writer = self._reader = None
-
-    def _connection(self, which: aiosqlite.Connection | None) -> aiosqlite.Connection:
-        if which is None:
-            raise TrafficError("the traffic record is not open")
-        return which
-
+    @abstractmethod
     async def append(self, rows: Sequence[TrafficRow]) -> None:
-        """One transaction per batch: a thousand rows cost about what one would."""
-        if not rows:
-            return
-        db = self._connection(self._writer)
-        async with self._write_lock:
-            try:
-                await db.execute("BEGIN")
-                try:
-                    await db.executemany(_INSERT, rows)  # a NamedTuple is its own row
-                    await db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:  # SQLITE_FULL has already rolled it back
-                        await db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise TrafficError(f"cannot write the traffic record: {exc}") from exc
+        """One transaction per batch: a thousand rows cost about what one would. TrafficError
+        (its message says "full" when the record has no room) and nothing written."""
 
+    @abstractmethod
     async def probe(self) -> None:
-        """Writes a row and takes it back: whether a batch could land now (after a failure).
+        """Writes a sizeable row and takes it back: whether a batch could land now (after a
+        failure). TrafficError when it could not."""
 
-        The row carries 64 KiB, so a file with room for a few small rows still counts as full.
-        """
-        db = self._connection(self._writer)
-        async with self._write_lock:
-            try:
-                await db.execute("BEGIN")
-                try:
-                    await db.execute(_INSERT, TrafficRow(at="", method="", scheme="", host="",
-                                                         port=0, path="", decision="probe",
-                                                         response_body="x" * 65536))
-                finally:
-                    if db.in_transaction:
-                        await db.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                raise TrafficError(f"cannot write the traffic record: {exc}") from exc
-
+    @abstractmethod
     async def query(self, where: TrafficFilter, *, limit: int = 100, after: int | None = None,
                     newest_first: bool = True) -> list[dict[str, Any]]:
         """A page of entries; `after` is the last id of the previous page."""
-        db = self._connection(self._reader)
-        clause, params = where.where()
-        if after is not None:
-            clause += (" AND " if clause else " WHERE ") + ("t.id < ?" if newest_first
-                                                            else "t.id > ?")
-            params.append(after)
-        sql = ("SELECT t.*, a.status AS approval_status, a.decided_by AS approval_decided_by,"
-               " a.votes AS approval_votes FROM traffic t"
-               " LEFT JOIN ap.approvals a ON a.id = t.approval_id"
-               f"{clause} ORDER BY t.id {'DESC' if newest_first else 'ASC'} LIMIT ?")
-        try:
-            async with db.execute(sql, (*params, limit)) as cursor:
-                return [_entry(row) for row in await cursor.fetchall()]
-        except sqlite3.Error as exc:
-            raise TrafficError(f"cannot read the traffic record: {exc}") from exc
 
     async def iterate(self, where: TrafficFilter, page: int = 1000
                       ) -> AsyncIterator[dict[str, Any]]:
@@ -398,57 +360,66 @@ class TrafficStore:
         after: int | None = None
         while True:
             entries = await self.query(where, limit=page, after=after, newest_first=False)
-            for entry in entries:
-                yield entry
+            for found in entries:
+                yield found
             if len(entries) < page:
                 return
             after = entries[-1]["id"]
 
+    @abstractmethod
     async def size(self) -> int:
-        """Bytes in use (pages not on the free list)."""
-        db = self._connection(self._writer)
-        values = []
-        for pragma in ("page_count", "freelist_count", "page_size"):
-            async with db.execute(f"PRAGMA {pragma}") as cursor:
-                values.append(int((await cursor.fetchone() or [0])[0]))
-        return (values[0] - values[1]) * values[2]
+        """Bytes the entries take now: what `retention.max_size` bounds, so it shrinks when
+        entries are pruned."""
 
-    async def count(self) -> int:
-        db = self._connection(self._writer)
-        async with db.execute("SELECT count(*) FROM traffic") as cursor:
-            return int((await cursor.fetchone() or [0])[0])
+    @abstractmethod
+    async def count(self) -> int: ...
 
+    @abstractmethod
     async def prune(self, max_age: float | None, max_bytes: int | None,
                     now: datetime | None = None, chunk: int = 5000) -> int:
-        """Deletes the oldest entries beyond the bounds, a chunk per transaction."""
-        db = self._connection(self._writer)
-        deleted = 0
-        try:
-            if max_age is not None:
-                cutoff = iso((now or datetime.now(UTC)) - timedelta(seconds=max_age))
-                while True:
-                    removed = await self._delete(db, "SELECT id FROM traffic WHERE at < ? "
-                                                 "ORDER BY id LIMIT ?", (cutoff, chunk))
-                    deleted += removed
-                    if removed < chunk:
-                        break
-            if max_bytes is not None:
-                for _ in range(100):
-                    used, rows = await self.size(), await self.count()
-                    if used <= max_bytes or rows == 0:
-                        break
-                    # Rows are about the same size: drop the share that is over, and a tenth more.
-                    share = min(1.0, (used - max_bytes) / used + 0.1)
-                    deleted += await self._delete(
-                        db, "SELECT id FROM traffic ORDER BY id LIMIT ?",
-                        (max(1, min(chunk, int(rows * share))),))
-            await db.execute("PRAGMA incremental_vacuum")
-        except sqlite3.Error as exc:
-            raise TrafficError(f"cannot prune the traffic record: {exc}") from exc
-        return deleted
+        """Deletes the oldest entries beyond the bounds (age in seconds, `size()` in bytes),
+        a chunk per transaction, and returns how many went."""
 
-    async def _delete(self, db: aiosqlite.Connection, select: str,
-                      params: tuple[Any, ...]) -> int:
-        async with self._write_lock:
-            cursor = await db.execute(f"DELETE FROM traffic WHERE id IN ({select})", params)
-            return cursor.rowcount
+
+TRAFFIC_FILE = "traffic.sqlite3"  # in the data dir, for the SQLite backend
+APPROVALS_FILE = "hitl.sqlite3"  # the approvals store's default file in the data dir
+
+
+def _sqlite_path(url: str) -> Path:
+    """The approvals file a SQLite `--store` names, read as the approvals store reads it:
+    sqlite:///abs/path, sqlite:rel/path or a plain path."""
+    if url.lower().startswith("sqlite:"):
+        return Path(url.split("://", 1)[1] if "://" in url else url.split(":", 1)[1])
+    return Path(url)
+
+
+def traffic_store_from_url(url: str | None, data_dir: Path, *,
+                           max_file_bytes: int | None = None, busy_timeout: float = 5.0,
+                           pool_size: int = 4) -> TrafficStore:
+    """The traffic record that goes with `--store URL` (not opened yet).
+
+    None, a path or sqlite: its own file, data_dir/traffic.sqlite3, joined with the approvals
+    file the URL names (data_dir/hitl.sqlite3 by default).
+    postgresql:// (or postgres://): the `traffic` table of that database, which every replica
+    shares. `max_file_bytes` (traffic.max_file_size) bounds the SQLite file; PostgreSQL has no
+    file to bound, so it is refused there rather than silently not enforced.
+    """
+    scheme = urlsplit(url).scheme.lower() if url and url.strip() else ""
+    if scheme in ("", "sqlite") or len(scheme) == 1:  # a Windows drive letter is no scheme
+        from review_api.traffic_sqlite import SqliteTrafficStore
+
+        approvals = _sqlite_path(url) if url and url.strip() else data_dir / APPROVALS_FILE
+        return SqliteTrafficStore(data_dir / TRAFFIC_FILE, approvals=approvals,
+                                  max_file_bytes=max_file_bytes, busy_timeout=busy_timeout)
+    if scheme in ("postgresql", "postgres"):
+        if max_file_bytes is not None:
+            raise TrafficError(
+                "traffic.max_file_size bounds the SQLite traffic file; with a postgresql:// "
+                "store bound the record with traffic.retention.max_size (and the database's "
+                "disk) instead")
+        from review_api.traffic_pg import PostgresTrafficStore
+
+        assert url is not None
+        return PostgresTrafficStore(url, busy_timeout=busy_timeout, pool_size=pool_size)
+    raise TrafficError(f"--store {scheme}://...: unknown store scheme {scheme!r}; use a SQLite "
+                       "file path or postgresql://user@host/db")

@@ -1,23 +1,43 @@
-"""The traffic record's store, filters, retention, masking and recorder, on real SQLite files."""
+"""The traffic record's store, filters, retention, masking and recorder.
+
+Store-level tests run on both backends: a real SQLite file and a real PostgreSQL database
+(tests/postgres_server.py), each with the approvals store of the same kind beside it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from mitmproxy.test import taddons, tflow, tutils
 
 from connectors_schemas import Matcher, load_connectors
 from proxy_addon.config import ConfigError, TrafficSettings, load_config
-from proxy_addon.flow_keys import AGENT_KEY, DECISION_KEY, HELD_KEY, PROPOSAL_KEY
-from proxy_addon.traffic import TrafficRecorder, masked_body, summarize
-from review_api import Decision, Proposal, Risk, Store
+from proxy_addon.flow_note import note
+from proxy_addon.traffic import TrafficRecorder, masked_body
+from review_api import Decision, Proposal, Risk
 from review_api.metrics import Metrics
 from review_api.models import parse_moment
-from review_api.traffic import TrafficError, TrafficFilter, TrafficRow, TrafficStore
+from review_api.store import ApprovalStore, PostgresStore, SqliteStore
+from review_api.traffic import (
+    POSTGRES,
+    SQLITE,
+    TrafficError,
+    TrafficFilter,
+    TrafficRow,
+    TrafficStore,
+    traffic_store_from_url,
+)
 from review_api.traffic_export import har_entry
+from review_api.traffic_pg import PostgresTrafficStore
+from review_api.traffic_sqlite import SqliteTrafficStore
+from tests.postgres_server import PostgresServer
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -30,16 +50,49 @@ def row(minutes_ago: float = 0, **fields: object) -> TrafficRow:
     return base._replace(**fields)
 
 
-@pytest.fixture
-async def store(tmp_path: Path):
-    approvals = Store(tmp_path / "hitl.sqlite3")
-    await approvals.open()
-    found = TrafficStore(tmp_path / "traffic.sqlite3", approvals=tmp_path / "hitl.sqlite3")
-    await found.open()
-    found.approvals_store = approvals  # type: ignore[attr-defined]
+class Backend:
+    """One kind of database: makes traffic records (replicas) and the approvals store beside
+    them, and closes all it made."""
+
+    def __init__(self, kind: str, tmp_path: Path, url: str | None) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.url = url
+        self.opened: list[TrafficStore | ApprovalStore] = []
+
+    async def approvals(self) -> ApprovalStore:
+        store: ApprovalStore = (SqliteStore(self.tmp_path / "hitl.sqlite3") if self.url is None
+                                else PostgresStore(self.url))
+        await store.open()
+        self.opened.append(store)
+        return store
+
+    async def traffic(self, read_only: bool = False) -> TrafficStore:
+        store = traffic_store_from_url(self.url, self.tmp_path)
+        await store.open(read_only=read_only)
+        self.opened.append(store)
+        return store
+
+    async def close(self) -> None:
+        for store in reversed(self.opened):
+            await store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    found = Backend(request.param, tmp_path, url)
     yield found
     await found.close()
-    await approvals.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> TrafficStore:
+    """A traffic record with its approvals store opened first, as `hitl-proxy run` does."""
+    approvals = await backend.approvals()
+    found = await backend.traffic()
+    found.approvals_store = approvals  # type: ignore[attr-defined]
+    return found
 
 
 async def test_filters_match_what_they_say(store: TrafficStore) -> None:
@@ -80,7 +133,7 @@ async def test_pages_follow_the_cursor_both_ways(store: TrafficStore) -> None:
 
 
 async def test_held_entries_show_the_approval_as_it_stands(store: TrafficStore) -> None:
-    approvals: Store = store.approvals_store  # type: ignore[attr-defined]
+    approvals: ApprovalStore = store.approvals_store  # type: ignore[attr-defined]
     proposal = Proposal(system="Stripe", object_type="refund", operation="create",
                         method="POST", url="https://api.stripe.com/v1/refunds", quorum=2,
                         risk=Risk(level="high", money=True), fingerprint="f" * 64)
@@ -103,23 +156,62 @@ async def test_pruning_by_age_keeps_the_young(store: TrafficStore) -> None:
         row(50).at, row(10).at]
 
 
-async def test_pruning_by_size_drops_the_oldest_and_gives_space_back(
-        store: TrafficStore) -> None:
-    body = "x" * 2000
-    await store.append([row(1000 - i, record_id=str(i), response_body=body)
+async def test_pruning_by_size_drops_the_oldest(store: TrafficStore) -> None:
+    # Random bodies: PostgreSQL compresses what it can, and "x" * 2000 would be a few bytes.
+    await store.append([row(1000 - i, record_id=str(i), response_body=secrets.token_urlsafe(1500))
                         for i in range(400)])
     grown = await store.size()
     assert grown > 800_000
     deleted = await store.prune(max_age=None, max_bytes=200_000)
-    assert await store.size() <= 200_000
+    assert 0 < await store.size() <= 200_000
     kept = [int(e["record_id"]) async for e in store.iterate(TrafficFilter())]
     assert deleted + len(kept) == 400
     assert kept == list(range(400 - len(kept), 400))  # the newest stay
-    assert store.path.stat().st_size < grown  # incremental vacuum returned pages
+    assert await store.count() == len(kept)
+
+
+async def test_pruning_gives_the_sqlite_file_space_back(tmp_path: Path) -> None:
+    store = SqliteTrafficStore(tmp_path / "traffic.sqlite3")
+    await store.open()
+    try:
+        await store.append([row(i, response_body="x" * 2000) for i in range(400)])
+        grown = await store.size()
+        await store.prune(max_age=None, max_bytes=200_000)
+        assert store.path.stat().st_size < grown  # incremental vacuum returned pages
+    finally:
+        await store.close()
+
+
+async def test_postgres_reuses_what_pruning_freed_and_size_tracks_the_footprint(
+        postgres_url: str) -> None:
+    """The table does not shrink on PostgreSQL; pruning (and its VACUUM) keeps it from growing,
+    and size() estimates what the rows take on disk, whatever their bodies."""
+    store = PostgresTrafficStore(postgres_url)
+    await store.open()
+    try:
+        for body in (None, 600, 1500):
+            await store.append([row(i, record_id=str(i), response_body=(
+                secrets.token_urlsafe(body) if body else None)) for i in range(3000)])
+            assert 0.8 < await store.size() / await store.footprint() < 1.2, body
+            await store.prune(max_age=None, max_bytes=0)
+            assert await store.count() == 0
+        await store.append([row(i, response_body=secrets.token_urlsafe(1500))
+                            for i in range(1000)])
+        await store.prune(max_age=None, max_bytes=1_000_000)
+        assert 990_000 < await store.size() <= 1_000_000  # the newest that fit, no fewer
+        settled = await store.footprint()
+        for _ in range(3):  # the same volume again and again, pruned to the same bound
+            await store.append([row(i, response_body=secrets.token_urlsafe(1500))
+                                for i in range(500)])
+            await store.prune(max_age=None, max_bytes=1_000_000)
+        assert await store.size() <= 1_000_000
+        assert await store.footprint() < settled * 1.3
+    finally:
+        await store.close()
 
 
 async def test_a_full_file_is_a_clear_error_and_loses_nothing_written(tmp_path: Path) -> None:
-    store = TrafficStore(tmp_path / "traffic.sqlite3", max_file_bytes=64 * 1024)
+    store = SqliteTrafficStore(tmp_path / "traffic.sqlite3", max_file_bytes=64 * 1024)
     await store.open()
     try:
         await store.append([row(record_id="kept")])
@@ -214,7 +306,7 @@ def test_traffic_config_errors_name_the_key(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def recorder(tmp_path: Path):
-    store = TrafficStore(tmp_path / "traffic.sqlite3")
+    store = SqliteTrafficStore(tmp_path / "traffic.sqlite3")
     await store.open()
     addon = TrafficRecorder(store, Matcher(load_connectors()),
                             TrafficSettings(bodies="writes"), Metrics())
@@ -234,7 +326,7 @@ def flow_for(method: bytes, path: bytes, body: bytes = b"", status: int = 200): 
 
 async def test_a_read_is_recorded_with_the_record_it_names(recorder: TrafficRecorder) -> None:
     flow = flow_for(b"GET", b"/api/v2/tickets/7.json?api_key=SECRET-IN-QUERY&page=2")
-    flow.metadata[AGENT_KEY] = "triage-bot"
+    note(flow).agent = "triage-bot"
     recorder.response(flow)
     await recorder.flush()
     [entry] = await recorder.store.query(TrafficFilter())
@@ -250,12 +342,12 @@ async def test_a_held_write_carries_its_proposal_and_masked_body(
         recorder: TrafficRecorder) -> None:
     flow = flow_for(b"PUT", b"/api/v2/tickets/7.json",
                     b'{"ticket": {"status": "solved"}, "token": "SECRET-IN-BODY"}', status=403)
-    flow.metadata.update({
-        DECISION_KEY: "held", HELD_KEY: "approval-1",
-        PROPOSAL_KEY: summarize(Proposal(
-            system="Zendesk", object_type="ticket", record_id="7", operation="update",
-            method="PUT", url="https://x", risk=Risk(level="medium", customer_facing=True),
-            fingerprint="f" * 64))})
+    noted = note(flow)
+    noted.decision, noted.held = "held", "approval-1"
+    noted.proposal = Proposal(
+        system="Zendesk", object_type="ticket", record_id="7", operation="update",
+        method="PUT", url="https://x", risk=Risk(level="medium", customer_facing=True),
+        fingerprint="f" * 64)
     recorder.response(flow)
     await recorder.flush()
     [entry] = await recorder.store.query(TrafficFilter())
@@ -278,7 +370,7 @@ async def test_when_the_record_fails_reads_are_dropped_and_writes_kept(
     await recorder.store.close()  # a record that cannot be written at all
     read = flow_for(b"GET", b"/api/v2/tickets/7.json")
     write = flow_for(b"PUT", b"/api/v2/tickets/7.json", b"{}")
-    write.metadata[DECISION_KEY] = "allowed"
+    note(write).decision = "allowed"
     recorder.response(read)
     recorder.response(write)
     await recorder.flush()
@@ -291,7 +383,7 @@ async def test_when_the_record_fails_reads_are_dropped_and_writes_kept(
 
 
 async def test_approvers_zero_means_held_writes_nobody_approved(store: TrafficStore) -> None:
-    approvals: Store = store.approvals_store  # type: ignore[attr-defined]
+    approvals: ApprovalStore = store.approvals_store  # type: ignore[attr-defined]
     proposal = Proposal(method="PUT", url="https://x", fingerprint="f" * 64)
     waiting = await approvals.create(proposal)
     await store.append([row(), row(decision="held", approval_id=waiting.id)])
@@ -321,7 +413,7 @@ async def test_a_refused_connect_is_a_url_and_ipv6_hosts_are_bracketed(
 
 
 async def test_the_probe_says_whether_a_sizeable_batch_could_land(tmp_path: Path) -> None:
-    store = TrafficStore(tmp_path / "traffic.sqlite3", max_file_bytes=256 * 1024)
+    store = SqliteTrafficStore(tmp_path / "traffic.sqlite3", max_file_bytes=256 * 1024)
     await store.open()
     try:
         await store.probe()  # room to spare, and the probe leaves no row behind
@@ -385,3 +477,156 @@ async def test_the_recorder_knows_a_graphql_route_from_the_matcher(
     entries = await recorder.store.query(TrafficFilter())
     assert len(entries) == 3
     assert "CANARY" not in json.dumps(entries)
+
+
+# -- both backends: replicas, odd text, read-only; PostgreSQL: outages, migrations -----------
+
+
+async def test_two_replicas_append_at_once_and_one_query_sees_both(backend: Backend) -> None:
+    first, second = await backend.traffic(), await backend.traffic()
+
+    async def replica(store: TrafficStore, name: str) -> None:
+        for batch in range(10):
+            await store.append([row(agent=name, record_id=f"{name}-{batch}-{i}")
+                                for i in range(50)])
+
+    await asyncio.gather(replica(first, "a"), replica(second, "b"))
+    entries = [entry async for entry in first.iterate(TrafficFilter(), page=128)]
+    assert len(entries) == 1000 and len({entry["id"] for entry in entries}) == 1000
+    assert {entry["record_id"] for entry in entries} == {
+        f"{name}-{batch}-{i}" for name in "ab" for batch in range(10) for i in range(50)}
+    assert len(await second.query(TrafficFilter(agent=("a",)), limit=1000)) == 500
+    assert await second.count() == 1000
+
+
+async def test_the_probe_leaves_no_row_behind(store: TrafficStore) -> None:
+    await store.probe()
+    assert await store.count() == 0
+
+
+async def test_text_a_database_refuses_is_kept_with_a_replacement_character(
+        store: TrafficStore) -> None:
+    await store.append([row(error="reset\x00by peer", agent="bot-\ud800")])
+    [entry] = await store.query(TrafficFilter())
+    assert entry["error"] == "reset\ufffdby peer" and entry["agent"] == "bot-?"
+
+
+async def test_a_read_only_record_reads_and_never_writes(backend: Backend) -> None:
+    writer = await backend.traffic()
+    await writer.append([row(record_id="seen")])
+    reader = await backend.traffic(read_only=True)
+    assert [e["record_id"] for e in await reader.query(TrafficFilter())] == ["seen"]
+    with pytest.raises(TrafficError):
+        await reader.append([row()])
+    assert await writer.count() == 1
+
+
+def test_both_dialects_give_a_parameter_per_placeholder() -> None:
+    where = TrafficFilter(agent=("a", "b"), host=("H",), decision=("held",), record_id="7",
+                          status="4xx", since="2026-11-24", until="2026-11-25", risk="medium",
+                          approved_by="fin", approvers=2, source="agent")
+    for dialect in (SQLITE, POSTGRES):
+        clause, params = where.where(dialect)
+        assert clause.count(dialect.param) == len(params) == 14, dialect
+    assert "%s" not in where.where(SQLITE)[0] and "?" not in where.where(POSTGRES)[0]
+    assert TrafficFilter(risk="money").where(POSTGRES) == (" WHERE t.risk_flags LIKE %s",
+                                                           ["%,money,%"])
+
+
+def test_the_factory_picks_the_backend_the_store_url_names(tmp_path: Path) -> None:
+    default = traffic_store_from_url(None, tmp_path)
+    assert isinstance(default, SqliteTrafficStore)
+    assert (default.path, default._approvals) == (tmp_path / "traffic.sqlite3",
+                                                  tmp_path / "hitl.sqlite3")
+    elsewhere = traffic_store_from_url("sqlite:///srv/hitl/approvals.sqlite3", tmp_path)
+    assert isinstance(elsewhere, SqliteTrafficStore)
+    assert elsewhere._approvals == Path("/srv/hitl/approvals.sqlite3")
+    shared = traffic_store_from_url("postgresql://hitl:s3cret@db.internal:5432/hitl", tmp_path)
+    assert isinstance(shared, PostgresTrafficStore)
+    assert "s3cret" not in shared.location and "db.internal:5432/hitl" in shared.location
+    with pytest.raises(TrafficError, match=r"traffic\.max_file_size"):
+        traffic_store_from_url("postgres://db/hitl", tmp_path, max_file_bytes=1 << 20)
+    with pytest.raises(TrafficError, match="unknown store scheme 'mysql'"):
+        traffic_store_from_url("mysql://db/hitl", tmp_path)
+
+
+async def test_a_postgres_database_without_a_record_is_named_when_read(
+        postgres_url: str) -> None:
+    store = PostgresTrafficStore(postgres_url)
+    with pytest.raises(TrafficError, match="no traffic record at postgresql://"):
+        await store.open(read_only=True)
+
+
+async def test_held_entries_join_approvals_created_after_the_record_opened(
+        postgres_url: str) -> None:
+    """Either store may open first: the record joins the approvals table once it exists."""
+    traffic = PostgresTrafficStore(postgres_url)
+    await traffic.open()
+    approvals = PostgresStore(postgres_url)
+    try:
+        await traffic.append([row(decision="held", approval_id="not-yet")])
+        [entry] = await traffic.query(TrafficFilter(decision=("held",)))
+        assert entry["approval"] is None
+        await approvals.open()
+        approval = await approvals.create(Proposal(method="PUT", url="https://x",
+                                                   fingerprint="f" * 64))
+        await approvals.decide(approval.id, Decision.approve, "fin", None)
+        await traffic.append([row(decision="held", approval_id=approval.id)])
+        [entry] = await traffic.query(TrafficFilter(approved_by="fin"))
+        assert entry["approval"]["approvers"] == ["fin"]
+    finally:
+        await approvals.close()
+        await traffic.close()
+
+
+async def test_postgres_down_is_a_traffic_error_and_the_record_recovers_by_itself(
+        postgres_server: PostgresServer, postgres_url: str) -> None:
+    store = PostgresTrafficStore(postgres_url, busy_timeout=1.0)
+    await store.open()
+    try:
+        await store.append([row(record_id="before")])
+        postgres_server.stop()
+        for attempt in (store.append([row(record_id="lost")]), store.probe(),
+                        store.query(TrafficFilter())):
+            with pytest.raises(TrafficError, match="traffic record"):
+                await asyncio.wait_for(attempt, timeout=15)
+        postgres_server.start()
+        for _ in range(60):  # the pool reconnects in the background, with backoff
+            try:
+                await store.append([row(record_id="after")])
+                break
+            except TrafficError:
+                await asyncio.sleep(0.5)
+        records = [e["record_id"] for e in await store.query(TrafficFilter(),
+                                                              newest_first=False)]
+        assert records == ["before", "after"]
+    finally:
+        postgres_server.start()
+        await store.close()
+
+
+async def test_replicas_starting_together_migrate_once(postgres_url: str) -> None:
+    replicas = [PostgresTrafficStore(postgres_url) for _ in range(3)]
+    await asyncio.gather(*(replica.open() for replica in replicas))
+    try:
+        await replicas[0].close()
+        await replicas[0].open()  # up to date: nothing to apply
+        with psycopg.connect(postgres_url) as conn:
+            assert conn.execute("SELECT version FROM traffic_schema").fetchall() == [(1,)]
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_replicas_pruning_together_delete_each_entry_once(postgres_url: str) -> None:
+    replicas = [PostgresTrafficStore(postgres_url) for _ in range(2)]
+    for replica in replicas:
+        await replica.open()
+    try:
+        await replicas[0].append([row(minutes) for minutes in range(120)])
+        deleted = await asyncio.gather(*(replica.prune(max_age=3600, max_bytes=None, now=NOW,
+                                                       chunk=7) for replica in replicas))
+        assert sum(deleted) == 59 and await replicas[1].count() == 61
+    finally:
+        for replica in replicas:
+            await replica.close()
