@@ -154,6 +154,17 @@ class PostgresStore(SqlStore):
                 "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}
 
     async def open(self) -> None:
+        """Migrate on one direct connection first: an unreachable server or a wrong database
+        fails at once with the server's own words, not after the pool's checkout timeout."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, row_factory=dict_row, **self._connect_kwargs())
+            async with conn, conn.transaction():
+                tx = _PostgresTx(conn)
+                await tx.run(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+                await self._migrate(tx, MIGRATIONS)
+        except (psycopg.Error, OSError) as exc:
+            raise StoreError(f"cannot reach the store at {self.location}: {exc}") from exc
         self._pool = AsyncConnectionPool(
             self.url, min_size=1, max_size=self._pool_size, open=False,
             kwargs={"autocommit": True, "row_factory": dict_row, **self._connect_kwargs()},
@@ -161,20 +172,11 @@ class PostgresStore(SqlStore):
             name="hitl-store")
         try:
             await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
-        except (psycopg.Error, OSError) as exc:
-            await self.close()
-            raise StoreError(f"cannot reach the store at {self.location}: {exc}") from exc
-        try:
-            await self._write(self._migrations, serialise=False)
             await self._start()
-        except StoreError:
+        except (psycopg.Error, OSError, StoreError) as exc:
             await self.close()
-            raise
+            raise StoreError(f"cannot open the store at {self.location}: {exc}") from exc
         self._listener = asyncio.create_task(self._listen(), name="hitl-store-listen")
-
-    async def _migrations(self, tx: Tx) -> None:
-        await tx.run(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
-        await self._migrate(tx, MIGRATIONS)
 
     async def close(self) -> None:
         if self._listener is not None:
