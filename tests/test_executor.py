@@ -1,0 +1,153 @@
+"""The one executor: both ways out (agent still held, agent gone) share its checks and claim.
+
+Two replicas are two stores on one SQLite file (each has its own replica id and lease), each
+with its own hold and executor, as two processes would have."""
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mitmproxy.test import taddons
+
+from proxy_addon.flow_note import note
+from proxy_addon.hold import HoldAddons
+from proxy_addon.sealing import HeldRequest
+from review_api import Decision, Status
+from review_api.store import SqliteStore, Store
+from tests.holding import (
+    Upstream,
+    build,
+    first_pending,
+    run_hook,
+    settings,
+    status_becomes,
+    write_flow,
+)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    async with Upstream().running() as running:
+        yield running
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path,
+                   upstream: Upstream) -> AsyncIterator[tuple[HoldAddons, HoldAddons]]:
+    """Replica A and B on one database; neither follows the feed unless a test starts it."""
+    path = tmp_path / "hitl.sqlite3"
+    a, store_a, client_a = await build(path, upstream.port, settings(hold_timeout=5))
+    store_b = SqliteStore(path)
+    await store_b.open()
+    b, _, client_b = await build(path, upstream.port, settings(hold_timeout=5), store_b)
+    # A SQLite file has one process: opening it ends earlier leases; A's sweeper renews its own.
+    await store_a.heartbeat()
+    assert store_a.replica != store_b.replica
+    with taddons.context(*a.addons):
+        yield a, b
+    for client in (client_a, client_b):
+        await client.close()
+    for store in (store_a, store_b):
+        await store.close()
+
+
+async def held_then_gone(addons: HoldAddons) -> str:
+    """A write held on this replica whose agent then went away (answered 202, unheld)."""
+    flow = write_flow(scheme=b"http")
+    task = asyncio.ensure_future(run_hook(addons.hold, flow))
+    approval = await first_pending(addons.hold.store)
+    addons.hold.client_disconnected(flow.client_conn)
+    await task
+    assert flow.response is not None and flow.response.status_code == 202
+    return approval.id
+
+
+async def test_an_approved_write_whose_agent_left_is_sent_exactly_once_by_two_replicas(
+        replicas: tuple[HoldAddons, HoldAddons], upstream: Upstream) -> None:
+    a, b = replicas
+    approval_id = await held_then_gone(a)
+    await b.hold.store.decide(approval_id, Decision.approve, "alice", None)
+    assert await a.hold.store.sendable() == [approval_id]
+    await asyncio.gather(a.executor.send(approval_id), b.executor.send(approval_id),
+                         a.executor.send(approval_id))
+    assert upstream.writes == [("PUT", b'{"ticket": {"status": "solved"}}')]
+    approval = await a.hold.store.get(approval_id)
+    assert approval.status is Status.executed and approval.result is not None
+    assert approval.result.status_code == 200
+
+
+async def test_an_approval_held_by_a_live_replica_is_left_to_it(
+        replicas: tuple[HoldAddons, HoldAddons], upstream: Upstream) -> None:
+    """B's sender never takes the write A's agent waits for: A releases the agent's own."""
+    a, b = replicas
+    flow = write_flow(scheme=b"http")
+    task = asyncio.ensure_future(run_hook(a.hold, flow))
+    approval = await first_pending(a.hold.store)
+    await b.hold.store.decide(approval.id, Decision.approve, "bob", None)
+    assert await b.hold.store.sendable() == []
+    await b.executor.send(approval.id)
+    assert upstream.writes == [] and (await b.hold.store.get(approval.id)).status is (
+        Status.approved)
+    assert a.hold.waiters.settle(await a.hold.store.get(approval.id))  # as A's feed does
+    await task
+    assert flow.response is None and note(flow).released == approval.id
+    assert (await a.hold.store.get(approval.id)).status is Status.sending
+
+
+async def test_a_record_changed_since_review_is_not_sent(
+        replicas: tuple[HoldAddons, HoldAddons], upstream: Upstream) -> None:
+    a, _ = replicas
+    approval_id = await held_then_gone(a)
+    store: Store = a.hold.store
+    assert (await store.get(approval_id)).old_values.known  # fetched from the upstream
+    await store.decide(approval_id, Decision.approve, "alice", None)
+    upstream.ticket["status"] = "pending"  # someone else changed it after the review
+    await a.executor.send(approval_id)
+    approval = await store.get(approval_id)
+    assert approval.status is Status.stale and upstream.writes == []
+    stale = [e for e in await store.audit_entries(approval_id) if e.event == "stale"]
+    assert "status changed since review" in json.dumps(stale[0].detail)
+
+
+async def test_the_reviewers_edits_are_sent_whichever_way_it_goes_out(
+        replicas: tuple[HoldAddons, HoldAddons], upstream: Upstream) -> None:
+    a, _ = replicas
+    store = a.hold.store
+    # The agent left: the sealed request is sent with the edit.
+    gone = await held_then_gone(a)
+    await store.decide(gone, Decision.approve, "alice", None,
+                       edits=[{"field": "status", "new": "pending"}])
+    await a.executor.send(gone)
+    assert [json.loads(body) for _, body in upstream.writes] == [
+        {"ticket": {"status": "pending"}}]
+    # The agent is still held: its own flow goes upstream with the edit.
+    await a.hold.running()
+    flow = write_flow(scheme=b"http", body=b'{"ticket": {"status": "closed"}}')
+    task = asyncio.ensure_future(run_hook(a.hold, flow))
+    approval = await first_pending(store, besides=(gone,))
+    await store.decide(approval.id, Decision.approve, "alice", None,
+                       edits=[{"field": "status", "new": "hold"}])
+    await task
+    assert note(flow).released == approval.id
+    assert json.loads(flow.request.content or b"") == {"ticket": {"status": "hold"}}
+    assert any(e.event == "edited" for e in await store.audit_entries(approval.id))
+    await a.hold.done()
+
+
+async def test_a_sealed_request_that_is_not_what_was_reviewed_is_never_sent(
+        replicas: tuple[HoldAddons, HoldAddons], upstream: Upstream, tmp_path: Path) -> None:
+    """The fingerprint is checked on the agent-gone path too (a key or a store went wrong)."""
+    a, _ = replicas
+    approval_id = await held_then_gone(a)
+    store = a.hold.store
+    await store.decide(approval_id, Decision.approve, "alice", None)
+    other = a.executor.sealer.seal(HeldRequest("PUT", "http://acme.zendesk.com/api/v2/tickets/"
+                                               "1.json", [], b'{"ticket": {"status": "x"}}'))
+    with sqlite3.connect(tmp_path / "hitl.sqlite3") as db:  # what a broken backup could leave
+        db.execute("UPDATE approvals SET sealed_request = ? WHERE id = ?", (other, approval_id))
+    await a.executor.send(approval_id)
+    assert upstream.writes == []
+    assert await status_becomes(store, approval_id, Status.failed) is Status.failed
