@@ -38,7 +38,7 @@ from tests.postgres_server import PostgresServer
 ALICE = "alice-replica-token-00001"  # support and auditor: decides anything, reads traffic
 BOB = "bob-replica-token-0000002"
 AUTH = ("agent@acme.test/token", "zd-api-token-123")
-LEASE = 2.0  # limits.replica_lease: short, so a dead replica's claims run out within a test
+LEASE = 3.0  # limits.replica_lease at its minimum: a dead replica's claims run out in a test
 GONE = {"X-HITL-Task": "gone"}  # policy holds these one second: the agent leaves with a 202
 TERMINAL = {"executed", "failed", "rejected", "expired", "stale", "outcome_unknown", "denied"}
 
@@ -320,29 +320,35 @@ def test_racing_approves_and_rejects_across_replicas_leave_one_decision_and_one_
         thread.join(60)
     assert sorted(sorted(c.values()) for c in codes.values()) == [[200, 409]] * 50, codes
 
+    problems: list[str] = []  # every broken guarantee, not just the first
     for ticket in tickets:
         approval_id = by_ticket[str(ticket)]
-        won = "approve" if codes[approval_id]["approve"] == 200 else "reject"
+        approved = codes[approval_id]["approve"] == 200
         answer = agents[ticket].join(30).result
-        assert answer is not None, agents[ticket].error
-        events = audit_events(b, approval_id)
-        decisions = [e for e in events if e in ("approved", "rejected")]
-        assert decisions == ["approved" if won == "approve" else "rejected"], (ticket, events)
-        if won == "approve":
-            assert answer.status_code == 200, answer.text
+        decisions = [e for e in audit_events(b, approval_id) if e in ("approved", "rejected")]
+        if decisions != ["approved" if approved else "rejected"]:
+            problems.append(f"{ticket}: decisions {decisions}")
+        if answer is None:
+            problems.append(f"{ticket}: the agent got no answer: {agents[ticket].error!r}")
+        elif answer.status_code != (200 if approved else 403):
+            # Approved while the agent was held: it must get upstream's own answer.
+            problems.append(f"{ticket} ({'approved' if approved else 'rejected'}, held on "
+                            f"{'A' if ticket % 2 else 'B'}): agent got {answer.status_code} "
+                            f"{answer.text[:120]}")
+        if approved:
             b.wait_for_status(approval_id, "executed")
-        else:
-            assert answer.status_code == 403, answer.text
     time.sleep(0.5)
-    calls = {ticket: puts(fake, ticket) for ticket in tickets}
-    assert {t: n for t, n in calls.items() if n != (
-        1 if codes[by_ticket[str(t)]]["approve"] == 200 else 0)} == {}
+    for ticket in tickets:
+        expected = 1 if codes[by_ticket[str(ticket)]]["approve"] == 200 else 0
+        if (calls := puts(fake, ticket)) != expected:
+            problems.append(f"{ticket}: upstream received it {calls} times, not {expected}")
+    assert problems == []
 
 
 def test_audit_verify_is_intact_after_both_replicas_wrote_concurrently(
         replicas: Replicas, fake: FakeZendesk) -> None:
     a, b = replicas.a, replicas.b
-    tickets = range(16200, 16220)
+    tickets = range(16200, 16212)
     for ticket in tickets:
         fake.seed(ticket, status="open")
     agents = [Background(put(a if t % 2 else b, t, "pending", GONE)) for t in tickets]
@@ -479,11 +485,12 @@ def test_postgresql_restarted_mid_hold_refuses_writes_while_down_and_loses_nothi
     call, waiting = held(a, put(a, 16501, "solved"))  # held on A when PostgreSQL goes
     postgres_server.stop("fast")
     try:
-        for proxy in (a, b):
-            refused = put(proxy, 16502, "solved")()
+        tries = [Background(put(proxy, 16502, "solved")) for proxy in (a, b)]
+        read = session_for(b).get(url(16502), timeout=30)
+        for refused in (t.join(30).result for t in tries):
             assert refused.status_code == 503, refused.text
             assert refused.json()["status"] == "refused"
-        assert session_for(b).get(url(16502), timeout=30).status_code == 200  # reads flow
+        assert read.status_code == 200  # reads flow
     finally:
         postgres_server.start()
     assert puts(fake, 16502) == 0
@@ -498,10 +505,13 @@ def test_postgresql_restarted_mid_hold_refuses_writes_while_down_and_loses_nothi
     assert b.decide(waiting["id"], "approve").status_code == 200
     answer = call.join(30).result
     assert answer is not None, call.error
-    # Within its hold window the agent gets upstream's answer: A's feed caught up after the
-    # reconnect and saw B's decision.
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["ticket"]["status"] == "solved"
+    if answer.status_code != 200:
+        # The outage outlasted A's lease (the pool waits 5 s before a 503; the lease is 3 s),
+        # so B may have taken the send over: the agent is told it went, never sent twice.
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["approval_id"] == waiting["id"], answer.text
+    else:  # A's feed caught up after the reconnect and released the agent's own request
+        assert answer.json()["ticket"]["status"] == "solved"
     assert b.wait_for_status(waiting["id"], "executed")["result"]["status_code"] == 200
     assert b.decide(fresh, "reject").status_code == 200
     call, on_a = held(a, put(a, 16504, "solved"))  # A holds again too
