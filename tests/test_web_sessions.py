@@ -176,3 +176,18 @@ async def test_the_app_lifespan_starts_and_stops_following(open_store: StoreFact
         held = await store.create(proposal())
         assert await next_message(page) == {"id": held.id, "status": "pending"}
     assert app._follower is None
+
+
+async def test_a_write_being_sent_reads_approved_and_on_its_way(open_store: StoreFactory
+                                                                ) -> None:
+    store = await open_store()
+    held = await store.create(proposal())
+    await store.decide(held.id, Decision.approve, "sam", None)
+    assert await store.claim_for_sending(held.id, agent_here=True)
+    app = ReviewApp(store, Reviewers([SAM]))
+    async with client(app, await sign_in(app, SAM.token or "")) as browser:
+        page = (await browser.get(f"/approvals/{held.id}")).text
+        history = (await browser.get("/history", params={"status": "sending"})).text
+    assert "Approved by <strong>sam</strong>" in page and "Being sent upstream now" in page
+    assert 'class="decide"' not in page  # nothing left to decide
+    assert f"/approvals/{held.id}" in history and "<option selected>sending</option>" in history
