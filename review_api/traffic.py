@@ -119,12 +119,14 @@ class Dialect(NamedTuple):
     """What the backends' SQL differs in; the rest of a query is shared text."""
 
     param: str  # the driver's placeholder
+    votes: str  # the approval's votes as JSON text
     approved_by: str  # one parameter, the reviewer: among the approvals' approving votes
     approvers: str  # one parameter, the count of approving votes
 
 
 SQLITE = Dialect(
     param="?",
+    votes="a.votes",
     approved_by="EXISTS (SELECT 1 FROM json_each(a.votes) WHERE "
                 "json_extract(value, '$.reviewer') = ? AND "
                 "json_extract(value, '$.decision') = 'approve')",
@@ -133,6 +135,7 @@ SQLITE = Dialect(
 # votes::jsonb whether the approvals store keeps them as jsonb or text.
 POSTGRES = Dialect(
     param="%s",
+    votes="a.votes::text",
     approved_by="EXISTS (SELECT 1 FROM jsonb_array_elements(a.votes::jsonb) AS v WHERE "
                 "v->>'reviewer' = %s AND v->>'decision' = 'approve')",
     approvers="a.id IS NOT NULL AND (SELECT count(*) FROM jsonb_array_elements(a.votes::jsonb)"
@@ -282,7 +285,7 @@ def page_sql(dialect: Dialect, where: TrafficFilter, approvals: str, *, after: i
     columns = ", ".join(f"t.{name}" for name in ("id", *COLUMNS))
     sql = (f"SELECT {columns}, a.status AS approval_status, "
            "a.decided_by AS approval_decided_by, "
-           f"{'a.votes::text' if dialect is POSTGRES else 'a.votes'} AS approval_votes "
+           f"{dialect.votes} AS approval_votes "
            f"FROM traffic t LEFT JOIN {approvals} a ON a.id = t.approval_id"
            f"{clause} ORDER BY t.id {'DESC' if newest_first else 'ASC'} LIMIT {dialect.param}")
     return sql, [*params, limit]

@@ -84,6 +84,14 @@ _ROW_BYTES = (f"({ROW_OVERHEAD} + "
 # set up (the join then finds nothing, as SQLite's in-memory stand-in does).
 _NO_APPROVALS = ("(SELECT NULL::text AS id, NULL::text AS status, NULL::text AS decided_by, "
                  "NULL::text AS votes WHERE false)")
+# A query that runs longer is cancelled by the server (prune lifts it for its one long scan);
+# keepalives find a server that vanished without closing the connection (a dead host).
+STATEMENT_TIMEOUT_MS = 30_000
+_CONNECTION = {"autocommit": True, "row_factory": dict_row,
+               "application_name": "hitl-proxy traffic",
+               "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+               "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+               "keepalives_count": 3, "tcp_user_timeout": 20_000}
 PROBE_ROW = TrafficRow(at="", method="", scheme="", host="", port=0, path="", decision="probe",
                        response_body="x" * 65536)
 
@@ -115,9 +123,7 @@ class PostgresTrafficStore(TrafficStore):
         pool = AsyncConnectionPool(
             self.url, min_size=1, max_size=self._pool_size, open=False,
             timeout=self._busy_timeout, name="hitl-traffic",
-            kwargs={"autocommit": True, "row_factory": dict_row,
-                    "connect_timeout": max(1, round(self._busy_timeout)),
-                    "application_name": "hitl-proxy traffic"},
+            kwargs={**_CONNECTION, "connect_timeout": max(1, round(self._busy_timeout))},
             # A connection the server dropped (a restart) is found and replaced before use.
             check=AsyncConnectionPool.check_connection)
         try:
@@ -254,8 +260,10 @@ class PostgresTrafficStore(TrafficStore):
                 if not (got and got["got"]):
                     return 0
                 try:
+                    await conn.execute("SET statement_timeout = 0")  # one scan of the table
                     deleted = await self._prune_locked(conn, max_age, max_bytes, now, chunk)
                 finally:
+                    await conn.execute("RESET statement_timeout")
                     await conn.execute("SELECT pg_advisory_unlock(%s)", (PRUNE_LOCK,))
                 if deleted:
                     await conn.execute("VACUUM (SKIP_LOCKED) traffic")
