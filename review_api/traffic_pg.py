@@ -126,9 +126,9 @@ class PostgresTrafficStore(TrafficStore):
             kwargs={**_CONNECTION, "connect_timeout": max(1, round(self._busy_timeout))},
             # A connection the server dropped (a restart) is found and replaced before use.
             check=AsyncConnectionPool.check_connection)
+        self._pool = pool  # before open: close() must stop its workers if open fails
         try:
             await pool.open(wait=True, timeout=self._busy_timeout)
-            self._pool = pool
             async with self._connection() as conn:
                 if read_only:
                     await self._check_table(conn)

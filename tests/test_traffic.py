@@ -630,3 +630,13 @@ async def test_replicas_pruning_together_delete_each_entry_once(postgres_url: st
     finally:
         for replica in replicas:
             await replica.close()
+
+
+async def test_an_unreachable_postgres_fails_to_open_naming_it(
+        postgres_server: PostgresServer) -> None:
+    url = postgres_server.url("hitl").replace(f":{postgres_server.port}/", ":1/")
+    store = PostgresTrafficStore(url, busy_timeout=1.0)
+    with pytest.raises(TrafficError, match=r"cannot open the traffic record at postgresql://"):
+        await store.open()
+    with pytest.raises(TrafficError, match="not open"):  # and leaves no pool retrying
+        await store.append([row()])
