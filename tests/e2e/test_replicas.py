@@ -98,6 +98,25 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**found, **extra}
 
 
+def ends(proxy: ProxyProcess, ids: list[str], timeout: float = 20) -> dict[str, str]:
+    """Each approval's status once none is still on its way; a status that is not the one
+    expected then shows with the audit's last word on it."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        found = {i: proxy.api("GET", f"/api/approvals/{i}").json()["status"] for i in ids}
+        if all(status in TERMINAL for status in found.values()):
+            break
+        time.sleep(0.1)
+    return found
+
+
+def why(proxy: ProxyProcess, approval_id: str) -> str:
+    entries = proxy.api("GET", "/api/audit", params={"approval_id": approval_id}).json()
+    last = entries["entries"][-1]
+    return f"{last['event']}: {last['detail']}"
+
+
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -335,8 +354,10 @@ def test_racing_approves_and_rejects_across_replicas_leave_one_decision_and_one_
             problems.append(f"{ticket} ({'approved' if approved else 'rejected'}, held on "
                             f"{'A' if ticket % 2 else 'B'}): agent got {answer.status_code} "
                             f"{answer.text[:120]}")
-        if approved:
-            b.wait_for_status(approval_id, "executed")
+    won = {by_ticket[str(t)]: t for t in tickets if codes[by_ticket[str(t)]]["approve"] == 200}
+    for approval_id, status in ends(b, list(won)).items():
+        if status != "executed":
+            problems.append(f"{won[approval_id]}: {status} ({why(b, approval_id)})")
     time.sleep(0.5)
     for ticket in tickets:
         expected = 1 if codes[by_ticket[str(ticket)]]["approve"] == 200 else 0
@@ -360,8 +381,9 @@ def test_audit_verify_is_intact_after_both_replicas_wrote_concurrently(
     deciders = [Background(lambda i=i, n=n: (a if n % 2 else b).decide(
         i, "approve" if n % 3 else "reject")) for n, i in enumerate(ids)]
     assert all(d.join(30).result.status_code == 200 for d in deciders)
-    for n, approval_id in enumerate(ids):
-        b.wait_for_status(approval_id, "executed" if n % 3 else "rejected")
+    expected = {i: "executed" if n % 3 else "rejected" for n, i in enumerate(ids)}
+    found = ends(b, ids)
+    assert {i: (s, why(b, i)) for i, s in found.items() if s != expected[i]} == {}
 
     entries = a.api("GET", "/api/audit").json()["entries"]
     assert entries == b.api("GET", "/api/audit").json()["entries"]  # one chain, not two
