@@ -27,7 +27,7 @@ from proxy_addon.settings import (
     TRAFFIC_FILE,
     RunSettings,
     check_store_url,
-    without_password,
+    store_problem,
 )
 from review_api.auth import Reviewer
 
@@ -331,12 +331,6 @@ def _subcommand_config(args: argparse.Namespace) -> HitlConfig:
 def _store_url(args: argparse.Namespace, config: HitlConfig) -> str | None:
     """--store wins over the config's `store:`; None is SQLite in the data dir."""
     return args.store or config.store
-
-
-def store_problem(url: str | None, data_dir: Path, problem: object) -> str:
-    """One line naming the store that failed: the URL (password masked) or the data dir."""
-    where = f"store {without_password(url)}" if url else f"--data-dir {data_dir}"
-    return f"{where}: {problem}"
 
 
 def _require_default_database(url: str | None, data_dir: Path) -> None:

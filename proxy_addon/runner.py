@@ -31,7 +31,7 @@ from proxy_addon.sealing import (
     load_key,
     load_or_create_key,
 )
-from proxy_addon.settings import RunSettings, without_password
+from proxy_addon.settings import RunSettings, store_problem
 from review_api.store import ApprovalStore, StoreError, store_from_url
 from review_api.traffic import TrafficError, TrafficStore, traffic_store_from_url
 
@@ -52,10 +52,8 @@ def _configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _where(settings: RunSettings) -> str:
-    if settings.store_url is None:
-        return f"--data-dir {settings.data_dir}"
-    return f"store {without_password(settings.store_url)}"
+def _problem(settings: RunSettings, exc: BaseException | str) -> str:
+    return store_problem(settings.store_url, settings.data_dir, exc)
 
 
 def _store(settings: RunSettings, config: HitlConfig, key: bytes) -> ApprovalStore:
@@ -64,7 +62,7 @@ def _store(settings: RunSettings, config: HitlConfig, key: bytes) -> ApprovalSto
                               busy_timeout=config.limits.store_timeout,
                               lease=config.limits.replica_lease)
     except (StoreError, ValueError) as exc:
-        raise StartupError(f"{_where(settings)}: {exc}") from exc
+        raise StartupError(_problem(settings, exc)) from exc
 
 
 async def _seal_key(settings: RunSettings, config: HitlConfig) -> bytes:
@@ -85,10 +83,10 @@ async def _seal_key(settings: RunSettings, config: HitlConfig) -> bytes:
     finally:
         await probe.close()
     if head is not None:
-        raise StartupError(
-            f"{_where(settings)}: its audit log is signed with another replica's key and "
+        raise StartupError(_problem(
+            settings, f"its audit log is signed with another replica's key and "
             f"{settings.data_dir / KEY_FILE} does not exist: copy {KEY_FILE} from that "
-            f"replica's data dir (or set {KEY_ENV} to the same key) on every replica")
+            f"replica's data dir (or set {KEY_ENV} to the same key) on every replica"))
     key = load_or_create_key(settings.data_dir)
     logger.warning("created %s for a shared store: copy it to every other replica's data dir "
                    "(or set %s to it on all of them) before starting them",
@@ -113,7 +111,7 @@ async def open_stores(settings: RunSettings, config: HitlConfig) -> Stores:
     except (SealError, OSError) as exc:
         raise StartupError(str(exc)) from exc
     except StoreError as exc:
-        raise StartupError(f"{_where(settings)}: {exc}") from exc
+        raise StartupError(_problem(settings, exc)) from exc
     store = _store(settings, config, seal_key)
     traffic: TrafficStore | None = None
     try:
@@ -124,7 +122,7 @@ async def open_stores(settings: RunSettings, config: HitlConfig) -> Stores:
         await store.close()
         if traffic is not None:
             await traffic.close()
-        raise StartupError(f"{_where(settings)}: {exc}") from exc
+        raise StartupError(_problem(settings, exc)) from exc
     return Stores(approvals=store, traffic=traffic, sealer=sealer)
 
 
@@ -159,8 +157,6 @@ async def _run(settings: RunSettings, config: HitlConfig, connectors: dict[str, 
     except OSError as exc:
         review_socket.close()
         raise StartupError(str(exc)) from exc
-    if warning := key_location_warning(settings.data_dir):
-        logger.warning(warning)
     opts = Options(listen_host=settings.listen_host, listen_port=settings.listen_port,
                    mode=[settings.mode], confdir=str(settings.certs_dir))
     master = DumpMaster(opts, with_termlog=True, with_dumper=False)
@@ -177,6 +173,8 @@ async def _run(settings: RunSettings, config: HitlConfig, connectors: dict[str, 
         raise StartupError(f"--set: {exc}" if isinstance(exc, exceptions.OptionsError)
                            else str(exc)) from exc
 
+    if warning := key_location_warning(settings.data_dir):
+        logger.warning(warning)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)

@@ -67,3 +67,10 @@ def check_store_url(text: str) -> str:
         raise ValueError("expected a store URL such as postgresql://user@host/db or a SQLite "
                          "file path, got an empty string")
     return text
+
+
+def store_problem(url: str | None, data_dir: Path, problem: object) -> str:
+    """One line naming the store that failed: its URL (password masked), or the data dir for
+    the default SQLite store. A driver's multi-line message is joined onto that line."""
+    where = f"store {without_password(url)}" if url else f"--data-dir {data_dir}"
+    return f"{where}: {' '.join(str(problem).split())}"

@@ -1,5 +1,6 @@
 """Bad flags and config: exit 2 and one clear line, before anything listens."""
 
+import json
 import socket
 import subprocess
 from pathlib import Path
@@ -99,7 +100,8 @@ def test_audit_verify_head_fails_on_a_chain_re_signed_with_a_new_key(
 
     from proxy_addon.cli import main
     from proxy_addon.sealing import KEY_ENV, audit_key
-    from review_api import Decision, Proposal, Store
+    from review_api import Decision, Proposal
+    from review_api.store import SqliteStore
     from tests.test_audit import resign_chain
 
     monkeypatch.delenv(KEY_ENV, raising=False)
@@ -107,7 +109,7 @@ def test_audit_verify_head_fails_on_a_chain_re_signed_with_a_new_key(
     (tmp_path / "seal.key").write_bytes(seal)
 
     async def write() -> tuple[int, str] | None:
-        store = Store(tmp_path / "hitl.sqlite3", audit_key=audit_key(seal))
+        store = SqliteStore(tmp_path / "hitl.sqlite3", audit_key=audit_key(seal))
         await store.open()
         for index in range(3):
             approval = await store.create(Proposal(method="PUT", url=f"https://x.test/{index}",
@@ -137,3 +139,157 @@ def test_audit_verify_head_fails_on_a_chain_re_signed_with_a_new_key(
     assert f"but the witnessed head says {digest}" in error
     assert main([*verify, "--head", f"{seq + 5}:{digest}"]) == 1
     assert f"entry {seq + 5}: missing; the log ends at entry {seq}" in capsys.readouterr().err
+
+
+# -- --store and store: ---------------------------------------------------------------------------
+
+READING_COMMANDS = [["run"], ["demo"], ["audit", "verify"], ["audit", "export"],
+                    ["traffic", "export"], ["stats"]]
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("hitl-proxy: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", READING_COMMANDS, ids=" ".join)
+def test_every_subcommand_that_reads_data_takes_store(
+        command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy_addon.cli import build_parser, main
+
+    args = build_parser().parse_args([*command, "--store", "postgresql://db.example/hitl"])
+    assert args.store == "postgresql://db.example/hitl"
+    assert build_parser().parse_args(command).store is None  # default: the config's, or SQLite
+    assert main([*command, "--store", " "]) == 2
+    assert "argument --store: expected a store URL" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("command", READING_COMMANDS[2:], ids=" ".join)
+def test_an_unknown_store_scheme_exits_2_naming_it(
+        tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy_addon.cli import main
+
+    code = main([*command, "--data-dir", str(tmp_path), "--store",
+                 "mysql://hitl:s3cret@db.example/hitl"])
+    line = one_error_line(capsys)
+    assert code == 2 and "store mysql://hitl:***@db.example/hitl: " in line, line
+    assert "unknown store scheme 'mysql'" in line and "s3cret" not in line
+    assert list(tmp_path.iterdir()) == []  # nothing created in the data dir
+
+
+def test_run_with_a_bad_store_exits_2_before_anything_listens(tmp_path: Path) -> None:
+    for url, named in (("mysql://db.example/hitl", "store mysql://db.example/hitl: "),
+                       ("postgresql://hitl:s3cret@127.0.0.1:1/hitl",
+                        "store postgresql://hitl:***@127.0.0.1:1/hitl: ")):
+        result = run(tmp_path, "--store", url)
+        assert result.returncode == 2, result.stdout + result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"hitl-proxy: error: {named}"), line
+        assert "s3cret" not in result.stdout + result.stderr
+        assert not (tmp_path / "certs").exists()  # start-up stopped before the CA
+
+
+def test_the_config_store_is_used_and_the_flag_wins(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy_addon.cli import main
+
+    config = tmp_path / "hitl.yaml"
+    config.write_text("store: mysql://from-config.example/hitl\n")
+    assert main(["stats", "--config", str(config), "--data-dir", str(tmp_path)]) == 2
+    assert "store mysql://from-config.example/hitl: " in one_error_line(capsys)
+    assert main(["audit", "export", "--config", str(config), "--data-dir", str(tmp_path),
+                 "--store", "mysql://from-flag.example/hitl"]) == 2
+    line = one_error_line(capsys)
+    assert "store mysql://from-flag.example/hitl: " in line and "from-config" not in line
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("store: ''\n", "store: Value error, expected a store URL"),
+    ("store: [postgresql://a/b]\n", "store: Input should be a valid string"),
+    ("limits: {replica_lease: 1}\n", "limits.replica_lease: Input should be greater than or "
+                                      "equal to 3"),
+    ("limits: {replica_lease: soon}\n", "limits.replica_lease: Value error, expected a "
+                                         "duration"),
+])
+def test_bad_store_config_exits_2_naming_the_key(tmp_path: Path, config: str,
+                                                 message: str) -> None:
+    (tmp_path / "hitl.yaml").write_text(config)
+    result = run(tmp_path, "--config", "hitl.yaml")
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("hitl-proxy: error: config file hitl.yaml: ") and message in line, line
+
+
+def test_subcommands_read_a_postgresql_store(
+        tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """stats, audit verify/export and traffic export on data a replica left in PostgreSQL."""
+    import asyncio
+
+    from cryptography.fernet import Fernet
+
+    from proxy_addon.cli import main
+    from proxy_addon.sealing import KEY_ENV, audit_key
+    from review_api import Decision, Proposal
+    from review_api.store import store_from_url
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    seal = Fernet.generate_key()
+    (tmp_path / "seal.key").write_bytes(seal)
+
+    async def write() -> None:
+        store = store_from_url(postgres_url, tmp_path, audit_key=audit_key(seal))
+        await store.open()
+        try:
+            for index, decision in enumerate((Decision.approve, Decision.reject)):
+                approval = await store.create(Proposal(
+                    method="PUT", url=f"https://x.test/{index}", fingerprint="f" * 64))
+                await store.decide(approval.id, decision, "sam", None)
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    where = ["--data-dir", str(tmp_path), "--store", postgres_url]
+    assert main(["stats", "--format", "json", *where]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert sum(row["approved"] + row["rejected"] for row in stats["by_system"]) == 2
+    assert main(["audit", "verify", *where]) == 0
+    assert "audit log intact: 4 entries" in capsys.readouterr().out
+    assert main(["audit", "export", *where]) == 0
+    exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [entry["seq"] for entry in exported] == [1, 2, 3, 4]
+    assert main(["traffic", "export", *where]) == 2  # no proxy recorded traffic there yet
+    assert "no traffic record" in one_error_line(capsys)
+    assert not (tmp_path / "hitl.sqlite3").exists()  # PostgreSQL, not the data dir's SQLite
+    (tmp_path / "seal.key").write_bytes(Fernet.generate_key())  # another replica's key
+    assert main(["audit", "verify", *where]) == 1
+    assert "audit log NOT intact: entry 1: its content does not match" in (
+        capsys.readouterr().err)
+
+
+def test_the_ready_line_names_the_store_and_the_replica(tmp_path: Path,
+                                                        postgres_url: str) -> None:
+    from tests.e2e.harness import ProxyProcess
+
+    scheme, rest = postgres_url.split("://", 1)
+    credentials, _, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0] or "postgres"
+    # The test server trusts local connections, so any password is accepted (and masked).
+    url = f"{scheme}://{user}:s3cret-pw@{location}"
+    proxy = ProxyProcess(tmp_path, [], token="", store=url).start()
+    try:
+        [ready] = [line for line in proxy.log().splitlines() if "hitl-proxy ready:" in line]
+    finally:
+        assert proxy.stop() == 0, proxy.log()
+    assert f"store {scheme}://{user}:***@{location}, replica " in ready, ready
+    assert "s3cret-pw" not in proxy.log()
+    (tmp_path / "b").mkdir()
+    sqlite = ProxyProcess(tmp_path / "b", [], token="").start()
+    try:
+        [ready] = [line for line in sqlite.log().splitlines() if "hitl-proxy ready:" in line]
+    finally:
+        assert sqlite.stop() == 0, sqlite.log()
+    assert f"store {tmp_path / 'b' / 'data' / 'hitl.sqlite3'}, replica " in ready, ready
