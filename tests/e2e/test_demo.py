@@ -58,3 +58,16 @@ def test_demo_holds_its_sample_writes_and_stops_cleanly(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         code = process.wait(20)
     assert code == 0, log.read_text()
+
+
+def test_the_proxy_never_imports_the_demo() -> None:
+    """The demo SaaS lives in hitl_demo, outside proxy_addon: only `hitl-proxy demo` loads it."""
+    import sys
+
+    code = ("import sys, proxy_addon.cli, proxy_addon.runner, proxy_addon.compose; "
+            "from proxy_addon.cli import build_parser; build_parser(); "
+            "print(sorted(name for name in sys.modules if name.startswith('hitl_demo')))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=60, check=True)
+    assert found.stdout.strip() == "[]", found.stdout + found.stderr
+    assert not (Path(__file__).parents[2] / "proxy_addon" / "demo.py").exists()
