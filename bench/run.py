@@ -31,57 +31,12 @@ import trustme
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.processes import free_port, load, rss_kib, wait_port  # noqa: E402
 from connectors_schemas import Operation  # noqa: E402
 from proxy_addon.diff import compute_diff  # noqa: E402
-from tests.fakes.server import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TOKEN = "bench-reviewer-token-0001"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def load(url: str, proxy: str | None, cafile: Path, clients: int,
-         duration: float, processes: int = 1) -> dict[str, float]:
-    """`clients` keep-alive connections sending GETs back to back, from separate processes."""
-    per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
-    runs = [subprocess.Popen([sys.executable, str(ROOT / "bench" / "client.py"), url,
-                              proxy or "-", str(cafile), str(n), str(duration)],
-                             stdout=subprocess.PIPE) for n in per if n]
-    latencies: list[float] = []
-    errors, elapsed = 0, 0.0
-    for process in runs:
-        out, _ = process.communicate(timeout=duration + 120)
-        found = json.loads(out)
-        latencies += found["latencies"]
-        errors += found["errors"]
-        elapsed = max(elapsed, found["elapsed"])
-    return {"rps": round(len(latencies) / elapsed, 1),
-            "p50_ms": round(percentile(latencies, 0.5) * 1000, 3),
-            "p99_ms": round(percentile(latencies, 0.99) * 1000, 3), "errors": errors}
 
 
 async def hold_writes(proxy: str, trust: ssl.SSLContext, url: str, first: int,
