@@ -1,15 +1,18 @@
 """The reviewer's web page: sign in with a token, a live queue, old beside new, decide, history.
 
-Sessions live in the store (only the cookie's sha256), so a reviewer signed in through one
-replica is signed in on every replica and a restart signs nobody out; signing out drops the
-session everywhere. The cookie is HttpOnly and SameSite=Strict, and every form carries the
-session's CSRF token as well. The live queue follows the store's change feed, so it shows the
-holds and decisions of every replica.
+Sessions live in the store (keyed by a hash, never a usable cookie), so a reviewer signed in
+through one replica is signed in on every replica and a restart signs nobody out; signing out
+drops the session everywhere. A session is bound to the reviewer's token as configured: a
+reviewer removed from the config, or given a new token, is signed out everywhere. The cookie is
+HttpOnly and SameSite=Strict, and every form carries the session's CSRF token as well. The live
+queue follows the store's change feed, so it shows the holds and decisions of every replica.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import difflib
 import html
 import json
@@ -68,6 +71,29 @@ def approvals_csv(chosen: list[Approval]) -> str:
                         json.dumps([p.model_dump() for p in a.parameters])])
               for a in chosen]
     return "".join(lines)
+
+
+def _session_key(secret: str, reviewer: Reviewer) -> str:
+    """The store's key for a session: the cookie's secret bound to the reviewer's current
+    token, so replacing a leaked token ends the sessions it opened (they no longer match)."""
+    return session_key_hash(f"{secret}:{reviewer.digest.hex()}")
+
+
+def _cookie(reviewer: Reviewer, secret: str) -> str:
+    """`<name, base64url>.<secret>`: the name says whose token the key is bound to."""
+    name = base64.urlsafe_b64encode(reviewer.name.encode()).decode().rstrip("=")
+    return f"{name}.{secret}"
+
+
+def _cookie_parts(cookie: str) -> tuple[str, str] | None:
+    """(reviewer name, secret) of a cookie this app set; None for anything else."""
+    name, dot, secret = cookie.partition(".")
+    if not dot or not name or not secret:
+        return None
+    try:
+        return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode(), secret
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,17 +261,15 @@ class ReviewPages:
 
     async def _session(self, request: Request) -> Session | None:
         """The signed-in reviewer, from the store: any replica may have signed them in. A
-        reviewer no longer configured is signed out, whatever their cookie says."""
-        cookie = request.cookies.get(COOKIE)
-        if not cookie:
+        reviewer no longer configured, or whose token changed, is signed out whatever their
+        cookie says (the old row finds no key and lapses at its expiry)."""
+        parts = _cookie_parts(request.cookies.get(COOKIE, ""))
+        reviewer = self._by_name.get(parts[0]) if parts else None
+        if parts is None or reviewer is None:
             return None
-        key_hash = session_key_hash(cookie)
+        key_hash = _session_key(parts[1], reviewer)
         stored = await self.store.load_session(key_hash)
-        if stored is None or stored.expires < time.time():
-            return None
-        reviewer = self._by_name.get(stored.reviewer)
-        if reviewer is None:
-            await self.store.drop_session(key_hash)
+        if stored is None or stored.expires < time.time() or stored.reviewer != reviewer.name:
             return None
         return Session(key_hash, reviewer, stored.csrf, stored.expires)
 
@@ -278,13 +302,14 @@ class ReviewPages:
         if reviewer is None:
             return RedirectResponse("/login?" + urlencode(
                 {"flash": "That token is not a reviewer's token.", "kind": "error"}), 303)
-        key = secrets.token_urlsafe(32)
+        secret = secrets.token_urlsafe(32)
         await self.store.save_session(ReviewerSession(
-            key_hash=session_key_hash(key), reviewer=reviewer.name,
+            key_hash=_session_key(secret, reviewer), reviewer=reviewer.name,
             csrf=secrets.token_urlsafe(24), expires=time.time() + SESSION_SECONDS))
         response = RedirectResponse("/", 303)
-        response.set_cookie(COOKIE, key, max_age=SESSION_SECONDS, httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+        response.set_cookie(COOKIE, _cookie(reviewer, secret), max_age=SESSION_SECONDS,
+                            httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
         return response
 
     async def logout(self, request: Request) -> Response:

@@ -1,7 +1,8 @@
 """The review side across replicas, on one database (a SQLite file, or PostgreSQL): a reviewer
 signed in through one replica is signed in on the others and signing out ends it everywhere; a
-session whose reviewer left the config is refused; the live queue and the metrics follow the
-change feed, so a hold or decision committed by another replica reaches this replica's page."""
+session whose reviewer left the config, or got a new token, is refused; the live queue and the
+metrics follow the change feed, so a hold or decision committed by another replica reaches
+this replica's page."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 
 from review_api import Decision, Proposal, ReviewApp, Reviewer, Reviewers, Status
 from review_api.feed import ChangeFeed
-from review_api.store import ApprovalStore, SqliteStore, session_key_hash
-from review_api.web import COOKIE
+from review_api.store import ApprovalStore, SqliteStore
+from review_api.web import COOKIE, _cookie, _cookie_parts, _session_key
 
 KEY = b"k" * 32
 SAM = Reviewer(name="sam", token="sam-token-000000000001", groups=["support"])
@@ -68,6 +69,13 @@ async def sign_in(app: ReviewApp, token: str) -> str:
     return answer.cookies[COOKIE]
 
 
+def stored_key(cookie: str, reviewer: Reviewer) -> str:
+    """The key the store holds the cookie's session under (bound to the reviewer's token)."""
+    parts = _cookie_parts(cookie)
+    assert parts is not None and parts[0] == reviewer.name
+    return _session_key(parts[1], reviewer)
+
+
 async def queue_page(app: ReviewApp, cookie: str) -> httpx.Response:
     async with client(app, cookie) as browser:
         return await browser.get("/")
@@ -79,9 +87,9 @@ async def test_a_session_from_one_replica_holds_on_another_and_sign_out_ends_it_
     held = await first.create(proposal())
     one, other = ReviewApp(first, Reviewers([SAM, ADA])), ReviewApp(second, Reviewers([SAM, ADA]))
     cookie = await sign_in(one, SAM.token or "")
-    stored = await second.load_session(session_key_hash(cookie))
+    stored = await second.load_session(stored_key(cookie, SAM))
     assert stored is not None and stored.reviewer == "sam"
-    assert cookie not in repr(stored)  # the database holds the cookie's hash only
+    assert cookie.split(".")[1] not in repr(stored)  # the database holds a hash only
 
     page = await queue_page(other, cookie)
     assert page.status_code == 200 and held.id in page.text and "sam" in page.text
@@ -98,13 +106,13 @@ async def test_a_session_from_one_replica_holds_on_another_and_sign_out_ends_it_
         assert forged.status_code == 403
         out = await browser.post("/logout", data={"csrf": csrf})
     assert out.status_code == 303
-    assert await first.load_session(session_key_hash(cookie)) is None
+    assert await first.load_session(stored_key(cookie, SAM)) is None
     for app in (one, other):
         page = await queue_page(app, cookie)
         assert page.status_code == 303 and page.headers["location"] == "/login"
 
 
-async def test_a_session_survives_a_restart_but_not_its_reviewer_leaving_the_config(
+async def test_a_session_survives_a_restart_but_not_its_reviewer_leaving_or_a_new_token(
         open_store: StoreFactory) -> None:
     first = await open_store()
     cookie = await sign_in(ReviewApp(first, Reviewers([SAM, ADA])), ADA.token or "")
@@ -112,18 +120,25 @@ async def test_a_session_survives_a_restart_but_not_its_reviewer_leaving_the_con
     restarted = await open_store()
     assert (await queue_page(ReviewApp(restarted, Reviewers([SAM, ADA])), cookie)
             ).status_code == 200
-    without_ada = ReviewApp(restarted, Reviewers([SAM]))
-    refused = await queue_page(without_ada, cookie)
-    assert refused.status_code == 303 and refused.headers["location"] == "/login"
-    assert await restarted.load_session(session_key_hash(cookie)) is None  # dropped for good
-    async with client(without_ada, cookie) as browser:
-        assert (await browser.get("/events")).status_code == 401
-        assert (await browser.get("/fragments/queue")).status_code == 401
+    rotated = Reviewer(name="ada", token="ada-new-token-00000003", groups=["support"])
+    for config in ([SAM], [SAM, rotated]):
+        refusing = ReviewApp(restarted, Reviewers(config))
+        refused = await queue_page(refusing, cookie)
+        assert refused.status_code == 303 and refused.headers["location"] == "/login"
+        async with client(refusing, cookie) as browser:
+            assert (await browser.get("/events")).status_code == 401
+            assert (await browser.get("/fragments/queue")).status_code == 401
+    assert (await queue_page(ReviewApp(restarted, Reviewers([SAM, ADA])), cookie)
+            ).status_code == 200  # the old token back: the same session again
 
 
 async def test_an_unknown_or_made_up_cookie_is_not_a_session(open_store: StoreFactory) -> None:
     app = ReviewApp(await open_store(), Reviewers([SAM]))
-    for cookie in ("", "made-up", session_key_hash("made-up")):
+    signed = await sign_in(app, SAM.token or "")
+    assert (await queue_page(app, signed)).status_code == 200
+    secret = signed.split(".")[1]
+    for cookie in ("", "made-up", secret, _cookie(SAM, "made-up"), _cookie(ADA, secret),
+                   "%%%." + secret, "." + secret, signed.split(".")[0] + "."):
         page = await queue_page(app, cookie)
         assert page.status_code == 303 and page.headers["location"] == "/login"
 
