@@ -40,6 +40,21 @@ def _decision(summary: str, approve: bool) -> dict[str, Any]:
     }
 
 
+# What each status means for the write, since approved no longer says whether it was sent.
+STATUS_MEANINGS = {
+    Status.pending: "held, waiting for reviewers",
+    Status.approved: "approved, not yet claimed for sending by any replica",
+    Status.sending: "claimed by one replica and on its way upstream (never sent twice)",
+    Status.rejected: "rejected by a reviewer; nothing was sent",
+    Status.expired: "no decision in time; nothing was sent",
+    Status.denied: "refused by policy; nothing was sent",
+    Status.executed: "sent; upstream answered (see result)",
+    Status.failed: "approved but never sent, or sent and no answer came",
+    Status.outcome_unknown: "its sender stopped while sending it: check upstream, then resolve",
+    Status.stale: "the record changed after review; nothing was sent",
+}
+
+
 def openapi() -> dict[str, Any]:
     approval = Approval.model_json_schema(ref_template="#/components/schemas/{model}")
     entry = AuditEntry.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -48,6 +63,8 @@ def openapi() -> dict[str, Any]:
                **traffic.pop("$defs", {}), "Approval": approval, "AuditEntry": entry,
                "TrafficEntry": traffic}
     statuses = [status.value for status in Status]
+    schemas["Status"]["description"] = "\n".join(
+        f"- `{status.value}`: {STATUS_MEANINGS[status]}" for status in Status)
     return {
         "openapi": "3.0.3",
         "info": {"title": "hitl-proxy review API", "version": "1"},

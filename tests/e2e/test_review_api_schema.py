@@ -46,3 +46,6 @@ def test_the_description_is_served(served: ProxyProcess) -> None:
 
     served_spec = httpx.get(f"{served.review_url}/openapi.json").json()
     assert served_spec["paths"].keys() == openapi()["paths"].keys()
+    status = served_spec["components"]["schemas"]["Status"]
+    assert "sending" in status["enum"]  # approved no longer hides whether a write is on its way
+    assert "- `sending`: claimed by one replica" in status["description"]
