@@ -117,6 +117,14 @@ def why(proxy: ProxyProcess, approval_id: str) -> str:
     return f"{last['event']}: {last['detail']}"
 
 
+def sent_by(replicas: Replicas, approval_id: str) -> str:
+    """Which replica's background sender (the agent-gone path) sent it, from their logs."""
+    line = f"sent approved write {approval_id}"
+    found = [name for name, proxy in (("A", replicas.a), ("B", replicas.b))
+             if line in proxy.log()]
+    return f"sent in the background by {'+'.join(found)}" if found else "released"
+
+
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -352,8 +360,8 @@ def test_racing_approves_and_rejects_across_replicas_leave_one_decision_and_one_
         elif answer.status_code != (200 if approved else 403):
             # Approved while the agent was held: it must get upstream's own answer.
             problems.append(f"{ticket} ({'approved' if approved else 'rejected'}, held on "
-                            f"{'A' if ticket % 2 else 'B'}): agent got {answer.status_code} "
-                            f"{answer.text[:120]}")
+                            f"{'A' if ticket % 2 else 'B'}, {sent_by(replicas, approval_id)}):"
+                            f" agent got {answer.status_code} {answer.text[:80]}")
     won = {by_ticket[str(t)]: t for t in tickets if codes[by_ticket[str(t)]]["approve"] == 200}
     for approval_id, status in ends(b, list(won)).items():
         if status != "executed":
@@ -363,7 +371,7 @@ def test_racing_approves_and_rejects_across_replicas_leave_one_decision_and_one_
         expected = 1 if codes[by_ticket[str(ticket)]]["approve"] == 200 else 0
         if (calls := puts(fake, ticket)) != expected:
             problems.append(f"{ticket}: upstream received it {calls} times, not {expected}")
-    assert problems == []
+    assert not problems, "\n".join(problems)
 
 
 def test_audit_verify_is_intact_after_both_replicas_wrote_concurrently(
