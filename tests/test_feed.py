@@ -84,7 +84,7 @@ async def test_more_changes_than_one_batch_arrive_whole(store: ApprovalStore,
 async def test_the_feed_outlives_the_store_being_unreachable(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "hitl.sqlite3")
     await store.open()
-    changes = ChangeFeed(store, poll=0.05).follow()
+    changes = ChangeFeed(store, poll=0.05).follow(after=await store.last_change())
     first = asyncio.create_task(anext(changes))
     await asyncio.sleep(0.1)
     await store.close()  # every read now raises StoreError; the feed keeps trying

@@ -471,9 +471,12 @@ class SqlStore(ApprovalStore):
         return [row["id"] for row in rows]
 
     async def sendable(self) -> list[str]:
+        # This replica's own holds are live whatever its lease row says (a second process
+        # opening a SQLite file resets it): its hold releases them.
         rows = await self._all(
             f"SELECT id FROM approvals WHERE status = ? AND (held_by IS NULL"
-            f" OR NOT {self._live('held_by')}) ORDER BY decided_at", (Status.approved.value,))
+            f" OR (held_by <> ? AND NOT {self._live('held_by')})) ORDER BY decided_at",
+            (Status.approved.value, self.replica))
         return [row["id"] for row in rows]
 
     async def heartbeat(self) -> None:
