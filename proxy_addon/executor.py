@@ -106,6 +106,7 @@ class Executor:
         self.mcp = mcp
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending: set[str] = set()  # approval ids this process is trying to send now
+        self._closed = False
 
     # -- the steps both ways share --------------------------------------------------------------
 
@@ -218,8 +219,8 @@ class Executor:
 
     def send_later(self, approval_id: str) -> None:
         """Send in the background; a send already under way here is not started twice."""
-        if approval_id in self._sending:
-            return
+        if approval_id in self._sending or self._closed:
+            return  # stopping: another replica (or this one's next start) sends it
         self._sending.add(approval_id)
         self.spawn(self._send_once(approval_id))
 
@@ -283,6 +284,7 @@ class Executor:
 
     async def close(self) -> None:
         """Stop background sends (a claimed one becomes outcome_unknown after the lease)."""
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from mitmproxy import connection, http
@@ -28,6 +26,7 @@ from proxy_addon.decoding import DecodingError, decoded
 from proxy_addon.executor import Executor, HoldSettings
 from proxy_addon.flow_note import Decided, note, peek
 from proxy_addon.hidden_writes import write_in_read
+from proxy_addon.joining import Refusal, join_or_create
 from proxy_addon.mcp import Classified, McpRules
 from proxy_addon.mcp_hold import McpHold
 from proxy_addon.methods import (
@@ -40,7 +39,7 @@ from proxy_addon.offload import OFF_LOOP_BYTES, off_loop
 from proxy_addon.proposals import Built, ProposalBuilder, WriteRequest
 from proxy_addon.resolve import Resolve
 from proxy_addon.revert_proposals import RevertProposals
-from proxy_addon.sealing import HeldRequest, Sealer
+from proxy_addon.sealing import Sealer
 from proxy_addon.status_host import StatusHost
 from proxy_addon.sweeper import Sweeper
 from proxy_addon.traffic import TrafficRecorder
@@ -48,8 +47,8 @@ from proxy_addon.upstream import UpstreamClient
 from proxy_addon.waiting import Detached, Waiters
 from review_api.feed import ChangeFeed
 from review_api.metrics import Metrics
-from review_api.models import Approval, Context, Status, utcnow
-from review_api.store import Full, Store, StoreError
+from review_api.models import Approval, Context, Status
+from review_api.store import Store, StoreError
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -335,8 +334,13 @@ class HoldWrites:
             return
         if self._answer_kept(flow, proposal.context.agent, proposal.fingerprint):
             return
-        approval = await self._held(flow, method, write, built, large)
-        if approval is None:
+        approval = await join_or_create(self.store, self.executor.sealer, self.settings,
+                                        flow.request.headers.get("Idempotency-Key"), write,
+                                        built, large)
+        if isinstance(approval, Refusal):
+            self._refuse(flow, approval.status_code, approval.message, approval.approval_id)
+            if approval.retry_after is not None and flow.response is not None:
+                flow.response.headers["Retry-After"] = approval.retry_after
             return
         self._decided(flow, "held")
         note(flow).held = approval.id
@@ -354,53 +358,6 @@ class HoldWrites:
         note(flow).decision = "proxy"
         flow.response = mcp_hold.kept_answer(kept[1], found.request_id)
         return True
-
-    async def _held(self, flow: http.HTTPFlow, method: str, write: WriteRequest, built: Built,
-                    large: bool) -> Approval | None:
-        """The approval this write waits on, held by this replica: a retry joins the one
-        already waiting, else a new one is committed. None when it was refused instead."""
-        proposal = built.proposal
-        key = flow.request.headers.get("Idempotency-Key")
-        key_digest = hashlib.sha256(key.encode()).hexdigest() if key else None
-        if key_digest is not None and (used := await self.store.key_in_use(
-                proposal.context.agent, key_digest)) is not None:
-            if used.fingerprint != proposal.fingerprint:
-                # Stripe's rule: a key names one request; another body under it is a mistake.
-                self._refuse(flow, 409, "this Idempotency-Key was already used for a different "
-                                        f"request (approval {used.id}); use a new key for a "
-                                        "new write", used.id)
-                return None
-            if used.status is not Status.pending:
-                self._refuse(flow, 409, f"this Idempotency-Key's write was already "
-                                        f"{used.status.value} (approval {used.id}); its "
-                                        "status_url tells the outcome", used.id)
-                return None
-        approval = await self.store.find_pending(proposal.fingerprint, proposal.context.agent,
-                                                 key_digest)
-        if approval is not None:
-            # An agent's retry joins the write already waiting; it can execute only once.
-            await self.store.hold(approval.id)
-            await self.store.log_event("retry_joined", approval.id, "proxy", {})
-            logger.info("retry of %s %s joined approval %s", method, proposal.url, approval.id)
-            return approval
-        sealed = await off_loop(large, self.executor.sealer.seal,
-                                HeldRequest(method, write.url, write.headers, write.raw_content))
-        sealed_before = self.executor.sealer.seal_data(built.before) if built.before else None
-        expire_after = built.verdict.expire_after or self.settings.expire_after
-        try:
-            approval = await self.store.create(
-                proposal, expires_at=utcnow() + timedelta(seconds=expire_after),
-                sealed_request=sealed, idempotency_key=key_digest,
-                max_pending=self.settings.max_pending, sealed_before=sealed_before,
-                max_pending_per_agent=self.settings.max_pending_per_agent, held_here=True)
-        except Full as exc:
-            logger.warning("refused %s %s: %s", method, proposal.url, exc)
-            self._refuse(flow, 429, f"too many writes wait for review: {exc}")
-            assert flow.response is not None
-            flow.response.headers["Retry-After"] = "60"
-            return None
-        logger.info("held %s %s as approval %s", method, proposal.url, approval.id)
-        return approval
 
     async def _wait_and_answer(self, flow: http.HTTPFlow, approval: Approval,
                                hold_timeout: float) -> None:
@@ -449,7 +406,8 @@ class HoldWrites:
 @dataclass(frozen=True, slots=True)
 class HoldAddons:
     """The hold's addons, in the order mitmproxy must run them relative to each other (the
-    status host answers before the hold decides), and the review API's revert."""
+    status host answers before the hold decides; the sweeper stops before the hold closes
+    the executor), and the review API's revert."""
 
     addons: tuple[object, ...]
     propose_revert: Callable[[str, str], Awaitable[Approval]]
@@ -472,6 +430,7 @@ def hold_addons(store: Store, feed: ChangeFeed, builder: ProposalBuilder, sealer
                       recorder, mcp_steps)
     sweeper = Sweeper(store, executor, settings.send_within)
     reverts = RevertProposals(store, builder, sealer, settings)
-    return HoldAddons(addons=(StatusHost(store, auth, metrics), hold, sweeper),
+    # The sweeper's `done` runs before the hold's, which closes the executor and upstream.
+    return HoldAddons(addons=(StatusHost(store, auth, metrics), sweeper, hold),
                       propose_revert=reverts.propose, hold=hold, executor=executor,
                       sweeper=sweeper)

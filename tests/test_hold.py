@@ -216,6 +216,29 @@ async def test_an_error_in_a_held_writes_coroutine_refuses_it(
 
 
 async def test_the_status_host_runs_before_the_hold(parts: HoldAddons) -> None:
-    """It answers hitl-proxy.status itself; the hold then sees a flow with its response."""
+    """It answers hitl-proxy.status itself, so the hold sees a flow with its response; the
+    sweeper stops (done) before the hold closes the executor."""
     assert [type(addon).__name__ for addon in parts.addons] == [
-        "StatusHost", "HoldWrites", "Sweeper"]
+        "StatusHost", "Sweeper", "HoldWrites"]
+
+
+async def test_a_full_queue_and_a_reused_idempotency_key_are_refused(tmp_path: Path) -> None:
+    addons, store, upstream = await build(tmp_path / "hitl.sqlite3",
+                                          hold_settings=settings(max_pending=1, hold_timeout=0.2))
+    with taddons.context(*addons.addons):
+        first = write_flow()
+        first.request.headers["Idempotency-Key"] = "k1"
+        await run_hook(addons.hold, first)
+        assert first.response is not None and first.response.status_code == 202
+        other_body = write_flow(body=b'{"ticket": {"status": "closed"}}')
+        other_body.request.headers["Idempotency-Key"] = "k1"
+        await run_hook(addons.hold, other_body)
+        assert other_body.response is not None and other_body.response.status_code == 409
+        assert "different request" in json.loads(other_body.response.content or b"")["message"]
+        full = write_flow(body=b'{"ticket": {"status": "hold"}}')
+        await run_hook(addons.hold, full)
+        assert full.response is not None and full.response.status_code == 429
+        assert full.response.headers["Retry-After"] == "60"
+        assert note(full).decision == "refused" and len(await store.list()) == 1
+    await upstream.close()
+    await store.close()
