@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from mitmproxy.test import taddons
 
@@ -17,6 +18,7 @@ from proxy_addon.hold import HoldAddons
 from proxy_addon.sealing import HeldRequest
 from review_api import Decision, Status
 from review_api.store import SqliteStore, Store
+from review_api.store.postgres import PostgresStore
 from tests.holding import (
     Upstream,
     build,
@@ -34,15 +36,23 @@ async def upstream() -> AsyncIterator[Upstream]:
         yield running
 
 
-@pytest.fixture
-async def replicas(tmp_path: Path,
+async def open_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
+    if backend == "postgresql":
+        store: Store = PostgresStore(request.getfixturevalue("postgres_url"), pool_size=2)
+    else:
+        store = SqliteStore(tmp_path / "hitl.sqlite3")
+    await store.open()
+    return store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def replicas(request: pytest.FixtureRequest, tmp_path: Path,
                    upstream: Upstream) -> AsyncIterator[tuple[HoldAddons, HoldAddons]]:
     """Replica A and B on one database; neither follows the feed unless a test starts it."""
-    path = tmp_path / "hitl.sqlite3"
-    a, store_a, client_a = await build(path, upstream.port, settings(hold_timeout=5))
-    store_b = SqliteStore(path)
-    await store_b.open()
-    b, _, client_b = await build(path, upstream.port, settings(hold_timeout=5), store_b)
+    store_a = await open_store(request.param, tmp_path, request)
+    store_b = await open_store(request.param, tmp_path, request)
+    a, _, client_a = await build(tmp_path, upstream.port, settings(hold_timeout=5), store_a)
+    b, _, client_b = await build(tmp_path, upstream.port, settings(hold_timeout=5), store_b)
     # A SQLite file has one process: opening it ends earlier leases; A's sweeper renews its own.
     await store_a.heartbeat()
     assert store_a.replica != store_b.replica
@@ -52,6 +62,16 @@ async def replicas(tmp_path: Path,
         await client.close()
     for store in (store_a, store_b):
         await store.close()
+
+
+async def tamper(store: Store, sql: str, params: tuple[object, ...], tmp_path: Path) -> None:
+    """Change a row behind the store's back, as only an operator's mistake would."""
+    if isinstance(store, PostgresStore):
+        async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as db:
+            await db.execute(sql.format("%s", "%s").encode(), params)  # type: ignore[arg-type]
+    else:
+        with sqlite3.connect(tmp_path / "hitl.sqlite3") as db:
+            db.execute(sql.format("?", "?"), params)
 
 
 async def held_then_gone(addons: HoldAddons) -> str:
@@ -146,8 +166,9 @@ async def test_a_sealed_request_that_is_not_what_was_reviewed_is_never_sent(
     await store.decide(approval_id, Decision.approve, "alice", None)
     other = a.executor.sealer.seal(HeldRequest("PUT", "http://acme.zendesk.com/api/v2/tickets/"
                                                "1.json", [], b'{"ticket": {"status": "x"}}'))
-    with sqlite3.connect(tmp_path / "hitl.sqlite3") as db:  # what a broken backup could leave
-        db.execute("UPDATE approvals SET sealed_request = ? WHERE id = ?", (other, approval_id))
+    # What a broken restore could leave: another request sealed under this approval.
+    await tamper(store, "UPDATE approvals SET sealed_request = {} WHERE id = {}",
+                 (other, approval_id), tmp_path)
     await a.executor.send(approval_id)
     assert upstream.writes == []
     assert await status_becomes(store, approval_id, Status.failed) is Status.failed
