@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import subprocess
 import threading
@@ -258,17 +259,43 @@ def test_a_write_held_on_a_and_approved_on_b_returns_the_upstream_answer_to_a_ag
     assert audit_events(b, approval["id"]).count("executed") == 1
 
 
-def test_a_reviewer_signed_in_through_a_is_signed_in_on_b(replicas: Replicas) -> None:
+def test_a_reviewer_signed_in_through_a_is_signed_in_on_b_and_sees_a_holds_live(
+        replicas: Replicas, fake: FakeZendesk) -> None:
     a, b = replicas.a, replicas.b
     signed_in = httpx.post(f"{a.review_url}/login", data={"token": ALICE}, timeout=10)
     assert signed_in.status_code == 303, signed_in.text
-    cookies = dict(signed_in.cookies)
-    assert "hitl_session" in cookies
-    on_b = httpx.get(f"{b.review_url}/", cookies=cookies, timeout=10)
+    cookie = {"Cookie": f"hitl_session={signed_in.cookies['hitl_session']}"}
+    on_b = httpx.get(f"{b.review_url}/", headers=cookie, timeout=10)
     assert on_b.status_code == 200, on_b.headers
     assert "Waiting for your review" in on_b.text
-    stranger = httpx.get(f"{b.review_url}/", cookies={"hitl_session": "made-up"}, timeout=10)
+    stranger = httpx.get(f"{b.review_url}/", headers={"Cookie": "hitl_session=made-up"},
+                         timeout=10)
     assert (stranger.status_code, stranger.headers.get("location")) == (303, "/login")
+
+    # B's live queue (the page's event stream) shows a hold A made and A's decision on it.
+    connected = threading.Event()
+    messages: list[dict[str, str]] = []
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{b.review_url}/events", headers=cookie,
+                          timeout=httpx.Timeout(10, read=30)) as stream:
+            for line in stream.iter_lines():
+                connected.set()
+                if line.startswith("data: "):
+                    messages.append(json.loads(line.removeprefix("data: ")))
+                    if messages[-1]["status"] == "rejected":
+                        return
+
+    listener = Background(listen)
+    assert connected.wait(10), listener.error
+    fake.seed(16031, status="open")
+    call, approval = held(a, put(a, 16031, "solved"))
+    wait_until(lambda: {"id": approval["id"], "status": "pending"} in messages,
+               f"B's event stream never showed A's hold: {messages}")
+    assert a.decide(approval["id"], "reject").status_code == 200
+    assert call.join(15).result.status_code == 403
+    assert listener.join(15).error is None, listener.error
+    assert {"id": approval["id"], "status": "rejected"} in messages
 
 
 def test_the_traffic_record_on_b_lists_the_requests_a_proxied(
@@ -447,7 +474,7 @@ def test_kill_9_of_a_with_writes_in_every_state(
     tickets = (pending_t, unsent_t, in_flight_t, theirs_t, orphan_t)
     for ticket in tickets:
         fake.seed(ticket, status="open")
-    fake.slow_updates[in_flight_t] = 15.0  # accepts A's request and answers long after A died
+    fake.slow_updates[in_flight_t] = 8.0  # accepts A's request and answers long after A died
     fake.slow_updates[theirs_t] = 4.0  # B's own send, in flight while A dies
 
     _, pending = held(a, put(a, pending_t, "hold"))  # its agent waits on A
