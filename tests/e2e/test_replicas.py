@@ -13,6 +13,7 @@ import collections
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -114,6 +115,8 @@ def ends(proxy: ProxyProcess, ids: list[str], timeout: float = 20) -> dict[str, 
 
 def why(proxy: ProxyProcess, approval_id: str) -> str:
     entries = proxy.api("GET", "/api/audit", params={"approval_id": approval_id}).json()
+    if not entries["entries"]:
+        return "no audit entries"
     last = entries["entries"][-1]
     return f"{last['event']}: {last['detail']}"
 
@@ -167,10 +170,18 @@ class Replicas:
 
     def start_any_stopped(self) -> None:
         """A test that killed a replica leaves it dead; the next one gets it back (a new
-        replica id, the same ports, data dir and log)."""
+        replica id, the same ports, data dir and log). One that died on its own is a bug."""
         for replica in (self.a, self.b):
             if not replica.running:
+                assert_killed(replica)
                 replica.start()
+
+
+def assert_killed(replica: ProxyProcess) -> None:
+    """A replica that is not running was killed by a test, or it crashed: say which."""
+    assert replica.process is not None
+    assert replica.process.returncode == -signal.SIGKILL, (
+        f"replica exited with {replica.process.returncode} on its own:\n{replica.log()}")
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +226,14 @@ def pair(tmp_path_factory: pytest.TempPathFactory, upstream_tls: UpstreamTLS,
     a = replica_process(base / "a", upstream_tls, vendors, database, key, text).start()
     # B starts once A made the CA, so agents trust one CA whichever replica they reach.
     b = replica_process(base / "b", upstream_tls, vendors, database, key, text,
-                certs_dir=a.certs_dir).start()
+                        certs_dir=a.certs_dir).start()
     found = Replicas(a, b, database, key)
     yield found
-    codes = {name: (r.stop() if r.running else None) for name, r in (("a", a), ("b", b))}
-    assert codes["a"] in (0, None), a.log()
-    assert codes["b"] in (0, None), b.log()
+    for replica in (a, b):
+        if replica.running:
+            assert replica.stop() == 0, replica.log()
+        else:
+            assert_killed(replica)
 
 
 @pytest.fixture
