@@ -41,6 +41,8 @@ CONNECT_TIMEOUT = 5  # seconds to reach the server
 STATEMENT_TIMEOUT_MS = 15_000  # bounds a statement, a lock wait included
 CHECKOUT_TIMEOUT = 5.0  # seconds to get a pooled connection
 RELISTEN_DELAY = 0.5  # seconds between attempts to get the LISTEN connection back
+Connection = psycopg.AsyncConnection[dict[str, Any]]
+Cursor = psycopg.AsyncCursor[dict[str, Any]]
 
 
 @functools.lru_cache(maxsize=512)
@@ -50,11 +52,11 @@ def _placeholders(sql: str) -> str:
 
 
 class _PostgresTx(Tx):
-    def __init__(self, conn: psycopg.AsyncConnection[Row]) -> None:
+    def __init__(self, conn: Connection) -> None:
         super().__init__()
         self._conn = conn
 
-    async def _execute(self, sql: str, params: Sequence[Any]) -> psycopg.AsyncCursor[Row]:
+    async def _execute(self, sql: str, params: Sequence[Any]) -> Cursor:
         return await self._conn.execute(_placeholders(sql), tuple(params) or None)
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
@@ -142,7 +144,7 @@ class PostgresStore(SqlStore):
         super().__init__(audit_key=audit_key, lease=lease)
         self.url = url
         self._pool_size = pool_size
-        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] | None = None
+        self._pool: AsyncConnectionPool[Connection] | None = None
         self._listener: asyncio.Task[None] | None = None
 
     @property
@@ -190,7 +192,7 @@ class PostgresStore(SqlStore):
             await self._pool.close()
             self._pool = None
 
-    def _opened(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:
+    def _opened(self) -> AsyncConnectionPool[Connection]:
         if self._pool is None:
             raise StoreError(f"the store at {self.location} is not open")
         return self._pool

@@ -26,7 +26,7 @@ import uuid
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from review_api import lifecycle
 from review_api.models import (
@@ -59,7 +59,14 @@ from review_api.store.base import (
 )
 
 logger = logging.getLogger("hitl_proxy")
-Row = dict[str, Any]
+
+
+class Row(Protocol):
+    """A result row read by column name (a dict, or sqlite3.Row without copying it)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
 T = TypeVar("T")
 AUDIT_COLUMNS = "seq, at, event, approval_id, actor, detail, prev_hash, hash"
 

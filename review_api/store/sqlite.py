@@ -28,18 +28,16 @@ class _SqliteTx(Tx):
         super().__init__()
         self._db = db
 
+    # One thread hop per statement: execute_fetchall, and no cursor to close afterwards.
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return dict(row) if row is not None else None
+        rows = await self._db.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._db.execute(sql, params) as cursor:
-            return [dict(row) for row in await cursor.fetchall()]
+        return list(await self._db.execute_fetchall(sql, params))
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._db.execute(sql, params) as cursor:
-            return cursor.rowcount
+        return (await self._db.execute(sql, params)).rowcount
 
 
 # Version 1: the schema as it was before versioning (the first release's table plus the
