@@ -53,8 +53,9 @@ class Stores:
 
 @dataclass(frozen=True, slots=True)
 class Composition:
-    """One run's parts. `addons` is in the order mitmproxy must call them; the review server
-    (it needs the bound socket) goes after them, last."""
+    """One run's parts. `addons` is in the order mitmproxy must call them (the review app among
+    them, for its feed follower); the review server (it needs the bound socket) goes after
+    them, last."""
 
     addons: tuple[object, ...]
     hold: HoldAddons
@@ -114,6 +115,9 @@ def compose(settings: RunSettings, config: HitlConfig, connectors: dict[str, Con
         *hold.addons,  # the status host, the hold, the sweeper
         mcp,
         *([recorder] if recorder else []),
+        # An addon for its running/done hooks only: it follows the change feed for the live
+        # page and the metrics (uvicorn serves it with lifespan off).
+        review_app,
     )
     return Composition(addons=addons, hold=hold, review_app=review_app, feed=feed,
                        metrics=metrics, options=mitmproxy_options(settings, config),

@@ -82,6 +82,8 @@ async def test_refusals_come_before_the_hold_and_the_recorder_after_it(
     # The recorder records what the hold decided; MCP rules are read by the hold.
     assert hold < order.index(McpRules) < order.index(TrafficRecorder)
     assert order[:2] == [AuditWitness, Notifier]
+    # The review app follows the change feed from its running hook (the live page, metrics).
+    assert composition.addons[-1] is composition.review_app
 
 
 async def test_traffic_disabled_leaves_the_recorder_out(tmp_path: Path, stores: Stores) -> None:
