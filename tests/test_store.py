@@ -30,6 +30,7 @@ from review_api.store import (
     entry_hash,
     store_from_url,
 )
+from review_api.store.postgres import WRITE_LOCK
 from tests.postgres_server import PostgresServer
 
 Opener = Callable[..., Awaitable[ApprovalStore]]
@@ -700,5 +701,21 @@ async def test_losing_the_server_raises_store_error_then_recovers(
 
 async def test_a_store_that_cannot_connect_says_so(postgres_server: PostgresServer) -> None:
     store = PostgresStore(postgres_server.url("no_such_database"))
-    with pytest.raises(StoreError, match="cannot reach the store.*does not exist"):
+    with pytest.raises(StoreError, match=r"cannot reach the store.*does not exist"):
         await store.open()
+
+
+async def test_a_heartbeat_never_waits_behind_queued_writers(pg_replicas: Opener,
+                                                             postgres_url: str) -> None:
+    store = await pg_replicas(pool_size=2)
+    created = await store.create(proposal())
+    with psycopg.connect(postgres_url, autocommit=True) as blocker:
+        blocker.execute(f"SELECT pg_advisory_lock({WRITE_LOCK})")  # a long write elsewhere
+        queued = [asyncio.create_task(store.decide(created.id, Decision.approve, f"r{i}", None))
+                  for i in range(4)]  # every pooled connection waits for the lock
+        await asyncio.sleep(0.3)
+        await asyncio.wait_for(store.heartbeat(), 2)
+        assert not any(task.done() for task in queued)
+        blocker.execute(f"SELECT pg_advisory_unlock({WRITE_LOCK})")
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 1

@@ -146,6 +146,8 @@ class PostgresStore(SqlStore):
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._beating: Connection | None = None  # heartbeats' own connection, see heartbeat
+        self._beat_lock = asyncio.Lock()
 
     @property
     def location(self) -> str:
@@ -186,6 +188,7 @@ class PostgresStore(SqlStore):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+        await self._stop_beating()
         if self._pool is not None:
             if not self._pool.closed:
                 await self._retire()
@@ -220,6 +223,27 @@ class PostgresStore(SqlStore):
                 return await work(_PostgresTx(conn))
         except psycopg.Error as exc:
             raise StoreError(f"store read failed at {self.location}: {exc}") from exc
+
+    async def heartbeat(self) -> None:
+        """On a connection of its own: a lease must never wait behind the pool's queue of
+        writers (a burst of decisions holds every pooled connection waiting for the write
+        lock), or a busy replica's lease would run out and others take over its writes."""
+        async with self._beat_lock:
+            try:
+                if self._beating is None or self._beating.closed:
+                    self._beating = await psycopg.AsyncConnection.connect(
+                        self.url, autocommit=True, row_factory=dict_row,
+                        **self._connect_kwargs())
+                await self._beat(_PostgresTx(self._beating))
+            except psycopg.Error as exc:
+                await self._stop_beating()
+                raise StoreError(f"heartbeat failed at {self.location}: {exc}") from exc
+
+    async def _stop_beating(self) -> None:
+        if self._beating is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self._beating.close()
+            self._beating = None
 
     async def _listen(self) -> None:
         """Wake this process's feed readers on every replica's commits, for ever."""

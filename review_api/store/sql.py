@@ -487,10 +487,13 @@ class SqlStore(ApprovalStore):
         return [row["id"] for row in rows]
 
     async def heartbeat(self) -> None:
-        await self._write(lambda tx: tx.run(
+        await self._write(self._beat, serialise=False)
+
+    async def _beat(self, tx: Tx) -> None:
+        await tx.run(
             f"INSERT INTO replicas (id, started_at, lease_until) VALUES (?, {self.NOW},"
             f" {self.NOW} + ?) ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
-            (self.replica, float(self.lease))), serialise=False)
+            (self.replica, float(self.lease)))
 
     async def _retire(self) -> None:
         """At a clean close: this replica holds nothing any more, others may take over now."""
