@@ -167,7 +167,7 @@ class PostgresStore(SqlStore):
                 tx = _PostgresTx(conn)
                 await tx.run(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
                 await self._migrate(tx, MIGRATIONS)
-        except (psycopg.Error, OSError) as exc:
+        except (psycopg.Error, OSError, StoreError) as exc:
             raise StoreError(f"cannot reach the store at {self.location}: {exc}") from exc
         self._pool = AsyncConnectionPool(
             self.url, min_size=1, max_size=self._pool_size, open=False,

@@ -191,8 +191,8 @@ class SqlStore(ApprovalStore):
         row = await tx.one("SELECT MAX(version) AS version FROM schema_version")
         current = int(row["version"] or 0) if row else 0
         if current > len(migrations):
-            raise StoreError(f"the store at {self.location} has schema version {current}, "
-                             f"newer than this hitl-proxy knows ({len(migrations)}): upgrade it")
+            raise StoreError(f"its schema version {current} is newer than this hitl-proxy "
+                             f"knows ({len(migrations)}): upgrade hitl-proxy")
         for version, migration in enumerate(migrations[current:], start=current + 1):
             await migration(tx)
             await tx.run("INSERT INTO schema_version (version) VALUES (?)", (version,))

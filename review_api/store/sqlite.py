@@ -145,12 +145,9 @@ class SqliteStore(SqlStore):
             await self._write(lambda tx: tx.run("UPDATE replicas SET lease_until = 0"
                                                 " WHERE id <> ?", (self.replica,)))
             await self._start()
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, StoreError) as exc:
             await self.close()
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
-        except StoreError:
-            await self.close()
-            raise
 
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
