@@ -69,8 +69,11 @@ HELD_PATH = "/bench-writes/"  # a host no connector knows: every POST there is h
 
 @dataclass(frozen=True)
 class Timed:
-    """One write: approve sent -> upstream received, and -> the agent had its answer (ms)."""
+    """One write, in ms from the approve request being sent: until the reviewer's replica
+    answered it (the decision committed), the upstream received the write, the agent had the
+    upstream's answer."""
 
+    approve_ms: float
     to_upstream_ms: float
     to_agent_ms: float
 
@@ -119,20 +122,24 @@ async def approve_writes(holder: Proxy, reviewer: Proxy, upstream: str, arrivals
             decided = await api.post(f"{reviewer.review_url}/api/approvals/{approval}/approve",
                                      json={"note": "bench"})
             decided.raise_for_status()
+            committed = time.monotonic_ns()
             answer = await sent
             answered = time.monotonic_ns()
             if answer.status_code != 200:
                 raise RuntimeError(f"{path}: the agent got {answer.status_code}, not the "
                                    f"upstream's 200: {answer.text[:200]}")
             received = arrival_of(arrivals, path)
-            timed.append(Timed((received - started) / 1e6, (answered - started) / 1e6))
+            timed.append(Timed((committed - started) / 1e6, (received - started) / 1e6,
+                               (answered - started) / 1e6))
     return timed
 
 
 def summary(timed: list[Timed]) -> dict[str, float]:
     ups = [t.to_upstream_ms for t in timed]
     agents = [t.to_agent_ms for t in timed]
+    approves = [t.approve_ms for t in timed]
     return {"writes": len(timed),
+            "approve_answered_p50_ms": round(percentile(approves, 0.5), 2),
             "to_upstream_p50_ms": round(percentile(ups, 0.5), 2),
             "to_upstream_p95_ms": round(percentile(ups, 0.95), 2),
             "to_upstream_p99_ms": round(percentile(ups, 0.99), 2),
