@@ -25,7 +25,7 @@ sqlite: `hitl-proxy run` with no --store, this tree against the main before the 
   review_api/store/__init__.py imports a SqliteStore that only its successors define; its
   parent f156bc5 runs the same code. Issue 16 asks: no slower.
 
-Writes bench/results/replicas-<date>.json and prints tables. Run by hand, never in the tests.
+Writes bench/results/replicas-<what>-<date>.json and prints tables. Run by hand, never in the tests.
 """
 
 from __future__ import annotations
@@ -371,7 +371,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.destroy()
-    out = ROOT / "bench" / "results" / f"replicas-{datetime.now(UTC):%Y-%m-%d}.json"
+    out = ROOT / "bench" / "results" / f"replicas-{args.what}-{datetime.now(UTC):%Y-%m-%d}.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out.relative_to(ROOT)} (logs in {work})")
 
