@@ -339,17 +339,28 @@ def _require_default_database(url: str | None, data_dir: Path) -> None:
         raise UsageError(f"--data-dir {data_dir}: no {DB_FILE} there")
 
 
-async def open_store(url: str | None, data_dir: Path, config: HitlConfig,
-                     audit_key: bytes | None = None) -> ApprovalStore:
-    """The store a subcommand reads (SQLite in the data dir unless a URL says otherwise)."""
+def _store_for(url: str | None, data_dir: Path, config: HitlConfig,
+               audit_key: bytes | None = None) -> ApprovalStore:
+    """The store a subcommand reads, not opened (SQLite in the data dir unless a URL says
+    otherwise)."""
     from review_api.store import StoreError, store_from_url
 
     try:
-        store = store_from_url(url, data_dir, audit_key=audit_key,
-                               busy_timeout=config.limits.store_timeout,
-                               lease=config.limits.replica_lease)
+        return store_from_url(url, data_dir, audit_key=audit_key,
+                              busy_timeout=config.limits.store_timeout,
+                              lease=config.limits.replica_lease)
+    except (StoreError, ValueError) as exc:
+        raise UsageError(store_problem(url, data_dir, exc)) from None
+
+
+async def open_store(url: str | None, data_dir: Path, config: HitlConfig,
+                     audit_key: bytes | None = None) -> ApprovalStore:
+    from review_api.store import StoreError
+
+    store = _store_for(url, data_dir, config, audit_key)
+    try:
         await store.open()
-    except (StoreError, ValueError, OSError) as exc:
+    except (StoreError, OSError) as exc:
         raise UsageError(store_problem(url, data_dir, exc)) from None
     return store
 
@@ -392,14 +403,21 @@ async def _audit_rows(url: str | None, data_dir: Path, config: HitlConfig
                       ) -> tuple[list[AuditRow], Path | None]:
     """The chain's rows and the anchor file to check its tail against (SQLite's, beside the
     database; PostgreSQL has none). A SQLite file is read as stored, in row order, so a
-    reordering shows; any other store through its interface."""
+    reordering shows, and never opened as a store (which would write to it); any other store
+    through its interface."""
+    import sqlite3
+
     from review_api import audit
     from review_api.store import SqliteStore
 
+    chosen = _store_for(url, data_dir, config)
+    if isinstance(chosen, SqliteStore):
+        try:
+            return audit.read_rows(chosen.path), chosen.anchor
+        except sqlite3.Error as exc:
+            raise UsageError(store_problem(url, data_dir, f"{chosen.path}: {exc}")) from None
     store = await open_store(url, data_dir, config)
     try:
-        if isinstance(store, SqliteStore):
-            return audit.read_rows(store.path), store.anchor
         try:
             return await audit.store_rows(store), None
         except audit.AuditUnreadable as exc:

@@ -293,3 +293,39 @@ def test_the_ready_line_names_the_store_and_the_replica(tmp_path: Path,
     finally:
         assert sqlite.stop() == 0, sqlite.log()
     assert f"store {tmp_path / 'b' / 'data' / 'hitl.sqlite3'}, replica " in ready, ready
+
+
+def test_audit_verify_and_export_leave_a_sqlite_store_untouched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Read as stored, never opened as a store (which would migrate it and register a replica)."""
+    import asyncio
+    import hashlib
+
+    from cryptography.fernet import Fernet
+
+    from proxy_addon.cli import main
+    from proxy_addon.sealing import KEY_ENV, audit_key
+    from review_api import Proposal
+    from review_api.store import SqliteStore
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    seal = Fernet.generate_key()
+    (tmp_path / "seal.key").write_bytes(seal)
+    database = tmp_path / "elsewhere.sqlite3"
+
+    async def write() -> None:
+        store = SqliteStore(database, audit_key=audit_key(seal))
+        await store.open()
+        await store.create(Proposal(method="PUT", url="https://x.test/1", fingerprint="f" * 64))
+        await store.close()
+
+    asyncio.run(write())
+    before = hashlib.sha256(database.read_bytes()).hexdigest()
+    where = ["--data-dir", str(tmp_path), "--store", str(database)]
+    assert main(["audit", "verify", *where]) == 0
+    assert "audit log intact: 1 entries" in capsys.readouterr().out
+    assert main(["audit", "export", "--format", "csv", *where]) == 0
+    assert capsys.readouterr().out.startswith("seq,at,event")
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == before
+    assert not (tmp_path / "hitl.sqlite3").exists()
