@@ -23,7 +23,7 @@ import json
 import logging
 import time
 import uuid
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -71,7 +71,7 @@ T = TypeVar("T")
 AUDIT_COLUMNS = "seq, at, event, approval_id, actor, detail, prev_hash, hash"
 
 
-class Tx:
+class Tx(ABC):
     """One connection's view for one unit of work: a transaction for writes, or reads.
 
     It collects what the unit committed (the new audit head, the change feed seqs) for the
