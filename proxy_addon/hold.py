@@ -48,7 +48,7 @@ from proxy_addon.waiting import Detached, Waiters
 from review_api.feed import ChangeFeed
 from review_api.metrics import Metrics
 from review_api.models import Approval, Context, Status
-from review_api.store import Store, StoreError
+from review_api.store import StatusChange, Store, StoreError
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -150,18 +150,21 @@ class HoldWrites:
         while True:
             try:
                 async for change in self.feed.follow(after):
-                    after = change.seq
-                    if change.status is Status.pending:
-                        continue
-                    if self.waiters.waiting(change.approval_id):
-                        self.waiters.settle(await self.store.get(change.approval_id))
-                    elif change.status is Status.approved:
-                        self.executor.send_later(change.approval_id)
+                    await self._on_change(change)
+                    after = change.seq  # handled: a failure resumes from the next one
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store is down: catch up from `after` once it is back
                 logger.error("reading the change feed failed: %s", exc)
                 await asyncio.sleep(1.0)
+
+    async def _on_change(self, change: StatusChange) -> None:
+        if change.status is Status.pending:
+            return  # a vote short of the quorum
+        if self.waiters.waiting(change.approval_id):
+            self.waiters.settle(await self.store.get(change.approval_id))
+        elif change.status is Status.approved:
+            self.executor.send_later(change.approval_id)
 
     # -- deciding -----------------------------------------------------------------------------
 
