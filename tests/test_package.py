@@ -25,7 +25,7 @@ import pytest
 from tests.e2e.harness import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("connectors_schemas", "review_api", "proxy_addon")
+PACKAGES = ("connectors_schemas", "review_api", "proxy_addon", "hitl_demo")
 TOKEN = "package-test-token-0001"
 # Files the code reads at run time; each one in the checkout must be in the wheel.
 DATA_SUFFIXES = (".html", ".css", ".js", ".svg", ".png", ".ico", ".woff2", ".yaml", ".yml",
@@ -96,8 +96,9 @@ def test_the_installed_wheel_serves_the_review_page(tmp_path: Path,
     workdir.mkdir()
     imported = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "import connectors_schemas, proxy_addon, review_api; "
-         "print(*review_api.__path__, *proxy_addon.__path__, *connectors_schemas.__path__)"],
+         "import connectors_schemas, hitl_demo, proxy_addon, review_api; "
+         "print(*review_api.__path__, *proxy_addon.__path__, *connectors_schemas.__path__, "
+         "*hitl_demo.__path__)"],
         cwd=workdir, capture_output=True, text=True, timeout=60, env=_clean_env())
     assert imported.returncode == 0, imported.stderr
     paths = imported.stdout.split()
