@@ -20,6 +20,7 @@ from pydantic import (
 
 from proxy_addon.settings import check_store_url
 from review_api.auth import Reviewer
+from review_api.slack.settings import SlackSettings
 from review_api.stats import LooseningCriteria
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -121,6 +122,17 @@ class Rule(_Strict):
     hold_timeout: Duration | None = None  # how long the agent is held (default: --hold-timeout)
     expire_after: Duration | None = None
     name: str | None = None
+    # Nobody decided: remind the routed groups after this long; from escalate_after on, the
+    # escalate_to groups may decide too (and are told).
+    remind_after: Duration | None = None
+    escalate_after: Duration | None = None
+    escalate_to: list[str] = []
+
+    @model_validator(mode="after")
+    def _escalation(self) -> Self:
+        if bool(self.escalate_after) != bool(self.escalate_to):
+            raise ValueError("escalate_after and escalate_to go together")
+        return self
 
 
 class Agent(_Strict):
@@ -205,6 +217,7 @@ class WebhookConfig(_Strict):
 class Notifications(_Strict):
     review_url: str | None = None  # base of the links in messages; default: the review address
     webhooks: list[WebhookConfig] = []
+    slack: SlackSettings | None = None  # approvals posted to Slack and decided there
 
 
 class Retention(_Strict):
@@ -281,6 +294,8 @@ class HitlConfig(_Strict):
             if agent.digest in reviewer_digests:
                 raise ValueError(f"agents: {agent.name}'s secret is also a reviewer's token; "
                                  "an agent's credentials must never decide")
+        if self.notifications.slack is not None:
+            self.notifications.slack.check(self.reviewers)
         traffic = self.traffic
         if traffic.max_file_size is not None:
             if traffic.max_file_size < 64 * 1024:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,6 +19,9 @@ class Reviewer(BaseModel):
     token: Annotated[str | None, Field(min_length=16, repr=False)] = None
     token_sha256: Annotated[str | None, Field(pattern=_SHA256_HEX, repr=False)] = None
     groups: list[str] = []
+    # Who this reviewer is in Slack, for approvals decided there (notifications.slack).
+    slack_id: Annotated[str | None, Field(pattern=r"^[UW][A-Z0-9]{2,}$")] = None
+    email: Annotated[str | None, Field(pattern=r"^[^@\s]+@[^@\s]+$")] = None
 
     @model_validator(mode="after")
     def _one_token(self) -> Self:
@@ -40,6 +44,13 @@ class Reviewer(BaseModel):
 class Reviewers:
     def __init__(self, reviewers: list[Reviewer]) -> None:
         self._by_digest = [(reviewer.digest, reviewer) for reviewer in reviewers]
+        self._by_name = {reviewer.name: reviewer for reviewer in reviewers}
+
+    def named(self, name: str) -> Reviewer | None:
+        return self._by_name.get(name)
+
+    def __iter__(self) -> Iterator[Reviewer]:
+        return iter(self._by_name.values())
 
     def authenticate(self, authorization: str | None) -> Reviewer | None:
         if not authorization:

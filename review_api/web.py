@@ -253,7 +253,7 @@ class ReviewPages:
         self.broadcaster = broadcaster
         # Sessions name their reviewer; the config's entry (groups may have changed) decides.
         # Reviewers has no lookup by name yet (requested in auth.py): read its list once.
-        self._by_name = {reviewer.name: reviewer for _, reviewer in reviewers._by_digest}
+        self._by_name = {reviewer.name: reviewer for reviewer in reviewers}
         self.templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
         self.templates.env.globals.update(age=_age, approvals_of=_approvals_of)
 

@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from proxy_addon.sealing import audit_key, load_key
-from review_api import Decision, Store
+from review_api import Decision
+from review_api.store import SqliteStore as Store
 from tests.e2e.conftest import ALICE, CONFIG, UpstreamTLS, Vendor, start_proxy
 from tests.e2e.harness import ProxyProcess, held
 from tests.fakes.zendesk import FakeZendesk
