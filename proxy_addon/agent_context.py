@@ -6,9 +6,11 @@ from mitmproxy import http
 
 from proxy_addon.agent_auth import AgentAuth
 from proxy_addon.flow_note import peek
+from proxy_addon.redact import mask_body
 from review_api.models import Context
 
-CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent"}
+CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent",
+                   "x-hitl-trigger": "trigger"}
 
 
 def take_context(headers: http.Headers) -> Context:
@@ -19,6 +21,10 @@ def take_context(headers: http.Headers) -> Context:
         value = headers.pop(name)
         if key is not None:
             values[key] = value[:2000]
+    if "trigger" in values:
+        # Often a link (a ticket, a chat thread): one carrying a token in its query or
+        # userinfo is shown with the token masked, as any URL in a body is.
+        values["trigger"] = mask_body(values["trigger"])
     return Context(**values)
 
 

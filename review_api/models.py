@@ -85,6 +85,17 @@ class Context(_Model):
     # What X-HITL-Agent said on a flow no proxy authentication named (SOCKS5, reverse mode)
     # while agents are configured: shown, never used.
     claimed_agent: str | None = None
+    # What started the task (X-HITL-Trigger: a URL or a short text): shown beside the reason.
+    trigger: str | None = None
+
+
+class IdentityField(_Model):
+    """A field that tells a person which record this is (a ticket's subject, an invoice's
+    number), from the fetched record, masked like every other value."""
+
+    field: str  # dotted path inside the record, e.g. "CustomerRef.name"
+    label: str  # what the page and messages call it
+    value: str | None = None  # cut to 200 characters; None when the record lacks it
 
 
 class OldValues(_Model):
@@ -139,6 +150,7 @@ class Proposal(_Model):
     method: str
     url: str
     changes: list[Change] = []
+    identity: list[IdentityField] = []  # which record this is, to a person
     parameters: list[Parameter] = []  # what was sent beside the fields: not a field change
     patch: list[dict[str, Any]] = []
     old_values: OldValues = OldValues(known=False, reason="not fetched")
@@ -147,6 +159,9 @@ class Proposal(_Model):
     request: RequestSummary = RequestSummary()
     reviewer_groups: list[str] = []  # empty: any reviewer may decide
     quorum: int = 1  # distinct approvals needed
+    remind_after: float | None = None  # seconds pending before the routed groups are reminded
+    escalate_after: float | None = None  # seconds pending before escalate_to may decide too
+    escalate_to: list[str] = []
     edit: EditSupport = EditSupport()
     reverts: str | None = None  # the executed approval this write would undo
     rule: str | None = None  # the policy rule that matched, for the audit
