@@ -142,6 +142,8 @@ class Agent(_Strict):
     secret: Annotated[str | None, Field(min_length=16, repr=False)] = None
     secret_sha256: Annotated[str | None, Field(pattern=r"^[0-9a-f]{64}$", repr=False)] = None
     task: str | None = None  # default task type when the agent sends no X-HITL-Task
+    # The reviewer answerable for this agent: they never approve its writes (review_api.routing).
+    owner: str | None = None
 
     @model_validator(mode="after")
     def _one_secret(self) -> Self:
@@ -294,6 +296,11 @@ class HitlConfig(_Strict):
             if agent.digest in reviewer_digests:
                 raise ValueError(f"agents: {agent.name}'s secret is also a reviewer's token; "
                                  "an agent's credentials must never decide")
+        reviewer_names = {reviewer.name for reviewer in self.reviewers}
+        for agent in self.agents:
+            if agent.owner is not None and agent.owner not in reviewer_names:
+                raise ValueError(f"agents: {agent.name}'s owner {agent.owner!r} is not a "
+                                 f"configured reviewer; known: {sorted(reviewer_names)}")
         if self.notifications.slack is not None:
             self.notifications.slack.check(self.reviewers)
         traffic = self.traffic
@@ -347,6 +354,11 @@ def load_config(path: Path | None) -> HitlConfig:
     except ValueError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
     return config
+
+
+def agent_owners(config: HitlConfig) -> dict[str, str]:
+    """Agent name -> the reviewer who owns it: ReviewApp's `owners` (review_api.routing)."""
+    return {agent.name: agent.owner for agent in config.agents if agent.owner is not None}
 
 
 def loosening_criteria(config: HitlConfig) -> LooseningCriteria:

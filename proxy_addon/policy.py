@@ -37,6 +37,11 @@ class Verdict:
     rule: str  # "policy[2]" or the rule's name; "default" when none matched
     quorum: int = 1
     hold_timeout: float | None = None
+    # Nobody decided: remind the routed groups after remind_after seconds; from escalate_after
+    # on, escalate_to may decide too (review_api.routing, review_api.reminders).
+    remind_after: float | None = None
+    escalate_after: float | None = None
+    escalate_to: list[str] = field(default_factory=list)
 
 
 DEFAULT_VERDICT = Verdict("hold", [], None, "default")
@@ -106,5 +111,6 @@ class Policy:
         for index, rule in enumerate(self._rules):
             if _matches(rule, facts):
                 return Verdict(rule.action, list(rule.reviewers), rule.expire_after,
-                               rule.name or f"policy[{index}]", rule.quorum, rule.hold_timeout)
+                               rule.name or f"policy[{index}]", rule.quorum, rule.hold_timeout,
+                               rule.remind_after, rule.escalate_after, list(rule.escalate_to))
         return DEFAULT_VERDICT

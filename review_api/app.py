@@ -44,6 +44,9 @@ logger = logging.getLogger("hitl_proxy")
 MAX_NOTE_CHARS = 4000
 RESUME_AFTER = 1.0  # seconds before following the feed again after the store failed
 Reverter = Callable[[str, str], Awaitable[Approval]]  # (approval id, reviewer) -> new approval
+Endpoint = Callable[[Request], Awaitable[Response]]
+# Rule YAML -> what it would have let through (review_api.simulate); for the stats page.
+Simulator = Callable[[str], Awaitable[Any]]
 
 
 def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:
@@ -95,8 +98,13 @@ class ReviewApp:
                  criteria: LooseningCriteria | None = None,
                  reverter: Reverter | None = None, metrics: Metrics | None = None,
                  traffic: TrafficStore | None = None, *,
-                 feed: ChangeFeed | None = None) -> None:
+                 feed: ChangeFeed | None = None,
+                 slack_endpoint: Endpoint | None = None,
+                 simulator: Simulator | None = None,
+                 owners: dict[str, str] | None = None) -> None:
         self.traffic = traffic
+        self.simulator = simulator
+        self.owners = dict(owners or {})  # agent name -> the reviewer who owns it
         self.metrics = metrics or Metrics()
         self.store = store
         self.feed = feed or ChangeFeed(store)
@@ -138,6 +146,9 @@ class ReviewApp:
                 Route("/api/stats", self.stats, methods=["GET"]),
                 Route("/api/traffic", self.list_traffic, methods=["GET"]),
                 Route("/api/traffic/export", self.export_traffic, methods=["GET"]),
+                # Slack verifies its own requests (signing secret): no bearer token here.
+                *([Route("/slack/interactions", slack_endpoint, methods=["POST"])]
+                  if slack_endpoint is not None else []),
             ],
             exception_handlers={StoreError: self._store_error, TrafficError: self._store_error,
                                 404: self._not_found,
