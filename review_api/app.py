@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -21,13 +22,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from review_api.auth import Reviewer, Reviewers
+from review_api.bulk import MAX_IDS, decide_many, record_decision
 from review_api.edits import edit_problem
 from review_api.feed import ChangeFeed
 from review_api.metrics import Metrics
-from review_api.models import Approval, Decision, Status
+from review_api.models import Approval, Decision, Status, parse_moment, utcnow
 from review_api.openapi import openapi
+from review_api.routing import permission, visible
 from review_api.stats import LooseningCriteria, compute_stats
-from review_api.store import Conflict, NotFound, Store, StoreError
+from review_api.store import Away, Conflict, NotFound, Store, StoreError
 from review_api.traffic import (
     FILTERS,
     PAGING,
@@ -137,11 +140,15 @@ class ReviewApp:
                 Route("/openapi.json", self.openapi, methods=["GET"]),
                 Route("/metrics", self.prometheus, methods=["GET"]),
                 Route("/api/approvals", self.list_approvals, methods=["GET"]),
+                Route("/api/approvals/decide", self.decide_many, methods=["POST"]),
                 Route("/api/approvals/{approval_id}", self.get_approval, methods=["GET"]),
                 Route("/api/approvals/{approval_id}/approve", self.approve, methods=["POST"]),
                 Route("/api/approvals/{approval_id}/reject", self.reject, methods=["POST"]),
                 Route("/api/approvals/{approval_id}/resolve", self.resolve, methods=["POST"]),
                 Route("/api/approvals/{approval_id}/revert", self.revert, methods=["POST"]),
+                Route("/api/reviewers/me/away", self.set_away, methods=["PUT"]),
+                Route("/api/reviewers/me/away", self.back, methods=["DELETE"]),
+                Route("/api/reviewers/away", self.list_away, methods=["GET"]),
                 Route("/api/audit", self.audit, methods=["GET"]),
                 Route("/api/stats", self.stats, methods=["GET"]),
                 Route("/api/traffic", self.list_traffic, methods=["GET"]),
@@ -242,8 +249,8 @@ class ReviewApp:
                 and raw_offset.isascii() and raw_offset.isdigit()):
             return _error(400, "limit must be 1..10000 and offset a number of approvals")
         # Routing filters after paging would page unevenly: filter first, then page.
-        approvals = [a for a in await self.store.list(status, limit=10_000_000)
-                     if reviewer.may_decide(a.reviewer_groups)]
+        seen = await self._seen_by(reviewer)
+        approvals = [a for a in await self.store.list(status, limit=10_000_000) if seen(a)]
         page = approvals[int(raw_offset):int(raw_offset) + int(raw_limit)]
         return JSONResponse({"approvals": [_approval_json(a) for a in page],
                              "total": len(approvals)})
@@ -254,7 +261,7 @@ class ReviewApp:
             approval = await self.store.get(approval_id)
         except NotFound:
             return _error(404, f"no approval {approval_id}")
-        if not reviewer.may_decide(approval.reviewer_groups):
+        if not (await self._seen_by(reviewer))(approval):
             # Not routed to this reviewer: indistinguishable from absent.
             return _error(404, f"no approval {approval_id}")
         return approval
@@ -285,17 +292,68 @@ class ReviewApp:
             found = await self.store.get(approval_id)
         except NotFound:
             return _error(404, f"no approval {approval_id}")
-        if not reviewer.may_decide(found.reviewer_groups):
-            return _error(403, f"approval {approval_id} is routed to {found.reviewer_groups}; "
-                               f"{reviewer.name} is in none of them")
+        allowed = permission(reviewer, found, now=utcnow(), away=await self.store.away(),
+                             reviewers=self.reviewers, owners=self.owners, decision=decision)
+        if not allowed.allowed:
+            return _error(403, allowed.reason or "not allowed")
         if problem := edit_problem(found, edits, approve_fields):
             return _error(422, problem)
         try:
-            decided = await self.store.decide(found.id, decision, reviewer.name, note,
-                                              edits=edits, approve_fields=approve_fields)
+            decided = await record_decision(self.store, reviewer, found, decision, note,
+                                            allowed, via="api", edits=edits,
+                                            approve_fields=approve_fields)
         except Conflict as exc:
             return _error(409, exc.reason, approval=_approval_json(exc.approval))
         return JSONResponse(_approval_json(decided))
+
+    async def _seen_by(self, reviewer: Reviewer) -> Callable[[Approval], bool]:
+        """Which approvals this reviewer is shown: routed to them now, escalated to them, or
+        routed to someone away who named them delegate (review_api.routing.visible)."""
+        away, now = await self.store.away(), utcnow()
+        return lambda approval: visible(reviewer, approval, now=now, away=away,
+                                        reviewers=self.reviewers)
+
+    async def decide_many(self, request: Request) -> Response:
+        """`{"ids": [...], "decision": "approve"|"reject", "note": "..."}`: each id decided
+        on its own (review_api.bulk), one result each; 200 even when some failed."""
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        body = await _read_bulk(request)
+        if isinstance(body, Response):
+            return body
+        ids, decision, note, fingerprints = body
+        results = await decide_many(self.store, reviewer, ids, decision, note, via="api",
+                                    reviewers=self.reviewers, owners=self.owners,
+                                    fingerprints=fingerprints)
+        return JSONResponse({"results": [
+            {"id": r.id, "ok": r.ok, "status": r.status, "error": r.error} for r in results]})
+
+    async def set_away(self, request: Request) -> Response:
+        """`{"until": "<ISO date or time>", "delegate": "<reviewer>"}`: away until then;
+        writes routed to this reviewer may be decided by the delegate meanwhile."""
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        parsed = await _read_away(request, reviewer, self.reviewers)
+        if isinstance(parsed, Response):
+            return parsed
+        until, delegate = parsed
+        await self.store.set_away(reviewer.name, until, delegate)
+        return JSONResponse(_away_json(Away(reviewer.name, until, delegate)))
+
+    async def back(self, request: Request) -> Response:
+        reviewer = self._reviewer(request)
+        if reviewer is None:
+            return self._unauthorized()
+        await self.store.set_away(reviewer.name, None, None)
+        return JSONResponse({"reviewer": reviewer.name, "away": False})
+
+    async def list_away(self, request: Request) -> Response:
+        """Who is away now, until when, and who decides for them: any reviewer may ask."""
+        if self._reviewer(request) is None:
+            return self._unauthorized()
+        return JSONResponse({"away": [_away_json(entry) for entry in await self.store.away()]})
 
     async def resolve(self, request: Request) -> Response:
         """Records what upstream did with a write whose outcome is unknown after a crash."""
@@ -358,8 +416,8 @@ class ReviewApp:
         reviewer = self._reviewer(request)
         if reviewer is None:
             return self._unauthorized()
-        approvals = [a for a in await self.store.list(limit=1_000_000)
-                     if reviewer.may_decide(a.reviewer_groups)]
+        seen = await self._seen_by(reviewer)
+        approvals = [a for a in await self.store.list(limit=1_000_000) if seen(a)]
         return JSONResponse(compute_stats(approvals, self.criteria))
 
     def _auditor_query(self, request: Request, *allowed: str
@@ -434,3 +492,80 @@ async def _read_decision(request: Request, decision: Decision) -> Decided | Resp
                                    and all(isinstance(f, str) for f in fields)):
         return _error(400, "approve_fields must be a non-empty list of field names")
     return note, edits or None, fields
+
+
+def _away_json(entry: Away) -> dict[str, Any]:
+    return {"reviewer": entry.reviewer, "until": entry.until.isoformat(),
+            "delegate": entry.delegate}
+
+
+async def _json_object(request: Request, example: str) -> dict[str, Any] | Response:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, f"the body must be JSON like {example}: {exc}")
+    if not isinstance(body, dict):
+        return _error(400, f"the body must be a JSON object like {example}")
+    return body
+
+
+Bulk = tuple[list[str], Decision, str | None, dict[str, str] | None]
+_BULK_EXAMPLE = '{"ids": ["..."], "decision": "approve", "note": "..."}'
+
+
+async def _read_bulk(request: Request) -> Bulk | Response:
+    """The ids, one decision, one optional note and optional fingerprints (id -> the
+    fingerprint the reviewer saw: an approval edited or replaced since is not decided)."""
+    body = await _json_object(request, _BULK_EXAMPLE)
+    if isinstance(body, Response):
+        return body
+    unknown = sorted(set(body) - {"ids", "decision", "note", "fingerprints"})
+    if unknown:
+        return _error(400, f"unknown field(s) {unknown}; accepted: "
+                           "['decision', 'fingerprints', 'ids', 'note']")
+    ids = body.get("ids")
+    if not (isinstance(ids, list) and ids and all(isinstance(i, str) and i for i in ids)):
+        return _error(400, f"ids must be a non-empty list of approval ids, like {_BULK_EXAMPLE}")
+    if len(ids) > MAX_IDS:
+        return _error(400, f"at most {MAX_IDS} ids at once, got {len(ids)}")
+    try:
+        decision = Decision(body.get("decision"))
+    except ValueError:
+        return _error(400, 'decision must be "approve" or "reject"')
+    note = body.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_CHARS):
+        return _error(400, f"note must be a string of at most {MAX_NOTE_CHARS} characters")
+    fingerprints = body.get("fingerprints")
+    if fingerprints is not None and not (isinstance(fingerprints, dict) and all(
+            isinstance(v, str) for v in fingerprints.values())):
+        return _error(400, "fingerprints must map approval ids to the fingerprints seen")
+    return ids, decision, note, fingerprints
+
+
+async def _read_away(request: Request, reviewer: Reviewer,
+                     reviewers: Reviewers) -> tuple[datetime, str | None] | Response:
+    """Until a future moment (a date means the start of that day, UTC), and a delegate who
+    is a configured reviewer other than oneself (or none)."""
+    example = '{"until": "2026-12-24", "delegate": "bob"}'
+    body = await _json_object(request, example)
+    if isinstance(body, Response):
+        return body
+    unknown = sorted(set(body) - {"until", "delegate"})
+    if unknown:
+        return _error(400, f"unknown field(s) {unknown}; accepted: ['delegate', 'until']")
+    raw_until, delegate = body.get("until"), body.get("delegate")
+    if not isinstance(raw_until, str):
+        return _error(400, f"until is required: an ISO 8601 date or time, like {example}")
+    try:
+        until = datetime.fromisoformat(parse_moment(raw_until))
+    except ValueError:
+        return _error(400, f"until must be an ISO 8601 date or time (2026-12-24, "
+                           f"2026-12-24T09:00Z), got {raw_until!r}")
+    if until <= utcnow():
+        return _error(400, f"until {raw_until!r} is not in the future")
+    if delegate is not None:
+        if not isinstance(delegate, str) or reviewers.named(delegate) is None:
+            return _error(400, f"delegate {delegate!r} is not a configured reviewer")
+        if delegate == reviewer.name:
+            return _error(400, "a reviewer cannot delegate to themselves")
+    return until, delegate
