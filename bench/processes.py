@@ -234,3 +234,14 @@ def load_measured(url: str, proxy: Proxy, clients: int, duration: float,
     spent = sum(cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True))
     result["cpu_ms_per_read"] = round(spent * 1000 / max(1, result["reads"]), 3)
     return result
+
+
+def tree_version(tree: Path) -> str:
+    """The commit a source tree runs, with "+dirty" when tracked files differ from it: a
+    benchmark of the work tree measures whatever is being edited there at that moment."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")

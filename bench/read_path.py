@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.processes import ROOT, Processes, Proxy, Tls, load_measured
+from bench.processes import ROOT, Processes, Proxy, Tls, load_measured, tree_version
 
 PROBE = ROOT / "bench" / "hookprobe.py"
 # What mitmproxy dispatches for a GET on an open keep-alive connection; the connection's own
@@ -96,7 +96,8 @@ def main() -> None:
         trees.insert(0, ("hitl-proxy", ROOT, {}))
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "clients": args.clients,
-        "duration_s": args.duration, "rounds": args.rounds, "proxies": {}}
+        "duration_s": args.duration, "rounds": args.rounds,
+        "trees": {name: tree_version(tree) for name, tree, _ in trees}, "proxies": {}}
     with Processes(work) as processes:
         url = f"https://127.0.0.1:{processes.upstream(tls)}/api/v2/tickets/1.json"
         probe_set = f"scripts={PROBE}"

@@ -58,6 +58,7 @@ from bench.processes import (
     load_measured,
     percentile,
     postgres,
+    tree_version,
     wait_port,
 )
 
@@ -349,7 +350,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hitl-replicas-"))
     tls = Tls.make(work)
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "args": {k: str(v) for k, v in vars(args).items()}}
+                               "args": {k: str(v) for k, v in vars(args).items()},
+                               "now": tree_version(ROOT)}
     server = None
     try:
         with Processes(work) as processes:
@@ -365,6 +367,7 @@ def main() -> None:
                                              args.duration, args.rounds)
             if args.what in ("sqlite", "all"):
                 before = before_tree(args.before, args.before_ref)
+                results["before"] = tree_version(before)
                 results["sqlite_vs_before"] = run_sqlite(
                     processes, tls, before, args.clients, args.duration, args.rounds,
                     args.writes)
