@@ -32,6 +32,7 @@ from proxy_addon.settings import (
 from review_api.auth import Reviewer
 
 if TYPE_CHECKING:
+    from review_api.simulate import Simulation
     from review_api.store import ApprovalStore, AuditRow
 
 __all__ = ["RunSettings", "load_setup", "main"]  # RunSettings lives in settings; kept here too
@@ -172,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="decisions so far and where approvals could loosen")
     _add_data_flags(stats, config="YAML config (loosening criteria)")
     stats.add_argument("--format", choices=["json", "table"], default="table")
+    _add_policy_parser(commands)
+    for name in ("approve", "reject"):
+        _add_decide_parser(commands, name)
     connectors = commands.add_parser("connectors", help="connectors and their descriptions")
     connectors_commands = connectors.add_subparsers(dest="connectors_command", required=True,
                                                     parser_class=_Parser)
@@ -182,6 +186,148 @@ def build_parser() -> argparse.ArgumentParser:
     derive.add_argument("names", nargs="*", metavar="NAME",
                         help="connector file stems (default: every one with a description)")
     return parser
+
+
+def _add_policy_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    policy = commands.add_parser("policy", help="try policy rules on the recorded history")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True,
+                                            parser_class=_Parser)
+    simulate = policy_commands.add_parser(
+        "simulate", help="how many of the last decided writes a rule would have let through, "
+                         "and how many of those a person rejected, edited or reverted later")
+    _add_data_flags(simulate)
+    simulate.add_argument("--rule", required=True, metavar="YAML",
+                          help="one policy rule as under `policy:`, e.g. '{match: {system: "
+                               "Zendesk, fields: [tags]}}' (action: allow)")
+    simulate.add_argument("--last", type=_count, default=500, metavar="N",
+                          help="the last N decided writes (default 500)")
+    simulate.add_argument("--json", action="store_true", help="machine-readable numbers")
+
+
+def _count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above zero, got {text!r}")
+    return int(text)
+
+
+TOKEN_ENV = "HITL_REVIEW_TOKEN"
+
+
+def _add_decide_parser(commands: argparse._SubParsersAction[_Parser], name: str) -> None:
+    decide = commands.add_parser(
+        name, help=f"{name} pending writes through the review API, each checked on its own "
+                   "(exit 1 if any failed)")
+    decide.add_argument("ids", nargs="+", metavar="ID", help="approval ids")
+    decide.add_argument("--note", help="the note every decision carries")
+    decide.add_argument("--review-url", default="http://127.0.0.1:8081",
+                        help="the review API (default http://127.0.0.1:8081)")
+    decide.add_argument("--token-file", type=Path,
+                        help=f"a file holding the reviewer's token (default: ${TOKEN_ENV}, "
+                             f"else --data-dir's {TOKEN_FILE})")
+    decide.add_argument("--data-dir", type=Path, default=Path("./data"))
+
+
+def _review_token(args: argparse.Namespace) -> str:
+    """--token-file, else the environment, else the token `run` keeps in the data dir."""
+    path = args.token_file
+    if path is None:
+        if token := os.environ.get(TOKEN_ENV, "").strip():
+            return token
+        path = args.data_dir / TOKEN_FILE
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"no reviewer token: cannot read {path} ({exc}); give --token-file "
+                         f"or set {TOKEN_ENV}") from None
+    if not token:
+        raise UsageError(f"no reviewer token: {path} is empty")
+    return token
+
+
+def decide_command(args: argparse.Namespace) -> int:
+    """POST /api/approvals/decide: one line per id; 0 when every one went through."""
+    import httpx
+
+    token = _review_token(args)
+    url = args.review_url.rstrip("/") + "/api/approvals/decide"
+    body = {"ids": args.ids, "decision": args.command, "note": args.note}
+    try:
+        answer = httpx.post(url, json=body, timeout=60,
+                            headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        for approval_id in args.ids:
+            print(f"{approval_id}: failed: cannot reach {url}: {exc}")
+        return 1
+    if answer.status_code == 401:
+        raise UsageError(f"{url}: the review API refused the token (401)")
+    try:
+        results = answer.json()["results"] if answer.status_code == 200 else None
+    except (ValueError, KeyError, TypeError):
+        results = None
+    if not isinstance(results, list):
+        error = _answer_error(answer)
+        for approval_id in args.ids:
+            print(f"{approval_id}: failed: {error}")
+        return 1
+    failed = False
+    for result in results:
+        if result.get("ok"):
+            print(f"{result.get('id')}: ok, {result.get('status')}")
+        else:
+            failed = True
+            print(f"{result.get('id')}: failed: {result.get('error')}")
+    return 1 if failed or len(results) != len(args.ids) else 0
+
+
+def _answer_error(answer: object) -> str:
+    import httpx
+
+    assert isinstance(answer, httpx.Response)
+    try:
+        message = answer.json().get("error")
+    except (ValueError, AttributeError):
+        message = None
+    return f"the review API answered {answer.status_code}" + (f": {message}" if message else "")
+
+
+def policy_command(args: argparse.Namespace) -> int:
+    """Reads the store directly, so it works on a stopped proxy's data too."""
+    from proxy_addon.simulate import RuleError, parse_rule, simulate_rule
+    from review_api.store import StoreError
+
+    try:
+        rule = parse_rule(args.rule)
+    except RuleError as exc:
+        raise UsageError(f"--rule: {exc}") from None
+    config = _subcommand_config(args)
+    url = _store_url(args, config)
+    _require_default_database(url, args.data_dir)
+
+    async def read() -> Simulation:
+        store = await open_store(url, args.data_dir, config)
+        try:
+            return await simulate_rule(store, rule, args.last)
+        finally:
+            await store.close()
+
+    try:
+        result = asyncio.run(read())
+    except StoreError as exc:
+        raise UsageError(store_problem(url, args.data_dir, exc)) from None
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+        return 0
+    print(f"of the last {result.considered} decided writes (asked for {args.last}), this rule "
+          f"would have let {result.would_allow} through without review:")
+    print(f"  {result.rejected} a person rejected, {result.edited} a person edited, "
+          f"{result.reverted} reverted later; {result.as_sent} approved as sent")
+    for example in result.examples:
+        what = "/".join(part for part in (example.system, example.object_type,
+                                          example.record_id) if part)
+        note = f": {example.note}" if example.note else ""
+        print(f"  {example.id} {what or '-'}: {example.outcome} "
+              f"(by {example.decided_by or '-'}){note}")
+    return 0
 
 
 def connectors_command(args: argparse.Namespace) -> int:
@@ -515,14 +661,20 @@ def stats_command(args: argparse.Namespace) -> int:
     for section in ("by_task", "by_system", "by_object", "by_rule"):
         print(f"{section.removeprefix('by_')}:")
         for row in stats[section]:  # type: ignore[union-attr]
-            rate = "-" if row["rejection_rate"] is None else f"{row['rejection_rate']:.0%}"
+            rate, edits, reverts = (_percent(row[name]) for name in (
+                "rejection_rate", "edit_rate", "revert_rate"))
             median = row["median_seconds_to_decision"]
             print(f"  {row['key']:32} approved {row['approved']:4}  rejected "
                   f"{row['rejected']:4}  expired {row['expired']:4}  rejection {rate:>4}  "
+                  f"edited {edits:>4}  reverted {reverts:>4}  "
                   f"median {'-' if median is None else f'{median:.0f}s':>6}  "
                   f"{'READY' if row['ready_to_loosen'] else 'keep'}: "
                   f"{'; '.join(row['reasons'])}")
     return 0
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.0%}"
 
 
 def _check_mode(mode: str) -> None:
@@ -627,7 +779,8 @@ def load_setup(settings: RunSettings) -> tuple[HitlConfig, dict[str, Connector]]
 
 SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "stats": stats_command, "audit": audit_command, "traffic": traffic_command,
-    "demo": demo_command, "connectors": connectors_command,
+    "demo": demo_command, "connectors": connectors_command, "policy": policy_command,
+    "approve": decide_command, "reject": decide_command,
 }
 
 
