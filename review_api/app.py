@@ -28,6 +28,7 @@ from review_api.feed import ChangeFeed
 from review_api.metrics import Metrics
 from review_api.models import Approval, Decision, Status, parse_moment, utcnow
 from review_api.openapi import openapi
+from review_api.reminders import SWEEP_EVERY, Reminders
 from review_api.routing import permission, visible
 from review_api.stats import LooseningCriteria, compute_stats
 from review_api.store import Away, Conflict, NotFound, Store, StoreError
@@ -104,7 +105,8 @@ class ReviewApp:
                  feed: ChangeFeed | None = None,
                  slack_endpoint: Endpoint | None = None,
                  simulator: Simulator | None = None,
-                 owners: dict[str, str] | None = None) -> None:
+                 owners: dict[str, str] | None = None,
+                 remind_every: float = SWEEP_EVERY) -> None:
         self.traffic = traffic
         self.simulator = simulator
         self.owners = dict(owners or {})  # agent name -> the reviewer who owns it
@@ -115,6 +117,8 @@ class ReviewApp:
         self.reviewers = reviewers
         self.criteria = criteria or LooseningCriteria()
         self.broadcaster = Broadcaster()
+        # Every replica sweeps; the store records each reminder once (review_api.reminders).
+        self.reminders = Reminders(store, every=remind_every)
         self._follower: asyncio.Task[None] | None = None
         pages = ReviewPages(store, reviewers, self.broadcaster, reverter, traffic)
         self.app = Starlette(
@@ -166,11 +170,14 @@ class ReviewApp:
     # -- life: following the change feed ------------------------------------------------------
 
     async def running(self) -> None:
-        """Follow the feed from its newest change: the page shows what happens from now on."""
+        """Follow the feed from its newest change (the page shows what happens from now on)
+        and sweep for reminders and escalations due."""
         if self._follower is None:
             self._follower = asyncio.create_task(self._follow(await _newest(self.store)))
+        await self.reminders.running()
 
     async def done(self) -> None:
+        await self.reminders.done()
         follower, self._follower = self._follower, None
         if follower is not None:
             follower.cancel()

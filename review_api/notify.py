@@ -27,14 +27,17 @@ from review_api.store import ApprovalStore, AuditHead, NotFound, StatusChange, S
 
 logger = logging.getLogger("hitl_proxy")
 NOTIFIED = {Status.pending, Status.approved, Status.rejected, Status.expired, Status.denied}
+# Feed events of a pending approval that are sent (review_api.reminders), and their names.
+NUDGES = {"reminded": "approval.reminder", "escalated": "approval.escalated"}
 RETRY_DELAYS = (0.5, 2.0, 8.0)  # after the first attempt fails
 RESUME_AFTER = 1.0  # seconds before following the feed again after the store failed
 
 
 def notified(change: StatusChange) -> bool:
-    """A new hold or a decision; not a vote short of the quorum, not the sending that follows."""
+    """A new hold, a reminder or escalation of a pending one, or a decision; not a vote short
+    of the quorum, not the sending that follows."""
     if change.status is Status.pending:
-        return change.event == "held"
+        return change.event == "held" or change.event in NUDGES
     return change.status in NOTIFIED and change.event != "vote"
 
 
@@ -65,13 +68,24 @@ def _summary(approval: Approval) -> str:
     return f"{what} — {approval.operation or approval.method}" + (f": {changes}" if changes else "")
 
 
+def _told(approval: Approval, nudge: str | None) -> list[str]:
+    """Whom a reminder or escalation is for: the routed groups, or the escalate_to groups."""
+    return list(approval.escalate_to if nudge == "escalated" else approval.reviewer_groups)
+
+
 def payload(hook: Webhook, approval: Approval, link: str,
-            audit_head: AuditHead | None = None) -> dict[str, Any]:
-    event = f"approval.{approval.status.value}"
+            audit_head: AuditHead | None = None, *, nudge: str | None = None
+            ) -> dict[str, Any]:
+    """`nudge`: the feed event "reminded" or "escalated" of a pending approval, else None."""
+    event = NUDGES[nudge] if nudge in NUDGES else f"approval.{approval.status.value}"
     if hook.format == "slack":
         verb = {Status.pending: "Held for review", Status.approved: "Approved",
                 Status.rejected: "Rejected", Status.expired: "Expired",
                 Status.denied: "Denied by policy"}[approval.status]
+        if nudge == "reminded":
+            verb = "Still waiting for review"
+        elif nudge == "escalated":
+            verb = f"Escalated to {', '.join(_told(approval, nudge))}"
         by = f" by {approval.decided_by}" if approval.decided_by else ""
         note = f" — “{approval.note}”" if approval.note else ""
         agent = approval.context.agent or "an agent"
@@ -85,10 +99,12 @@ def payload(hook: Webhook, approval: Approval, link: str,
         "approval": approval.model_dump(mode="json", include={
             "id", "status", "system", "object_type", "record_id", "operation", "action",
             "method", "url", "risk", "context", "created_at", "decided_at", "decided_by",
-            "note", "quorum", "reviewer_groups"}),
+            "note", "quorum", "reviewer_groups", "identity"}),
         "changes": [c.model_dump(mode="json") for c in approval.changes[:50]],
         "parameters": [p.model_dump(mode="json") for p in approval.parameters[:50]],
     }
+    if nudge in NUDGES:
+        body["groups"] = _told(approval, nudge)
     if audit_head is not None:
         body["audit_head"] = {"seq": audit_head[0], "hash": audit_head[1]}
     return body
@@ -128,7 +144,9 @@ class Notifier:
         link = f"{self.review_url}/approvals/{approval.id}"
         for hook in self.hooks:
             try:
-                self._queue.put_nowait((hook, payload(hook, approval, link, head)))
+                body = payload(hook, approval, link, head,
+                               nudge=change.event if change.event in NUDGES else None)
+                self._queue.put_nowait((hook, body))
             except asyncio.QueueFull:
                 self.failures += 1
                 logger.warning("notification to %s dropped: the queue is full", hook.url)
