@@ -147,8 +147,11 @@ class Classification:
     def _render(self, spec: FetchSpec, records: list[RecordWrite],
                 kept: list[tuple[str, str]]) -> FetchRequest:
         ids = [record.record_id or "" for record in records]
+        # The identifying fields too: an API that returns only the fields asked for
+        # (HubSpot's `properties`) would otherwise leave the reviewer without the name.
         fields = sorted({name for r in records for name in (r.values or {})} |
-                        {name for r in records for name in (r.ops or {})})
+                        {name for r in records for name in (r.ops or {})} |
+                        {name for r in records for name in self._identifying(r.object_type)})
         names = {**self._names(spec), "id": ids[0], "ids": ",".join(ids),
                  "fields": ",".join(fields), "type": records[0].object_type}
         lists: dict[str, Any] = {"{ids_list}": ids, "{id_objects}": [{"id": i} for i in ids],
@@ -178,6 +181,10 @@ class Classification:
         query = [(key, value) for key, value in query if value != ""]
         return FetchRequest(spec.method, self.base + render(spec.path, True),
                             [*kept, *query], render(spec.body), list(ids))
+
+    def _identifying(self, object_type: str) -> set[str]:
+        named = self.spec.identify_for(object_type) or []
+        return {path.split(".", 1)[0] for item in named for path in [item.field, *item.or_joined]}
 
     def _names(self, spec: FetchSpec) -> dict[str, str]:
         names = dict(self.params)

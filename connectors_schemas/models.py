@@ -191,6 +191,60 @@ class Route(_Strict):
         return self
 
 
+_FIELD_PATH = re.compile(r"[A-Za-z_$@][A-Za-z0-9_$@-]*(\.[A-Za-z_$@][A-Za-z0-9_$@-]*)*")
+MAX_IDENTIFY = 6  # more than this and the "which record" line is a second diff
+
+
+def _field_path(value: str) -> str:
+    if not _FIELD_PATH.fullmatch(value):
+        raise ValueError(f"{value!r} is no field path: dotted names, e.g. 'CustomerRef.name'")
+    return value
+
+
+class Identify(_Strict):
+    """A field that tells a person which record this is (a ticket's subject, an invoice's
+    number): shown beside the change, from the fetched record (a create's from its body)."""
+
+    field: str  # dotted path inside the record as fetched (after record_path)
+    label: str | None = None  # what reviewers call it; default: the field's last name, spaced
+    # When `field` is absent: these fields' values joined with a space (a new Lead is sent
+    # with FirstName and LastName; its Name is computed by Salesforce later).
+    or_joined: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"field": value} if isinstance(value, str) else value
+
+    @field_validator("field")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _field_path(value)
+
+    @field_validator("or_joined")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        return [_field_path(item) for item in value]
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+def _identify_list(value: list[Identify] | None) -> list[Identify] | None:
+    if value is None:
+        return None
+    if len(value) > MAX_IDENTIFY:
+        raise ValueError(f"name at most {MAX_IDENTIFY} fields, got {len(value)}")
+    fields = [item.field for item in value]
+    if repeated := sorted({name for name in fields if fields.count(name) > 1}):
+        raise ValueError(f"names {repeated[0]!r} twice")
+    return value
+
+
 class ObjectSpec(_Strict):
     object_type: str | None = None  # defaults to the key; may be a placeholder like "{Type}"
     values_path: Annotated[
@@ -218,6 +272,35 @@ class ObjectSpec(_Strict):
     fetch: FetchSpec | None = None
     routes: Annotated[list[Route], Field(min_length=1)]
     risk: RiskHints = RiskHints()
+    # The fields that identify a record to a person. None: the first present of the usual
+    # names (connectors_schemas.identity.DEFAULT_NAMES); []: none.
+    identify: list[Identify] | None = None
+    # For an object whose type is a placeholder ({type}): by the type the write names (case
+    # folded), beside which `identify` serves every other type.
+    identify_by_type: dict[str, list[Identify]] = {}
+
+    @field_validator("identify")
+    @classmethod
+    def _identify(cls, value: list[Identify] | None) -> list[Identify] | None:
+        return _identify_list(value)
+
+    @field_validator("identify_by_type")
+    @classmethod
+    def _identify_by_type(cls, value: dict[str, list[Identify]]) -> dict[str, list[Identify]]:
+        for name, items in value.items():
+            try:
+                _identify_list(items)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return value
+
+    def identify_for(self, object_type: str | None) -> list[Identify] | None:
+        """The identifying fields of a record of this type (None: use the defaults)."""
+        folded = (object_type or "").casefold()
+        for name, items in self.identify_by_type.items():
+            if name.casefold() == folded:
+                return items
+        return self.identify
 
 
 class Description(_Strict):

@@ -17,6 +17,8 @@ from connectors_schemas import (
     RiskKind,
     parse_body,
 )
+from connectors_schemas.identity import identity_of, shown_text
+from connectors_schemas.matcher import RecordWrite
 from connectors_schemas.models import BodyFormat
 from proxy_addon import redact
 from proxy_addon.diff import Diff, FieldChange, diff_record
@@ -28,6 +30,7 @@ from proxy_addon.upstream import UpstreamClient
 from review_api.models import (
     Change,
     Context,
+    IdentityField,
     OldValues,
     Parameter,
     Proposal,
@@ -118,6 +121,19 @@ def _masked_parameters(diff: Diff, record_id: str | None) -> list[Parameter]:
             for name, value in diff.parameters.items()]
 
 
+def _identity(part: Classification, record: RecordWrite, operation: Operation,
+              current: dict[str, Any] | None) -> list[IdentityField]:
+    """Which record this is, to a person: from the record as fetched, or for a create from
+    what the agent proposes; masked like every other value, a secret field's never shown."""
+    source = current if current is not None else (
+        record.values if operation is Operation.create else None)
+    return [IdentityField(field=found.field, label=found.label,
+                          value=redact.MASK if found.value is not None
+                          and redact.field_is_secret(found.field)
+                          else shown_text(redact.mask_body(found.value)))
+            for found in identity_of(part.spec, record.object_type, source)]
+
+
 def _policy_field(name: str) -> str:
     """`items[si_1].price` as `items.price`: policies and risk hints name a list's fields,
     not its items. The key is all from the first `[` to the last `]` before a dotted field
@@ -145,6 +161,7 @@ class _PartDiff:
     parameters: list[Parameter] = field(default_factory=list)
     patch: list[dict[str, Any]] = field(default_factory=list)
     refs: list[RecordRef] = field(default_factory=list)
+    identity: dict[str | None, list[IdentityField]] = field(default_factory=dict)
     risk_changes: list[FieldChange] = field(default_factory=list)
     needs_old: bool = False
     problem: str | None = None
@@ -240,6 +257,7 @@ class ProposalBuilder:
             found.refs.append(RecordRef(object_type=record.object_type,
                                         operation=operation.value,
                                         record_id=record.record_id, action=record.action))
+            found.identity[record.record_id] = _identity(part, record, operation, current)
             if body_problem is not None:
                 continue
             diff = diff_record(part.spec, record, current, operation, part.route.sets, part.body,
@@ -267,6 +285,7 @@ class ProposalBuilder:
         patch: list[dict[str, Any]] = []
         refs: list[RecordRef] = []
         before: dict[str, dict[str, Any]] = {}
+        identities: list[list[IdentityField]] = []
         old_values = OldValues(known=False, reason="no connector describes this request")
         body_problem = None if classification else _body_problem(write)
         risk_changes: list[FieldChange] = []
@@ -282,6 +301,7 @@ class ProposalBuilder:
                 refs += part.refs
                 risk_changes += part.risk_changes
                 before.update(part.before)
+                identities += part.identity.values()
             unknown = [part.problem for part in parts if part.needs_old]
             old_values = OldValues(known=not unknown, reason=unknown[0] if unknown else None)
 
@@ -315,6 +335,8 @@ class ProposalBuilder:
             method=write.method,
             url=redact.mask_url(write.url),
             changes=changes,
+            # one record's: a bulk write's records are listed by id, each its own line
+            identity=identities[0] if single and len(identities) == 1 else [],
             parameters=parameters,
             patch=[redact.clip(redact.mask_patch_op(op)) for op in patch],
             old_values=old_values,
@@ -324,6 +346,9 @@ class ProposalBuilder:
                                    body_problem),
             reviewer_groups=verdict.reviewer_groups,
             quorum=verdict.quorum,
+            remind_after=verdict.remind_after,
+            escalate_after=verdict.escalate_after,
+            escalate_to=verdict.escalate_to,
             edit=edit_support(classification),
             rule=verdict.rule,
             fingerprint=await off_loop(large, fingerprint, write.method, write.url,
