@@ -32,6 +32,8 @@ from proxy_addon.settings import (
 from review_api.auth import Reviewer
 
 if TYPE_CHECKING:
+    import httpx
+
     from review_api.simulate import Simulation
     from review_api.store import ApprovalStore, AuditRow
 
@@ -279,10 +281,7 @@ def decide_command(args: argparse.Namespace) -> int:
     return 1 if failed or len(results) != len(args.ids) else 0
 
 
-def _answer_error(answer: object) -> str:
-    import httpx
-
-    assert isinstance(answer, httpx.Response)
+def _answer_error(answer: httpx.Response) -> str:
     try:
         message = answer.json().get("error")
     except (ValueError, AttributeError):
