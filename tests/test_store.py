@@ -18,11 +18,12 @@ import pytest
 
 from review_api import Conflict, Context, Decision, Full, NotFound, Proposal, Status
 from review_api.audit import Row, verify
-from review_api.models import utcnow
+from review_api.models import Vote, utcnow
 from review_api.store import (
     DEFAULT_AUDIT_KEY,
     GENESIS_HASH,
     ApprovalStore,
+    Away,
     PostgresStore,
     ReviewerSession,
     SqliteStore,
@@ -369,6 +370,97 @@ async def test_a_change_is_delivered_once(store: ApprovalStore) -> None:
     assert claims.count(True) == 1
 
 
+async def test_each_consumer_claims_a_change_once_across_instances(replicas: Opener) -> None:
+    a, b = await replicas(), await replicas()
+    await a.create(proposal())
+    seq = await b.last_change()
+    claims = await asyncio.gather(*[(a if i % 2 else b).claim_delivery(seq, consumer)
+                                    for i in range(20) for consumer in ("webhooks", "slack")])
+    assert claims.count(True) == 2  # one for the webhooks, one for Slack
+    assert await a.claim_delivery(seq) is False  # "webhooks" is the default consumer
+    assert await b.claim_delivery(seq, "slack") is False
+
+
+async def test_a_reminder_and_an_escalation_are_noted_once_across_instances(
+        replicas: Opener) -> None:
+    a, b = await replicas(), await replicas()
+    held = await a.create(proposal())
+    before = await a.last_change()
+    noted = await asyncio.gather(*[(a if i % 2 else b).note_escalation(
+        held.id, event, {"after": 60.0}) for i in range(10)
+        for event in ("reminded", "escalated")])
+    assert noted.count(True) == 2
+    changes = await b.changes_after(before)
+    assert sorted((c.approval_id, c.status, c.event) for c in changes) == [
+        (held.id, Status.pending, "escalated"), (held.id, Status.pending, "reminded")]
+    entries = [e for e in await b.audit_entries(held.id) if e.event in ("reminded", "escalated")]
+    assert sorted((e.event, e.actor, e.detail["after"]) for e in entries) == [
+        ("escalated", "proxy", 60.0), ("reminded", "proxy", 60.0)]
+    rows = await a.audit_rows()
+    assert verify(rows_of(rows), DEFAULT_AUDIT_KEY, (rows[-1].seq, rows[-1].hash)) is None
+    # A decided write is not reminded of; an unknown event or approval is an error.
+    done = await a.create(proposal())
+    await a.decide(done.id, Decision.reject, "alice", None)
+    assert await b.note_escalation(done.id, "reminded", {}) is False
+    with pytest.raises(ValueError, match="not one of"):
+        await a.note_escalation(held.id, "nagged", {})
+    with pytest.raises(NotFound):
+        await a.note_escalation("nope", "reminded", {})
+
+
+async def test_reviewers_away_and_back(replicas: Opener) -> None:
+    a, b = await replicas(), await replicas()
+    until = utcnow() + timedelta(days=3)
+    await a.set_away("alice", until, "bob")
+    await a.set_away("carol", utcnow() - timedelta(seconds=1), None)  # already over
+    assert await b.away() == [Away("alice", until, "bob")]
+    later = until + timedelta(days=1)
+    await b.set_away("alice", later, None)  # extended, nobody named
+    assert await a.away() == [Away("alice", later, None)]
+    await a.set_away("alice", None, None)
+    assert await b.away() == []
+    entries = [(e.event, e.actor, e.detail.get("delegate")) for e in await a.audit_entries()]
+    assert entries == [("away", "alice", "bob"), ("away", "carol", None),
+                       ("away", "alice", None), ("back", "alice", None)]
+
+
+async def test_a_decision_records_where_it_was_taken(store: ApprovalStore) -> None:
+    quorum = await store.create(proposal(quorum=2))
+    await store.decide(quorum.id, Decision.approve, "sam", None, via="slack")
+    decided = await store.decide(quorum.id, Decision.approve, "sue", "ok", via="page")
+    plain = await store.create(proposal())
+    await store.decide(plain.id, Decision.reject, "sam", None)
+    vias = [(e.event, e.actor, e.detail.get("via")) for e in await store.audit_entries()
+            if e.event in ("vote", "approved", "rejected")]
+    assert vias == [("vote", "sam", "slack"), ("approved", "sue", "page"),
+                    ("rejected", "sam", None)]
+    assert [v.reviewer for v in decided.votes] == ["sam", "sue"]
+    if "via" in Vote.model_fields:
+        assert [v.model_dump().get("via") for v in decided.votes] == ["slack", "page"]
+
+
+async def test_slack_message_refs_are_shared(replicas: Opener) -> None:
+    a, b = await replicas(), await replicas()
+    held = await a.create(proposal())
+    assert await b.slack_refs(held.id) == []
+    await a.save_slack_ref(held.id, "C1", "1700000000.000100")
+    await b.save_slack_ref(held.id, "C2", "1700000000.000200")
+    await b.save_slack_ref(held.id, "C1", "1700000000.000300")  # reposted in C1
+    assert await a.slack_refs(held.id) == [("C1", "1700000000.000300"),
+                                           ("C2", "1700000000.000200")]
+
+
+async def test_a_slack_signature_is_accepted_once_across_instances(replicas: Opener) -> None:
+    a, b = await replicas(), await replicas()
+    seen = await asyncio.gather(*[(a if i % 2 else b).seen_signature("v0=abc", time.time() + 300)
+                                  for i in range(10)])
+    assert seen.count(False) == 1  # the first use; every other one is a replay
+    assert await a.seen_signature("v0=other", time.time() + 300) is False
+    # Once expired it is forgotten (Slack's timestamp window refuses such a request anyway).
+    assert await a.seen_signature("v0=old", time.time() - 1) is False
+    assert await b.seen_signature("v0=old", time.time() + 300) is False
+
+
 async def test_reviewer_sessions(store: ApprovalStore, replicas: Opener) -> None:
     session = ReviewerSession("h" * 64, "alice", "csrf-1", time.time() + 60)
     await store.save_session(session)
@@ -481,7 +573,7 @@ async def test_a_data_dir_of_the_unversioned_schema_is_upgraded(tmp_path: Path) 
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
+        assert db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 3
     again = SqliteStore(path)  # a second open applies nothing twice
     await again.open()
     await again.close()
@@ -653,7 +745,7 @@ async def test_two_replicas_migrating_together_apply_each_version_once(
     try:
         with psycopg.connect(postgres_url) as conn:
             versions = conn.execute("SELECT version FROM schema_version").fetchall()
-        assert versions == [(1,)]
+        assert versions == [(1,), (2,)]
     finally:
         for store in stores:
             await store.close()

@@ -18,6 +18,7 @@ from review_api.store.base import (
     ApprovalStore,
     AuditHead,
     AuditRow,
+    Away,
     Conflict,
     Full,
     HeadListener,
@@ -39,9 +40,9 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 __all__ = [
     "DEFAULT_AUDIT_KEY", "DEFAULT_LEASE", "GENESIS_HASH", "KEY_REUSE_WINDOW", "ApprovalStore",
-    "AuditHead", "AuditRow", "Conflict", "Full", "HeadListener", "NotFound", "PostgresStore",
-    "ReviewerSession", "SqliteStore", "StatusChange", "Store", "StoreError", "entry_hash",
-    "session_key_hash", "store_from_url",
+    "AuditHead", "AuditRow", "Away", "Conflict", "Full", "HeadListener", "NotFound",
+    "PostgresStore", "ReviewerSession", "SqliteStore", "StatusChange", "Store", "StoreError",
+    "entry_hash", "session_key_hash", "store_from_url",
 ]
 
 

@@ -81,6 +81,20 @@ class ReviewerSession:
     expires: float  # epoch seconds
 
 
+@dataclass(frozen=True)
+class Away:
+    """A reviewer away until `until`; `delegate` decides with their groups meanwhile."""
+
+    reviewer: str
+    until: datetime
+    delegate: str | None
+
+
+ESCALATION_EVENTS = ("reminded", "escalated")
+DELIVERY_CONSUMERS = ("webhooks", "slack")  # who follows the feed and claims each change
+VIAS = ("page", "api", "slack", "cli")  # where a decision was taken
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRow:
     """One audit entry as stored, `detail` as the exact JSON text its hash covers: what
@@ -114,7 +128,7 @@ def session_key_hash(cookie: str) -> str:
 
 class ApprovalStore(ABC):
     """Approvals and votes, the hash-chained audit log, the change feed, replica leases,
-    reviewer sessions and webhook delivery claims.
+    reviewer sessions, delivery claims, reminders sent, reviewers away and Slack's state.
 
     `replica` names this process's instance (a new one at every start): claims it takes carry
     it, and they outlive it only until its lease runs out.
@@ -176,10 +190,12 @@ class ApprovalStore(ABC):
     @abstractmethod
     async def decide(self, approval_id: str, decision: Decision, actor: str,
                      note: str | None, edits: list[dict[str, Any]] | None = None,
-                     approve_fields: list[str] | None = None) -> Approval:
+                     approve_fields: list[str] | None = None,
+                     via: str | None = None) -> Approval:
         """One reviewer's vote (lifecycle.vote decides what it does). Raises Conflict when
         the approval is no longer pending (an expired one is moved to expired first) or when
-        this reviewer already approved it; NotFound."""
+        this reviewer already approved it; NotFound. `via` ("page", "api", "slack", "cli")
+        is kept in the vote and the audit detail, so a message can say where it was taken."""
 
     @abstractmethod
     async def expire(self, approval_id: str) -> Approval: ...
@@ -301,8 +317,43 @@ class ApprovalStore(ABC):
         always read `changes_after`."""
 
     @abstractmethod
-    async def claim_delivery(self, seq: int) -> bool:
-        """True for exactly one replica per change: the one that sends its webhooks."""
+    async def claim_delivery(self, seq: int, consumer: str = "webhooks") -> bool:
+        """True for exactly one replica per change and consumer ("webhooks", "slack"): the
+        one that sends that change's webhooks, or updates its Slack messages."""
+
+    @abstractmethod
+    async def note_escalation(self, approval_id: str, event: str,
+                              detail: dict[str, Any]) -> bool:
+        """`event` "reminded" or "escalated": True exactly once per approval and event across
+        every replica, and only while the approval is pending (a reminder of a decided write
+        tells nobody anything). That one call writes an audit entry and a change-feed row
+        with the approval's status and `event`, so webhooks and Slack followers act on it."""
+
+    # -- reviewers away -------------------------------------------------------------------------
+
+    @abstractmethod
+    async def set_away(self, reviewer: str, until: datetime | None,
+                       delegate: str | None) -> None:
+        """Away until `until` (audit `away`), or back (None: audit `back`)."""
+
+    @abstractmethod
+    async def away(self) -> list[Away]:
+        """Reviewers away now (until later than now), by name."""
+
+    # -- Slack ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def slack_refs(self, approval_id: str) -> list[tuple[str, str]]:
+        """(channel, ts) of each Slack message showing this approval, in posting order."""
+
+    @abstractmethod
+    async def save_slack_ref(self, approval_id: str, channel: str, ts: str) -> None:
+        """The message posted for this approval in `channel` (one per channel)."""
+
+    @abstractmethod
+    async def seen_signature(self, signature: str, expires: float) -> bool:
+        """True if this Slack request signature was seen before (a replay); otherwise it is
+        recorded until `expires` (epoch seconds) and False. One answer across replicas."""
 
     # -- reviewer sessions ----------------------------------------------------------------------
 

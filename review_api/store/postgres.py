@@ -122,7 +122,22 @@ CREATE TABLE approvals (
     "CREATE TABLE sessions (key_hash TEXT PRIMARY KEY, reviewer TEXT NOT NULL,"
     " csrf TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL)",
 )
-MIGRATIONS: list[Migration] = [_V1]
+# Version 2 (issue 17): as SQLite's version 3.
+_V2 = statements(
+    "CREATE TABLE deliveries (seq BIGINT NOT NULL, consumer TEXT NOT NULL,"
+    " replica TEXT NOT NULL, PRIMARY KEY (seq, consumer))",
+    "INSERT INTO deliveries (seq, consumer, replica) SELECT seq, 'webhooks', delivered_by"
+    " FROM changes WHERE delivered_by IS NOT NULL",
+    """CREATE TABLE escalations (approval_id TEXT NOT NULL, event TEXT NOT NULL,
+    at TEXT COLLATE "C" NOT NULL, replica TEXT, PRIMARY KEY (approval_id, event))""",
+    """CREATE TABLE away (reviewer TEXT PRIMARY KEY, until_at TEXT COLLATE "C" NOT NULL,
+    delegate TEXT)""",
+    """CREATE TABLE slack_messages (approval_id TEXT NOT NULL, channel TEXT NOT NULL,
+    ts TEXT NOT NULL, posted_at TEXT COLLATE "C" NOT NULL, PRIMARY KEY (approval_id, channel))""",
+    "CREATE TABLE slack_signatures (signature TEXT PRIMARY KEY,"
+    " expires DOUBLE PRECISION NOT NULL)",
+)
+MIGRATIONS: list[Migration] = [_V1, _V2]
 
 
 def without_password(url: str) -> str:

@@ -25,7 +25,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from review_api import lifecycle
@@ -36,17 +36,20 @@ from review_api.models import (
     Proposal,
     Result,
     Status,
+    Vote,
     iso,
     utcnow,
 )
 from review_api.store.base import (
     DEFAULT_AUDIT_KEY,
     DEFAULT_LEASE,
+    ESCALATION_EVENTS,
     GENESIS_HASH,
     KEY_REUSE_WINDOW,
     ApprovalStore,
     AuditHead,
     AuditRow,
+    Away,
     Conflict,
     Full,
     HeadListener,
@@ -57,6 +60,10 @@ from review_api.store.base import (
     entry_hash,
     new_replica_id,
 )
+
+# A vote carries `via` once the model has the field; until then it is in the audit only, so a
+# stored vote always reads back.
+_VOTE_HAS_VIA = "via" in Vote.model_fields
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -357,9 +364,11 @@ class SqlStore(ApprovalStore):
 
     async def decide(self, approval_id: str, decision: Decision, actor: str,
                      note: str | None, edits: list[dict[str, Any]] | None = None,
-                     approve_fields: list[str] | None = None) -> Approval:
+                     approve_fields: list[str] | None = None,
+                     via: str | None = None) -> Approval:
         """The same reviewer approving twice counts once; any rejection rejects."""
         now = utcnow()
+        origin: dict[str, Any] = {} if via is None else {"via": via}
 
         async def count(tx: Tx) -> lifecycle.VoteKind | None:
             row = await tx.one("SELECT status, expires_at, votes, quorum FROM approvals"
@@ -371,12 +380,15 @@ class SqlStore(ApprovalStore):
             outcome = lifecycle.vote(json.loads(row["votes"]), quorum=int(row["quorum"]),
                                      expires_at=_time(row["expires_at"]), decision=decision,
                                      reviewer=actor, note=note, now=now)
+            if via is not None and _VOTE_HAS_VIA and outcome.kind in (
+                    lifecycle.VoteKind.decided, lifecycle.VoteKind.voted):
+                outcome.votes[-1]["via"] = via  # the vote just counted is the last one
             if outcome.kind is lifecycle.VoteKind.expired:
                 await self._transition(tx, approval_id, Status.pending, Status.expired, "proxy",
                                        {}, columns={"decided_at": iso(now),
                                                     "decided_by": "proxy"})
             elif outcome.kind is lifecycle.VoteKind.decided:
-                detail: dict[str, Any] = {"note": note}
+                detail: dict[str, Any] = {"note": note, **origin}
                 if edits:
                     detail["edits"] = edits  # the agent's proposal stays in the held entry
                 if approve_fields is not None:
@@ -392,7 +404,7 @@ class SqlStore(ApprovalStore):
                              (json.dumps(outcome.votes), approval_id))
                 await self._record(tx, approval_id, Status.pending, "vote", actor, {
                     "decision": decision.value, "note": note, "approvals": outcome.approvals,
-                    "quorum": int(row["quorum"])})
+                    "quorum": int(row["quorum"]), **origin})
             return outcome.kind
 
         kind = await self._write(count)
@@ -590,11 +602,84 @@ class SqlStore(ApprovalStore):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), timeout)
 
-    async def claim_delivery(self, seq: int) -> bool:
+    async def claim_delivery(self, seq: int, consumer: str = "webhooks") -> bool:
         claimed = await self._write(lambda tx: tx.run(
-            "UPDATE changes SET delivered_by = ? WHERE seq = ? AND delivered_by IS NULL",
-            (self.replica, seq)), serialise=False)
+            "INSERT INTO deliveries (seq, consumer, replica) VALUES (?, ?, ?)"
+            " ON CONFLICT (seq, consumer) DO NOTHING", (seq, consumer, self.replica)),
+            serialise=False)
         return claimed == 1
+
+    async def note_escalation(self, approval_id: str, event: str,
+                              detail: dict[str, Any]) -> bool:
+        """Serialised like a status change: its feed row's seq is in commit order too."""
+        if event not in ESCALATION_EVENTS:
+            raise ValueError(f"note_escalation: event {event!r} is not one of "
+                             f"{list(ESCALATION_EVENTS)}")
+
+        async def note(tx: Tx) -> bool:
+            row = await tx.one("SELECT status FROM approvals WHERE id = ?", (approval_id,))
+            if row is None:
+                raise NotFound(approval_id)
+            if row["status"] != Status.pending.value:
+                return False
+            inserted = await tx.run(
+                "INSERT INTO escalations (approval_id, event, at, replica) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (approval_id, event) DO NOTHING",
+                (approval_id, event, iso(utcnow()), self.replica))
+            if inserted != 1:
+                return False
+            await self._record(tx, approval_id, Status.pending, event, "proxy", detail)
+            return True
+
+        return await self._write(note)
+
+    # -- reviewers away -------------------------------------------------------------------------
+
+    async def set_away(self, reviewer: str, until: datetime | None,
+                       delegate: str | None) -> None:
+        async def mark(tx: Tx) -> None:
+            if until is None:
+                await tx.run("DELETE FROM away WHERE reviewer = ?", (reviewer,))
+                await self._audit(tx, "back", None, reviewer, {})
+                return
+            moment = until if until.tzinfo is not None else until.replace(tzinfo=UTC)
+            await tx.run(
+                "INSERT INTO away (reviewer, until_at, delegate) VALUES (?, ?, ?)"
+                " ON CONFLICT (reviewer) DO UPDATE SET until_at = excluded.until_at,"
+                " delegate = excluded.delegate", (reviewer, iso(moment), delegate))
+            await self._audit(tx, "away", None, reviewer,
+                              {"until": iso(moment), "delegate": delegate})
+
+        await self._write(mark)
+
+    async def away(self) -> list[Away]:
+        rows = await self._all("SELECT reviewer, until_at, delegate FROM away"
+                               " WHERE until_at > ? ORDER BY reviewer", (iso(utcnow()),))
+        return [Away(row["reviewer"], datetime.fromisoformat(row["until_at"]), row["delegate"])
+                for row in rows]
+
+    # -- Slack ----------------------------------------------------------------------------------
+
+    async def slack_refs(self, approval_id: str) -> list[tuple[str, str]]:
+        rows = await self._all("SELECT channel, ts FROM slack_messages WHERE approval_id = ?"
+                               " ORDER BY posted_at, channel", (approval_id,))
+        return [(row["channel"], row["ts"]) for row in rows]
+
+    async def save_slack_ref(self, approval_id: str, channel: str, ts: str) -> None:
+        await self._write(lambda tx: tx.run(
+            "INSERT INTO slack_messages (approval_id, channel, ts, posted_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (approval_id, channel) DO UPDATE SET ts = excluded.ts",
+            (approval_id, channel, ts, iso(utcnow()))), serialise=False)
+
+    async def seen_signature(self, signature: str, expires: float) -> bool:
+        async def seen(tx: Tx) -> bool:
+            await tx.run("DELETE FROM slack_signatures WHERE expires <= ?", (time.time(),))
+            inserted = await tx.run(
+                "INSERT INTO slack_signatures (signature, expires) VALUES (?, ?)"
+                " ON CONFLICT (signature) DO NOTHING", (signature, float(expires)))
+            return inserted != 1
+
+        return await self._write(seen, serialise=False)
 
     # -- reviewer sessions ----------------------------------------------------------------------
 

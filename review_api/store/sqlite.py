@@ -110,7 +110,21 @@ _V2 = statements(
     "CREATE TABLE sessions (key_hash TEXT PRIMARY KEY, reviewer TEXT NOT NULL,"
     " csrf TEXT NOT NULL, expires REAL NOT NULL)",
 )
-MIGRATIONS: list[Migration] = [_v1, _V2]
+# Version 3 (issue 17): delivery claims per consumer (webhooks, Slack), reminders and
+# escalations sent, reviewers away, and Slack's message refs and seen request signatures.
+_V3 = statements(
+    "CREATE TABLE deliveries (seq INTEGER NOT NULL, consumer TEXT NOT NULL,"
+    " replica TEXT NOT NULL, PRIMARY KEY (seq, consumer))",
+    "INSERT INTO deliveries (seq, consumer, replica) SELECT seq, 'webhooks', delivered_by"
+    " FROM changes WHERE delivered_by IS NOT NULL",
+    "CREATE TABLE escalations (approval_id TEXT NOT NULL, event TEXT NOT NULL,"
+    " at TEXT NOT NULL, replica TEXT, PRIMARY KEY (approval_id, event))",
+    "CREATE TABLE away (reviewer TEXT PRIMARY KEY, until_at TEXT NOT NULL, delegate TEXT)",
+    "CREATE TABLE slack_messages (approval_id TEXT NOT NULL, channel TEXT NOT NULL,"
+    " ts TEXT NOT NULL, posted_at TEXT NOT NULL, PRIMARY KEY (approval_id, channel))",
+    "CREATE TABLE slack_signatures (signature TEXT PRIMARY KEY, expires REAL NOT NULL)",
+)
+MIGRATIONS: list[Migration] = [_v1, _V2, _V3]
 
 
 class SqliteStore(SqlStore):
