@@ -1,9 +1,14 @@
 """The background sweep that brings every approval to an end, on every replica.
 
-Each sweep: due approvals expire; this replica's lease is renewed (every lease/3); `sending`
-writes of a replica whose lease ran out become outcome_unknown (never resent); approved
-writes no live replica holds an agent for are handed to the executor (the claim decides who
-sends them); and nothing stays approved past limits.send_within.
+Each sweep: due approvals expire; `sending` writes of a replica whose lease ran out become
+outcome_unknown (never resent); approved writes no live replica holds an agent for are handed
+to the executor (the claim decides who sends them); and nothing stays approved past
+limits.send_within.
+
+The lease is renewed by a timer of its own, every lease/3, never by the sweep: a sweep waits
+on the store's pool and write lock, and under a burst of decisions one sweep can outlast the
+lease; a live replica whose lease lapsed would see the others send the writes its agents
+still wait for, and mark its in-flight sends outcome_unknown.
 """
 
 from __future__ import annotations
@@ -28,15 +33,16 @@ class Sweeper:
         self.send_within = send_within
         self.every = every
         self._started = time.monotonic()
-        self._beat_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._beating: asyncio.Task[None] | None = None
 
     # -- mitmproxy hooks --------------------------------------------------------------------
 
     async def running(self) -> None:
         self._started = time.monotonic()
         with contextlib.suppress(StoreError):
-            await self._heartbeat()
+            await self.store.heartbeat()
+        self._beating = asyncio.ensure_future(self._beat_forever())
         try:
             await self._recover()
         except StoreError as exc:
@@ -44,9 +50,30 @@ class Sweeper:
         self._task = asyncio.ensure_future(self._sweep_forever())
 
     async def done(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [task for task in (self._task, self._beating) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the lease --------------------------------------------------------------------------
+
+    async def _beat_forever(self) -> None:
+        """Renew the lease every lease/3 whatever the sweep is waiting for: the lease outlives
+        two missed beats. A failed beat is tried again after a tenth of the lease."""
+        every = self.store.lease / 3
+        while True:
+            started = time.monotonic()
+            try:
+                await self.store.heartbeat()
+            except StoreError as exc:
+                logger.error("renewing this replica's lease failed: %s", exc)
+                await asyncio.sleep(self.store.lease / 10)
+                continue
+            except Exception:
+                logger.exception("renewing this replica's lease failed")
+                await asyncio.sleep(self.store.lease / 10)
+                continue
+            await asyncio.sleep(max(0.0, every - (time.monotonic() - started)))
 
     # -- one sweep ----------------------------------------------------------------------------
 
@@ -61,19 +88,11 @@ class Sweeper:
             await asyncio.sleep(self.every)
 
     async def sweep(self) -> None:
-        await self._heartbeat()
         await self._expire()
         await self._recover()
         for approval_id in await self.store.sendable():
             self.executor.send_later(approval_id)
         await self.finish_stuck()
-
-    async def _heartbeat(self) -> None:
-        """The lease outlives a missed beat or two: renewed every third of it."""
-        now = time.monotonic()
-        if now - self._beat_at >= self.store.lease / 3:
-            await self.store.heartbeat()
-            self._beat_at = now
 
     async def _expire(self) -> None:
         for approval_id in await self.store.due_for_expiry(utcnow()):

@@ -9,6 +9,7 @@ from mitmproxy.test import taddons
 
 from proxy_addon.hold import HoldAddons
 from review_api import Decision, Status
+from review_api.store import SqliteStore
 from tests.holding import (
     Upstream,
     build,
@@ -99,3 +100,50 @@ async def test_running_renews_the_lease_and_starts_sweeping(parts: HoldAddons,
         Status.executed)
     await parts.sweeper.done()
     assert len(upstream.writes) == 1
+
+
+async def test_a_slow_sweep_keeps_the_lease_and_no_other_replica_takes_over(
+        tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lease has a timer of its own: while A's sweep is stuck behind the store for four
+    leases, B never sends the write A's agent waits for, nor ends A's in-flight send."""
+    path = tmp_path / "replicas.sqlite3"
+    store_a, store_b = SqliteStore(path, lease=0.6), SqliteStore(path, lease=0.6)
+    await store_a.open()
+    await store_b.open()  # a second process on the file: A's lease row is reset until it beats
+    a, _, client = await build(path, upstream.port, settings(hold_timeout=10), store_a)
+    stuck = asyncio.Event()
+
+    async def slow_expiry(now: object) -> list[str]:
+        stuck.set()
+        await asyncio.sleep(3.0)
+        return []
+
+    monkeypatch.setattr(store_a, "due_for_expiry", slow_expiry)
+    with taddons.context(*a.addons):
+        waiting_flow, sending_flow = write_flow(scheme=b"http"), write_flow(
+            scheme=b"http", body=b'{"ticket": {"status": "pending"}}')
+        agents = [asyncio.ensure_future(run_hook(a.hold, flow))
+                  for flow in (waiting_flow, sending_flow)]
+        waiting = await first_pending(store_a)
+        sending = await first_pending(store_a, besides=(waiting.id,))
+        for approval_id in (waiting.id, sending.id):
+            await store_b.decide(approval_id, Decision.approve, "bob", None)
+        assert await store_a.claim_for_sending(sending.id, agent_here=True)  # A's send, under way
+        await a.sweeper.running()
+        await stuck.wait()
+        for _ in range(12):  # 2.4 s, four leases, all inside one sweep
+            assert await store_b.sendable() == []
+            assert await store_b.recover_in_flight() == []
+            await asyncio.sleep(0.2)
+        await a.sweeper.done()
+        await asyncio.sleep(0.8)  # no timer any more: now the lease runs out
+        assert await store_b.sendable() == [waiting.id]
+        assert await store_b.recover_in_flight() == [sending.id]
+        for flow in (waiting_flow, sending_flow):
+            a.hold.client_disconnected(flow.client_conn)
+        await asyncio.gather(*agents)
+    assert upstream.writes == []
+    await a.executor.close()
+    await client.close()
+    for store in (store_a, store_b):
+        await store.close()
