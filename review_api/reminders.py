@@ -15,7 +15,7 @@ import logging
 from datetime import datetime, timedelta
 
 from review_api.models import Approval, Status, utcnow
-from review_api.store.base import ApprovalStore
+from review_api.store.base import ApprovalStore, NotFound
 
 logger = logging.getLogger("hitl_proxy")
 SWEEP_EVERY = 2.0  # seconds between sweeps: a reminder is at most this late
@@ -58,8 +58,11 @@ class Reminders:
             for event, detail in due(approval, now):
                 if (approval.id, event) in self._done:
                     continue
-                if await self.store.note_escalation(approval.id, event, detail):
-                    recorded.append((approval.id, event))
+                try:
+                    if await self.store.note_escalation(approval.id, event, detail):
+                        recorded.append((approval.id, event))
+                except NotFound:
+                    pass  # gone since the list was read: nothing to remind of
                 self._done.add((approval.id, event))
         return recorded
 
