@@ -15,7 +15,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from review_api.models import parse_moment
 
+READS = ("GET", "HEAD", "OPTIONS")  # with decision "passed": what went through as a read
 DECISIONS = ("passed", "held", "allowed", "denied", "refused", "proxy")
 RISK_FLAGS = ("money", "customer_facing", "destructive")
 RISK_LEVELS = ("low", "medium", "high")
@@ -147,6 +148,7 @@ class TrafficFilter:
     """Every field given must match; a tuple matches any of its values."""
 
     agent: tuple[str, ...] = ()
+    no_agent: bool = False  # only requests no agent was named for
     host: tuple[str, ...] = ()
     system: tuple[str, ...] = ()
     object_type: tuple[str, ...] = ()
@@ -184,6 +186,8 @@ class TrafficFilter:
             if values:
                 clauses.append(f"t.{column} IN ({', '.join(p for _ in values)})")
                 params.extend(value.lower() if column == "host" else value for value in values)
+        if self.no_agent:
+            clauses.append("t.agent IS NULL")
         for column in ("record_id", "approval_id", "source"):
             if (value := getattr(self, column)) is not None:
                 clauses.append(f"t.{column} = {p}")
@@ -368,6 +372,20 @@ class TrafficStore(ABC):
             if len(entries) < page:
                 return
             after = entries[-1]["id"]
+
+    async def recent_reads(self, agent: str | None, before: str, within: float,
+                           limit: int = 20) -> list[TrafficEntry]:
+        """What the agent looked at in the `within` seconds before `before` (a held write's
+        created_at), newest first: reads the proxy passed, by the same agent (None: by
+        requests no agent was named for). A reviewer weighs a write by what it was based on.
+        """
+        until = parse_moment(before)
+        since = datetime.fromisoformat(until) - timedelta(seconds=max(within, 0.0))
+        where = TrafficFilter(agent=(agent,) if agent is not None else (),
+                              no_agent=agent is None, method=READS, decision=("passed",),
+                              since=parse_moment(since.isoformat()), until=until)
+        found = await self.query(where, limit=limit, newest_first=True)
+        return [TrafficEntry.model_validate(item) for item in found]
 
     @abstractmethod
     async def size(self) -> int:

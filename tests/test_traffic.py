@@ -10,7 +10,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -121,6 +121,40 @@ async def test_filters_match_what_they_say(store: TrafficStore) -> None:
     assert await agents(since=(NOW - timedelta(minutes=35)).isoformat(),
                         until=(NOW - timedelta(minutes=20)).isoformat()) == ["a"]
     assert await agents(system=("Stripe",), agent=("a",)) == []
+
+
+async def test_recent_reads_are_the_agents_passed_reads_before_the_write_newest_first(
+        store: TrafficStore) -> None:
+    await store.append([
+        row(30, record_id="too-old"),
+        row(9, record_id="1", object_type="ticket", system="Zendesk"),
+        row(8, record_id="other-agent", agent="billing-bot"),
+        row(7, record_id="a-write", method="PUT", decision="held"),
+        row(6, record_id="refused", decision="refused", status=403),
+        row(5, record_id="2", method="HEAD"),
+        row(4, record_id="anonymous", agent=None),
+        row(3, record_id="a-post-read", method="POST"),
+        row(2, record_id="3", method="OPTIONS"),
+        row(-1, record_id="after-the-write"),
+    ])
+    before = NOW.isoformat()
+
+    found = await store.recent_reads("triage-bot", before, within=600)
+
+    assert [entry.record_id for entry in found] == ["3", "2", "1"]
+    assert (found[-1].system, found[-1].object_type, found[-1].at) == (
+        "Zendesk", "ticket", parse_moment((NOW - timedelta(minutes=9)).isoformat()))
+    assert [e.record_id for e in await store.recent_reads("triage-bot", before, 600, limit=2)
+            ] == ["3", "2"]
+    # An agent nobody named: the reads nobody was named for, not every agent's.
+    assert [e.record_id for e in await store.recent_reads(None, before, 600)] == ["anonymous"]
+    # `before` in another spelling of the same moment (Z, another offset) reads the same.
+    later = (NOW + timedelta(minutes=2)).astimezone(timezone(timedelta(hours=1)))
+    assert [e.record_id for e in await store.recent_reads(
+        "triage-bot", later.isoformat(), within=12 * 60)] == ["after-the-write", "3", "2", "1"]
+    assert [e.record_id for e in await store.recent_reads(
+        "triage-bot", "2026-11-25T12:00:00Z", within=150)] == ["3"]
+    assert await store.recent_reads("triage-bot", "2026-11-25T12:00:00Z", within=0) == []
 
 
 async def test_pages_follow_the_cursor_both_ways(store: TrafficStore) -> None:
