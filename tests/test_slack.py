@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +17,20 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from review_api.auth import Reviewer
+from review_api.auth import Reviewer, Reviewers
 from review_api.feed import ChangeFeed
 from review_api.models import (
     Approval,
     Change,
     Context,
     Decision,
+    IdentityField,
     Parameter,
     Proposal,
     Risk,
     RiskLevel,
     Status,
+    utcnow,
 )
 from review_api.slack import (
     PATH,
@@ -59,6 +62,7 @@ from review_api.slack.blocks import (
     ButtonRef,
     held_message,
 )
+from review_api.store.base import Away
 from review_api.store.sqlite import SqliteStore
 from tests.fakes.server import HTTPSFake
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, User, block_kit_problem
@@ -120,8 +124,8 @@ class Rig:
         self.settings = settings_for(port, **settings)
         self.api = SlackApi(self.settings)
         self.poster = SlackPoster(self.api, self.settings, REVIEW_URL, store)
-        self.approvals = SlackApprovals(self.settings, REVIEWERS, store, self.api, self.poster,
-                                        InMemoryReplayGuard(), owners=owners)
+        self.approvals = SlackApprovals(self.settings, Reviewers(REVIEWERS), store, self.api,
+                                        self.poster, owners=owners)  # the store's replay guard
 
     async def hold(self, **fields: Any) -> tuple[Approval, MessageRef]:
         approval = await self.store.create(proposal(**fields))
@@ -323,21 +327,39 @@ async def test_a_user_of_another_workspace_is_refused_when_the_team_is_set() -> 
 async def test_check_decision_applies_routing_fingerprint_and_self_approval(
         store: SqliteStore) -> None:
     limit = SlackDecisionLimit()
-    alice, _, carol = REVIEWERS
+    alice, bob, carol = REVIEWERS
+    reviewers = Reviewers(REVIEWERS)
+
+    def check(approval: Approval, who: Reviewer, fingerprint: str, decision: Decision,
+              owners: dict[str, str] | None = None, away: list[Away] | None = None,
+              ) -> Refused | None:
+        return check_decision(approval, who, fingerprint, decision, limit, now=utcnow(),
+                              away=away or [], reviewers=reviewers, owners=owners).why
+
     approval = await store.create(proposal())
-    assert check_decision(approval, alice, approval.fingerprint, Decision.approve, limit) is None
-    assert check_decision(approval, carol, approval.fingerprint, Decision.approve,
-                          limit)[0] is Refused.not_routed
-    assert check_decision(approval, alice, "b" * 64, Decision.approve,
-                          limit)[0] is Refused.stale_fingerprint
+    assert check(approval, alice, approval.fingerprint, Decision.approve) is None
+    assert check(approval, carol, approval.fingerprint, Decision.approve) is Refused.not_routed
+    assert check(approval, alice, "b" * 64, Decision.approve) is Refused.stale_fingerprint
     owners = {"support-bot": "alice"}
-    assert check_decision(approval, alice, approval.fingerprint, Decision.approve, limit,
-                          owners)[0] is Refused.self_approval
-    assert check_decision(approval, alice, approval.fingerprint, Decision.reject, limit,
-                          owners) is None  # stopping one's own agent is always allowed
+    assert check(approval, alice, approval.fingerprint, Decision.approve,
+                 owners) is Refused.self_approval
+    assert check(approval, alice, approval.fingerprint, Decision.reject,
+                 owners) is None  # stopping one's own agent is always allowed
     unrouted = await store.create(proposal(groups=[]))
-    assert check_decision(unrouted, carol, unrouted.fingerprint, Decision.approve,
-                          limit) is None
+    assert check(unrouted, carol, unrouted.fingerprint, Decision.approve) is None
+    # Routing is review_api.routing's: a delegate of an away support reviewer may decide,
+    # and an escalation opens the write to the escalate_to groups.
+    bob_away = [Away("bob", utcnow() + timedelta(days=1), "carol")]
+    found = check_decision(approval, carol, approval.fingerprint, Decision.approve, limit,
+                           now=utcnow(), away=bob_away, reviewers=reviewers)
+    assert found.why is None and found.permission.on_behalf_of == "bob"
+    late = await store.create(proposal().model_copy(update={"escalate_after": 60.0,
+                                                            "escalate_to": ["finance"]}))
+    assert check(late, carol, late.fingerprint, Decision.approve) is Refused.not_routed
+    assert check_decision(late, carol, late.fingerprint, Decision.approve, limit,
+                          now=utcnow() + timedelta(seconds=61), away=[],
+                          reviewers=reviewers).why is None
+    assert bob.groups == ["support"]
 
 
 # -- decisions through the endpoint, against the fake Slack and the store -----------------------
@@ -399,7 +421,7 @@ async def test_refused_interactions_decide_nothing_and_say_why(rig: Rig, case: s
         told = rig.told(user)
         assert told and told[-1] == f"Nothing was decided: {reply.outcome.reason}"
         words = {"unmapped": "not mapped to a reviewer",
-                 "outside_group": "routed to support; carol is in none of them",
+                 "outside_group": "routed to ['support']; carol is in none of them",
                  "stale_fingerprint": "earlier version"}[case]
         assert words in told[-1]
 
@@ -586,6 +608,79 @@ async def test_a_write_decided_before_it_was_posted_is_not_posted(rig: Rig) -> N
     decided = await rig.store.decide(approval.id, Decision.approve, "alice", None)
     await rig.poster.show(decided)
     assert rig.slack.calls.of("chat.postMessage") == []
+
+
+async def test_the_message_shows_which_record_and_what_started_the_task(
+        store: SqliteStore) -> None:
+    held = proposal().model_copy(update={
+        "identity": [IdentityField(field="subject", label="Subject", value="Refund <!here>"),
+                     IdentityField(field="requester.email", label="Requester", value=None)],
+        "context": Context(reason="customer asked", agent="support-bot",
+                           trigger="https://acme.zendesk.com/agent/tickets/42")})
+    approval = await store.create(held)
+    message = held_message(approval, "http://x/approvals/1", decide_here=True)
+    text = all_text(message["blocks"])
+    assert "*Subject*\\nRefund &lt;!here&gt;" in text and "*Requester*\\n(none)" in text
+    assert "*Trigger*\\nhttps://acme.zendesk.com/agent/tickets/42" in text
+    assert block_kit_problem(message["blocks"]) is None
+
+
+async def test_a_reminder_replies_in_the_thread_and_an_escalation_reaches_more_channels(
+        rig: Rig) -> None:
+    approval = await rig.store.create(proposal().model_copy(update={
+        "remind_after": 60.0, "escalate_after": 120.0, "escalate_to": ["finance"]}))
+    await rig.poster.show(approval)
+    (ref,) = await rig.poster.refs.of(approval.id)
+    before = await rig.store.last_change()
+    assert await rig.store.note_escalation(approval.id, "reminded", {})
+    assert await rig.store.note_escalation(approval.id, "escalated", {})
+    for change in await rig.store.changes_after(before):
+        await rig.poster.on_change(change)
+    replies = [c for c in rig.slack.calls.of("chat.postMessage") if c.get("thread_ts")]
+    assert [(c["channel"], c["thread_ts"]) for c in replies] == [(ref.channel, ref.ts)] * 2
+    assert "Reminder: waiting 0 min" in replies[0]["text"]
+    assert "Escalated" in replies[1]["text"] and "finance may now decide" in replies[1]["text"]
+    (escalated,) = rig.slack.posted_in("C0FINANCE")
+    assert "Held for review" in escalated.text
+    assert sorted(r.channel for r in await rig.poster.refs.of(approval.id)) == [
+        "C0FINANCE", "C0SUPPORT"]
+    # Now finance decides it from its own channel; both messages show the outcome.
+    late = utcnow() + timedelta(seconds=121)
+    assert check_decision(approval, REVIEWERS[2], approval.fingerprint, Decision.approve,
+                          SlackDecisionLimit(), now=late, away=[],
+                          reviewers=Reviewers(REVIEWERS)).why is None
+    decided = await rig.store.decide(approval.id, Decision.approve, "carol", None, via="page")
+    await rig.poster.show(decided)
+    for message in (rig.slack.message(ref.channel, ref.ts), escalated):
+        assert "Approved* by carol on the review page" in all_text(message.blocks)
+
+
+async def test_a_delegate_decides_in_slack_for_the_reviewer_away(rig: Rig) -> None:
+    approval, ref = await rig.hold()
+    await rig.store.set_away("alice", utcnow() + timedelta(days=1), "carol")
+    reply = await rig.click(ref, APPROVE_ACTION, "U0CAROL")
+    assert reply.decided is Status.approved
+    entries = {e.event: e for e in await rig.store.audit_entries(approval.id)}
+    assert entries["approved"].actor == "carol" and entries["approved"].detail["via"] == "slack"
+    assert entries["delegated_vote"].detail == {"on_behalf_of": "alice", "decision": "approve",
+                                                "via": "slack"}
+
+
+async def test_a_replay_to_another_replica_is_refused(rig: Rig, tmp_path: Path) -> None:
+    other = SqliteStore(tmp_path / "hitl.sqlite3")  # a second instance on the same database
+    await other.open()
+    try:
+        there = SlackApprovals(rig.settings, Reviewers(REVIEWERS), other, rig.api,
+                               SlackPoster(rig.api, rig.settings, REVIEW_URL, other))
+        approval, ref = await rig.hold()
+        body = rig.slack.form(rig.slack.click(ref.channel, ref.ts, APPROVE_ACTION, "U0ALICE"))
+        headers = rig.slack.sign(body)
+        assert (await rig.approvals.handle(headers, body)).decided is Status.approved
+        again = await there.handle(headers, body)
+        assert isinstance(again.outcome, Refusal) and again.outcome.why is Refused.replay
+        assert [v.reviewer for v in (await other.get(approval.id)).votes] == ["alice"]
+    finally:
+        await other.close()
 
 
 # -- the fake Slack's own answers, as Slack documents them --------------------------------------

@@ -5,8 +5,10 @@ as on the page; the message updated in place wherever the decision was taken.
 - `settings`: `notifications.slack` (tokens, channels, users, what Slack may decide)
 - `blocks`: the Block Kit messages and the reject modal
 - `interactions`: signature, replay, payload -> typed decision request or refusal; the checks
+  (routing's `permission`, the fingerprint, the risk limit)
 - `api`: the Web API calls (slack_sdk `WebClient`)
-- `poster`: posts and updates messages, following the change feed
+- `poster`: posts and updates messages, following the change feed; `SlackFollower` runs it
+  as an addon
 - `endpoint`: the interactivity route, tying the above to the store
 """
 
@@ -21,21 +23,15 @@ from review_api.slack.interactions import (
     Refused,
     ReplayGuard,
     SlackInteractions,
+    StoreReplayGuard,
     check_decision,
 )
-from review_api.slack.poster import (
-    DecisionOrigins,
-    InMemoryDecisionOrigins,
-    InMemoryMessageRefs,
-    MessageRefs,
-    SlackPoster,
-)
+from review_api.slack.poster import MessageRefs, SlackFollower, SlackPoster
 from review_api.slack.settings import SlackDecisionLimit, SlackSettings
 
 __all__ = [
-    "PATH", "DecisionOrigins", "DecisionRequest", "Ignored", "InMemoryDecisionOrigins",
-    "InMemoryMessageRefs", "InMemoryReplayGuard", "MessageRef", "MessageRefs", "NoteRequest",
-    "Refusal", "Refused", "ReplayGuard", "SlackApi", "SlackApprovals", "SlackDecisionLimit",
-    "SlackError", "SlackInteractions", "SlackPoster", "SlackReply", "SlackSettings",
-    "check_decision",
+    "PATH", "DecisionRequest", "Ignored", "InMemoryReplayGuard", "MessageRef", "MessageRefs",
+    "NoteRequest", "Refusal", "Refused", "ReplayGuard", "SlackApi", "SlackApprovals",
+    "SlackDecisionLimit", "SlackError", "SlackFollower", "SlackInteractions", "SlackPoster",
+    "SlackReply", "SlackSettings", "StoreReplayGuard", "check_decision",
 ]

@@ -65,11 +65,13 @@ class SlackApi:
         except (SlackClientError, OSError) as exc:
             raise SlackError(method, repr(exc)) from None
 
-    async def post_message(self, channel: str, text: str,
-                           blocks: list[dict[str, Any]]) -> MessageRef:
-        """chat.postMessage; the channel in the answer is the id, even if a name was given."""
+    async def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]], *,
+                           thread_ts: str | None = None) -> MessageRef:
+        """chat.postMessage (a reply in the thread of `thread_ts` if given); the channel in
+        the answer is the id, even if a name was given."""
+        thread = {} if thread_ts is None else {"thread_ts": thread_ts}
         answer = await self._call("chat.postMessage", channel=channel, text=text, blocks=blocks,
-                                  unfurl_links=False, unfurl_media=False)
+                                  unfurl_links=False, unfurl_media=False, **thread)
         return MessageRef(str(answer["channel"]), str(answer["ts"]))
 
     async def update(self, ref: MessageRef, text: str, blocks: list[dict[str, Any]]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from review_api.models import Approval, Change, Status
+from review_api.models import Approval, Change, Status, utcnow
 
 MAX_BLOCKS = 50  # per message
 MAX_SECTION_TEXT = 3000
@@ -147,12 +147,13 @@ def _detail_blocks(approval: Approval) -> list[dict[str, Any]]:
     context = approval.context
     facts += [(label, value) for label, value in (("Agent", context.agent),
                                                   ("Task", context.task)) if value]
-    blocks: list[dict[str, Any]] = [{
-        "type": "section",
-        "fields": [{"type": "mrkdwn",
-                    "text": cut(f"*{label}*\n{escape(str(value))}", MAX_FIELD_TEXT)}
-                   for label, value in facts[:MAX_FIELDS]],
-    }]
+    blocks: list[dict[str, Any]] = [_fields(facts)]
+    # Which record this is, to a person (a ticket's subject, an invoice's number): an id
+    # alone does not tell the reviewer whether it is the customer they think.
+    identity = [(field.label, field.value if field.value is not None else "(none)")
+                for field in approval.identity]
+    if identity:
+        blocks.append(_fields(identity))
     if approval.changes:
         lines = [_change_line(change) for change in approval.changes]
         blocks.append(_section("*Changes*\n" + _lines_within(
@@ -166,10 +167,19 @@ def _detail_blocks(approval: Approval) -> list[dict[str, Any]]:
         blocks.append(_context(f"Old values unknown: {escape(approval.old_values.reason or '')}"))
     if context.reason:
         blocks.append(_section(f"*Reason*\n{escape(context.reason)}"))
+    if context.trigger:
+        blocks.append(_section(f"*Trigger*\n{escape(context.trigger)}"))
     if approval.risk.reasons:
         reasons = "; ".join(escape(reason) for reason in approval.risk.reasons)
         blocks.append(_context(f"*{approval.risk.level.value.capitalize()} risk:* {reasons}"))
     return blocks
+
+
+def _fields(facts: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"type": "section",
+            "fields": [{"type": "mrkdwn",
+                        "text": cut(f"*{escape(label)}*\n{escape(str(value))}", MAX_FIELD_TEXT)}
+                       for label, value in facts[:MAX_FIELDS]]}
 
 
 def _button(text: str, action_id: str, **more: Any) -> dict[str, Any]:
@@ -257,6 +267,24 @@ def outcome_message(approval: Approval, link: str, *, via: str | None) -> Messag
               {"type": "actions", "block_id": ACTIONS_BLOCK,
                "elements": [_button("Open", OPEN_ACTION, url=link)]}]
     return _message(f"{outcome}: {title(approval)}", blocks)
+
+
+def _waited(approval: Approval, now: datetime) -> str:
+    minutes = max(0, int((now - approval.created_at).total_seconds() // 60))
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def nudge_text(approval: Approval, event: str, now: datetime | None = None) -> str:
+    """The thread reply of a reminder or an escalation (plain mrkdwn, no buttons: the
+    message above keeps them)."""
+    waited = _waited(approval, now or utcnow())
+    if event == "escalated":
+        groups = ", ".join(escape(group) for group in approval.escalate_to) or "more reviewers"
+        return (f":rotating_light: Escalated: waiting {waited} for review; "
+                f"{groups} may now decide it too.")
+    return f":alarm_clock: Reminder: waiting {waited} for review."
 
 
 def _message(text: str, blocks: list[dict[str, Any]]) -> Message:

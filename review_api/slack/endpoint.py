@@ -1,5 +1,7 @@
 """The interactivity endpoint (Slack app > Interactivity > Request URL): verify, decide
-through the store like the page does, and tell the Slack user what happened.
+through the store like the page does (routing's permission, `bulk.record_decision`,
+`via="slack"`), and tell the Slack user what happened. Every piece of state it keeps (seen
+signatures, message refs) is in the store, so any replica may answer any click.
 
 Slack wants an answer within three seconds and shows nothing of a block_actions answer's
 body, so refusals are told with chat.postEphemeral; inside the note modal they are shown as
@@ -16,12 +18,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from review_api.auth import Reviewer
-from review_api.models import Decision, Status
+from review_api.auth import Reviewer, Reviewers
+from review_api.bulk import record_decision
+from review_api.models import Approval, Decision, Status, utcnow
 from review_api.slack.api import SlackApi, SlackError
 from review_api.slack.blocks import MAX_NOTE_CHARS, NOTE_BLOCK, reject_modal
 from review_api.slack.interactions import (
     MAX_BODY,
+    Check,
     DecisionRequest,
     Ignored,
     NoteRequest,
@@ -30,6 +34,7 @@ from review_api.slack.interactions import (
     Refused,
     ReplayGuard,
     SlackInteractions,
+    StoreReplayGuard,
     check_decision,
 )
 from review_api.slack.poster import SlackPoster
@@ -51,16 +56,27 @@ class SlackReply:
 
 
 class SlackApprovals:
-    def __init__(self, settings: SlackSettings, reviewers: list[Reviewer],
+    """`replay` defaults to the store's seen signatures, shared by every replica."""
+
+    def __init__(self, settings: SlackSettings, reviewers: Reviewers,
                  store: ApprovalStore, api: SlackApi, poster: SlackPoster,
-                 replay: ReplayGuard, *, owners: Owners | None = None) -> None:
+                 replay: ReplayGuard | None = None, *, owners: Owners | None = None) -> None:
         self._settings = settings
+        self._reviewers = reviewers
         self._store = store
         self._api = api
         self._poster = poster
-        self._owners = owners or {}
-        self.interactions = SlackInteractions(settings, reviewers, replay,
+        self._owners = dict(owners or {})
+        self.interactions = SlackInteractions(settings, list(reviewers),
+                                              replay or StoreReplayGuard(store),
                                               email_of=api.email_of)
+
+    async def _check(self, approval: Approval, reviewer: Reviewer, fingerprint: str,
+                     decision: Decision) -> Check:
+        return check_decision(approval, reviewer, fingerprint, decision,
+                              self._settings.decide_in_slack_up_to, now=utcnow(),
+                              away=await self._store.away(), reviewers=self._reviewers,
+                              owners=self._owners)
 
     async def endpoint(self, request: Request) -> Response:
         """Starlette route: `Route(PATH, slack.endpoint, methods=["POST"])`."""
@@ -93,10 +109,9 @@ class SlackApprovals:
         except NotFound:
             return await self._refuse(Refusal(Refused.missing,
                                               f"no approval {ask.ref.approval_id}", ask.where))
-        problem = check_decision(approval, ask.reviewer, ask.ref.fingerprint, Decision.reject,
-                                 self._settings.decide_in_slack_up_to, self._owners)
-        if problem is not None:
-            return await self._refuse(Refusal(problem[0], problem[1], ask.where))
+        check = await self._check(approval, ask.reviewer, ask.ref.fingerprint, Decision.reject)
+        if check.why is not None:
+            return await self._refuse(Refusal(check.why, check.reason or "", ask.where))
         try:
             await self._api.open_view(ask.trigger_id, reject_modal(
                 ask.ref, ask.where.channel, ask.where.message_ts, approval))
@@ -111,22 +126,23 @@ class SlackApprovals:
             return await self._refuse(Refusal(Refused.missing, f"no approval "
                                               f"{wanted.approval_id}", wanted.where,
                                               wanted.in_modal))
-        problem = check_decision(approval, wanted.reviewer, wanted.fingerprint,
-                                 wanted.decision, self._settings.decide_in_slack_up_to,
-                                 self._owners)
-        if problem is not None:
-            return await self._refuse(Refusal(problem[0], problem[1], wanted.where,
+        check = await self._check(approval, wanted.reviewer, wanted.fingerprint,
+                                  wanted.decision)
+        if check.why is not None:
+            return await self._refuse(Refusal(check.why, check.reason or "", wanted.where,
                                               wanted.in_modal))
         name = wanted.reviewer.name
         note = wanted.note[:MAX_NOTE_CHARS] if wanted.note else None
         try:
-            decided = await self._store.decide(approval.id, wanted.decision, name, note)
+            decided = await record_decision(self._store, wanted.reviewer, approval,
+                                            wanted.decision, note, check.permission,
+                                            via="slack")
         except Conflict as exc:
             return await self._refuse(Refusal(Refused.conflict, exc.reason, wanted.where,
                                               wanted.in_modal))
-        # After the vote, never before: a refused vote must not label a later one. The feed
-        # may show the decision first without it; the show() below corrects the label.
-        await self._poster.origins.record(approval.id, name, "slack")
+        except NotFound:
+            return await self._refuse(Refusal(Refused.missing, f"no approval {approval.id}",
+                                              wanted.where, wanted.in_modal))
         logger.info("approval %s: %s by %s in Slack (%s)", approval.id, wanted.decision.value,
                     name, wanted.where.slack_user)
         if decided.status is Status.pending:
@@ -134,7 +150,9 @@ class SlackApprovals:
             await self._tell(wanted.where.channel, wanted.where.slack_user,
                              f"Your approval of {decided.id} is counted: {approvers} of "
                              f"{decided.quorum}.")
-        await self._poster.show(decided)
+        # The feed updates the message too (on whichever replica claims the change); this
+        # shows the clicker the outcome at once. It never posts: the held change does.
+        await self._poster.show(decided, post=False)
         return SlackReply(200, None, wanted, decided.status)
 
     async def _refuse(self, refusal: Refusal) -> SlackReply:

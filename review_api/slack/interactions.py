@@ -1,9 +1,11 @@
 """Slack's interaction requests (button clicks, the reject modal's submission) turned into
 typed decision requests, or refused with a reason to show.
 
-Nothing here touches the store: `SlackInteractions.parse` verifies and reads a request,
-`check_decision` applies routing, the risk limit, the self-approval rule and the fingerprint
-to an approval as stored. `review_api.slack.endpoint` puts them together with the store.
+`SlackInteractions.parse` verifies and reads a request (its replay guard is the one piece of
+state, the store's for replicas); `check_decision` applies routing
+(`review_api.routing.permission`: groups, escalation, delegation, the owner rule), the risk
+limit and the fingerprint to an approval as stored. `review_api.slack.endpoint` puts them
+together with the store.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from urllib.parse import parse_qs
 
 from slack_sdk.signature import SignatureVerifier
 
-from review_api.auth import Reviewer
+from review_api.auth import Reviewer, Reviewers
 from review_api.models import Approval, Decision, Status
+from review_api.routing import Permission, permission
 from review_api.slack.blocks import (
     APPROVE_ACTION,
     NOTE_BLOCK,
@@ -32,6 +36,7 @@ from review_api.slack.blocks import (
     ButtonRef,
 )
 from review_api.slack.settings import SlackDecisionLimit, SlackSettings
+from review_api.store.base import ApprovalStore, Away
 
 WINDOW = 300.0  # Slack's own advice: refuse requests whose timestamp is over five minutes off
 MAX_BODY = 64 * 1024  # a block_actions payload with our message is a few KiB
@@ -112,8 +117,8 @@ class ReplayGuard(ABC):
     """Signatures already used, for as long as their timestamp is inside the window.
 
     A signature covers the timestamp and the body, so within the window it names one request.
-    Replicas behind one load balancer must share this (a table keyed by signature with an
-    expiry, insert-or-fail): the in-memory one is for a single process.
+    Replicas behind one load balancer share it: `StoreReplayGuard` keeps the signatures in
+    the store; the in-memory one serves a single process (and the tests of parsing).
     """
 
     @abstractmethod
@@ -351,26 +356,53 @@ def _note(view: dict[str, object]) -> str | None:
 Owners = Mapping[str, str]  # agent name -> the reviewer who runs it
 
 
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What `check_decision` found: `why` None when the vote may be cast; `permission` is
+    routing's answer (its `on_behalf_of` names an away reviewer a delegate acts for)."""
+
+    why: Refused | None
+    reason: str | None
+    permission: Permission
+
+
 def check_decision(approval: Approval, reviewer: Reviewer, fingerprint: str,
-                   decision: Decision, limit: SlackDecisionLimit,
-                   owners: Owners | None = None) -> tuple[Refused, str] | None:
-    """The checks the page applies, plus Slack's own: None when the reviewer may cast this
-    vote from Slack, else why not. Quorum and a repeated vote are the store's (`decide`)."""
+                   decision: Decision, limit: SlackDecisionLimit, *, now: datetime,
+                   away: list[Away], reviewers: Reviewers,
+                   owners: Owners | None = None) -> Check:
+    """May the reviewer cast this vote from Slack? Who may decide is
+    `review_api.routing.permission`'s answer, as on every other path; Slack adds the
+    fingerprint (the button's write must be the one stored) and the risk limit. Quorum and a
+    repeated vote are the store's (`decide`)."""
+    denied = Permission(False, None, None)
     if not hmac.compare_digest(approval.fingerprint.encode(), fingerprint.encode()):
-        return (Refused.stale_fingerprint, f"this button is for an earlier version of "
-                f"{approval.id}: the write was changed or replaced; open it on the page")
+        return Check(Refused.stale_fingerprint, f"this button is for an earlier version of "
+                     f"{approval.id}: the write was changed or replaced; open it on the page",
+                     denied)
     if approval.status is not Status.pending:
         by = f" by {approval.decided_by}" if approval.decided_by else ""
-        return Refused.not_pending, f"{approval.id} is already {approval.status.value}{by}"
-    if not reviewer.may_decide(approval.reviewer_groups):
-        return (Refused.not_routed, f"{approval.id} is routed to "
-                f"{', '.join(approval.reviewer_groups)}; {reviewer.name} is in none of them")
+        return Check(Refused.not_pending, f"{approval.id} is already "
+                     f"{approval.status.value}{by}", denied)
+    allowed = permission(reviewer, approval, now=now, away=away, reviewers=reviewers,
+                         owners=dict(owners or {}), decision=decision)
+    if not allowed.allowed:
+        # Routed but for the owner rule: a refusal of its own kind.
+        routed = permission(reviewer, approval, now=now, away=away, reviewers=reviewers,
+                            owners={}, decision=decision).allowed
+        return Check(Refused.self_approval if routed else Refused.not_routed,
+                     allowed.reason or "not allowed", allowed)
     if not limit.allows(approval.risk):
-        return (Refused.page_only, f"{approval.id} is decided on the review page: "
-                f"{limit.why_not(approval.risk)}")
-    agent = approval.context.agent
-    if decision is Decision.approve and agent is not None and (
-            agent == reviewer.name or (owners or {}).get(agent) == reviewer.name):
-        return (Refused.self_approval, f"{reviewer.name} runs the agent {agent} that proposed "
-                "this write; another reviewer must approve it")
-    return None
+        return Check(Refused.page_only, f"{approval.id} is decided on the review page: "
+                     f"{limit.why_not(approval.risk)}", allowed)
+    return Check(None, None, allowed)
+
+
+class StoreReplayGuard(ReplayGuard):
+    """The signatures in the store, so every replica behind one load balancer refuses a
+    request another already took."""
+
+    def __init__(self, store: ApprovalStore) -> None:
+        self._store = store
+
+    async def first_use(self, signature: str, expires: float) -> bool:
+        return not await self._store.seen_signature(signature, expires)

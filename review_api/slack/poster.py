@@ -2,72 +2,40 @@
 with the approval: votes, the outcome, who decided and where, and what upstream answered.
 
 Driven by the store's change feed (`follow`), so a decision taken on the page, through the
-API or on another replica updates the message as one taken in Slack does.
+API or on another replica updates the message as one taken in Slack does. Reminders and
+escalations (feed rows "reminded" / "escalated", from `review_api.reminders`) become a reply
+in the message's thread, and an escalation also a message in the escalate_to groups' channels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from review_api.models import Approval, Status
 from review_api.slack.api import MessageRef, SlackApi, SlackError
-from review_api.slack.blocks import Message, held_message, outcome_message
+from review_api.slack.blocks import Message, held_message, nudge_text, outcome_message
 from review_api.slack.settings import SlackSettings
-from review_api.store.base import ApprovalStore, NotFound, StatusChange
+from review_api.store.base import ApprovalStore, NotFound, StatusChange, StoreError
 
 logger = logging.getLogger("hitl_proxy")
 
 
-class MessageRefs(ABC):
-    """Which Slack messages show an approval. For replicas this is a table in the store:
-    `slack_messages(approval_id, channel, ts, PRIMARY KEY (approval_id, channel))`."""
+class MessageRefs:
+    """Which Slack messages show an approval: the store's, so whichever replica takes the
+    next change of an approval updates the message another replica posted."""
 
-    @abstractmethod
-    async def add(self, approval_id: str, ref: MessageRef) -> None: ...
-
-    @abstractmethod
-    async def of(self, approval_id: str) -> list[MessageRef]: ...
-
-
-class InMemoryMessageRefs(MessageRefs):
-    def __init__(self) -> None:
-        self._refs: dict[str, list[MessageRef]] = {}
+    def __init__(self, store: ApprovalStore) -> None:
+        self._store = store
 
     async def add(self, approval_id: str, ref: MessageRef) -> None:
-        self._refs.setdefault(approval_id, []).append(ref)
+        await self._store.save_slack_ref(approval_id, ref.channel, ref.ts)
 
     async def of(self, approval_id: str) -> list[MessageRef]:
-        return list(self._refs.get(approval_id, []))
-
-
-class DecisionOrigins(ABC):
-    """Where each decision was taken ("slack", "page", "api", "cli"), so the message can say.
-
-    Meant to move into the store with the vote itself (a `via` on each vote); until then the
-    Slack endpoint records its own decisions here and the others are read from the decision's
-    audit detail `via` when the app writes one.
-    """
-
-    @abstractmethod
-    async def record(self, approval_id: str, reviewer: str, via: str) -> None: ...
-
-    @abstractmethod
-    async def of(self, approval_id: str, reviewer: str) -> str | None: ...
-
-
-class InMemoryDecisionOrigins(DecisionOrigins):
-    def __init__(self) -> None:
-        self._via: dict[tuple[str, str], str] = {}
-
-    async def record(self, approval_id: str, reviewer: str, via: str) -> None:
-        self._via[(approval_id, reviewer)] = via
-
-    async def of(self, approval_id: str, reviewer: str) -> str | None:
-        return self._via.get((approval_id, reviewer))
+        return [MessageRef(channel, ts) for channel, ts in
+                await self._store.slack_refs(approval_id)]
 
 
 class Follows(Protocol):
@@ -76,53 +44,57 @@ class Follows(Protocol):
     def follow(self, after: int | None = None) -> AsyncIterator[StatusChange]: ...
 
 
-Claim = Callable[[int], Awaitable[bool]]  # e.g. store.claim_delivery: one replica per change
+Claim = Callable[[int], Awaitable[bool]]  # store.claim_delivery(seq, "slack"): one replica
+NUDGES = ("reminded", "escalated")  # change-feed events that are no status change
 
 
 def channels_for(approval: Approval, settings: SlackSettings) -> list[str]:
     """Each routed group's channel, once; the default channel when none of them has one."""
-    found = list(dict.fromkeys(settings.channels[group] for group in approval.reviewer_groups
-                               if group in settings.channels))
+    found = group_channels(approval.reviewer_groups, settings)
     if not found and settings.default_channel is not None:
         found = [settings.default_channel]
     return found
 
 
+def group_channels(groups: list[str], settings: SlackSettings) -> list[str]:
+    return list(dict.fromkeys(settings.channels[group] for group in groups
+                              if group in settings.channels))
+
+
 class SlackPoster:
     def __init__(self, api: SlackApi, settings: SlackSettings, review_url: str,
-                 store: ApprovalStore, *, refs: MessageRefs | None = None,
-                 origins: DecisionOrigins | None = None) -> None:
+                 store: ApprovalStore) -> None:
         self._api = api
         self._settings = settings
         self._review_url = review_url.rstrip("/")
         self._store = store
-        self.refs = refs or InMemoryMessageRefs()
-        self.origins = origins or InMemoryDecisionOrigins()
-        self._lock = asyncio.Lock()  # the feed and the endpoint both show; post once
+        self.refs = MessageRefs(store)
+        # Across replicas a message is posted once because one replica claims each change;
+        # within this one, the feed and the endpoint both show, and this keeps that to one.
+        self._lock = asyncio.Lock()
         self.failures = 0
 
     def link(self, approval_id: str) -> str:
         return f"{self._review_url}/approvals/{approval_id}"
 
     async def via(self, approval: Approval) -> str | None:
-        """Where the deciding vote was cast: our record, else the decision's audit entry."""
+        """Where the deciding vote was cast, from the decision's audit entry (`via`)."""
         if approval.decided_by is None:
             return None
-        if (found := await self.origins.of(approval.id, approval.decided_by)) is not None:
-            return found
         for entry in reversed(await self._store.audit_entries(approval.id)):
             if entry.actor == approval.decided_by and isinstance(entry.detail.get("via"), str):
                 return str(entry.detail["via"])
         return None
 
-    async def show(self, approval: Approval) -> None:
-        """Post a newly held write; update every message of one already posted. A write
-        decided before it was ever posted is not posted: there is nothing left to decide."""
+    async def show(self, approval: Approval, *, post: bool = True) -> None:
+        """Post a newly held write (unless `post` is False); update every message of one
+        already posted. A write decided before it was ever posted is not posted: there is
+        nothing left to decide."""
         async with self._lock:
             refs = await self.refs.of(approval.id)
             if not refs:
-                if approval.status is Status.pending:
-                    await self._post(approval)
+                if post and approval.status is Status.pending:
+                    await self._post(approval, channels_for(approval, self._settings))
                 return
             message = self._message(approval, await self.via(approval))
             for ref in refs:
@@ -140,8 +112,7 @@ class SlackPoster:
                                 page_only_because=limit.why_not(approval.risk))
         return outcome_message(approval, self.link(approval.id), via=via)
 
-    async def _post(self, approval: Approval) -> None:
-        channels = channels_for(approval, self._settings)
+    async def _post(self, approval: Approval, channels: list[str]) -> None:
         if not channels:
             logger.info("approval %s routed to %s: no Slack channel for it", approval.id,
                         approval.reviewer_groups)
@@ -162,7 +133,32 @@ class SlackPoster:
             approval = await self._store.get(change.approval_id)
         except NotFound:
             return
-        await self.show(approval)
+        if change.event in NUDGES:
+            await self.nudge(approval, change.event)
+        else:
+            await self.show(approval)
+
+    async def nudge(self, approval: Approval, event: str) -> None:
+        """A reminder: a reply in each message's thread. An escalation: that reply, and the
+        held message posted to the escalate_to groups' channels, whose reviewers may now
+        decide it. Nothing for a write decided meanwhile."""
+        if approval.status is not Status.pending:
+            return
+        text = nudge_text(approval, event)
+        async with self._lock:
+            refs = await self.refs.of(approval.id)
+            for ref in refs:
+                try:
+                    await self._api.post_message(ref.channel, text, [], thread_ts=ref.ts)
+                except SlackError as exc:
+                    self.failures += 1
+                    logger.warning("Slack %s of %s not posted: %s", event, approval.id, exc)
+            if event == "escalated":
+                posted = {ref.channel for ref in refs}
+                fresh = [channel for channel in group_channels(approval.escalate_to,
+                                                               self._settings)
+                         if channel not in posted]
+                await self._post(approval, fresh)
 
     async def follow(self, feed: Follows, claim: Claim | None = None,
                      after: int | None = None) -> None:
@@ -176,3 +172,35 @@ class SlackPoster:
             except Exception:  # one approval's failure must not stop the rest
                 self.failures += 1
                 logger.exception("Slack update for %s failed", change.approval_id)
+
+
+class SlackFollower:
+    """An addon for its running/done hooks: the poster follows the feed on every replica,
+    from the newest change (history is never re-posted), each change claimed for "slack" so
+    one replica posts or updates per change."""
+
+    def __init__(self, poster: SlackPoster, store: ApprovalStore, feed: Follows) -> None:
+        self.poster = poster
+        self._store = store
+        self._feed = feed
+        self._task: asyncio.Task[None] | None = None
+
+    async def _claim(self, seq: int) -> bool:
+        return await self._store.claim_delivery(seq, consumer="slack")
+
+    async def running(self) -> None:
+        if self._task is not None:
+            return
+        try:
+            after = await self._store.last_change()
+        except StoreError as exc:  # the feed follower catches up once the store is back
+            logger.warning("Slack poster starts without the newest change: %s", exc)
+            after = None
+        self._task = asyncio.create_task(self.poster.follow(self._feed, self._claim, after),
+                                         name="hitl-slack-poster")
+
+    async def done(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
