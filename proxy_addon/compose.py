@@ -13,7 +13,7 @@ from pathlib import Path
 
 from connectors_schemas import Connector, Matcher
 from proxy_addon.agent_auth import AgentAuth
-from proxy_addon.config import HitlConfig, loosening_criteria
+from proxy_addon.config import HitlConfig, agent_owners, loosening_criteria
 from proxy_addon.executor import HoldSettings
 from proxy_addon.guard import ReviewApiGuard
 from proxy_addon.hold import HoldAddons, hold_addons
@@ -26,6 +26,7 @@ from proxy_addon.proposals import ProposalBuilder
 from proxy_addon.resolve import Resolve
 from proxy_addon.sealing import Sealer
 from proxy_addon.settings import CA_BUNDLE_FILE, RunSettings, without_password
+from proxy_addon.simulate import simulator
 from proxy_addon.traffic import TrafficRecorder
 from proxy_addon.upstream import UpstreamClient, combined_ca_bundle
 from proxy_addon.websocket_gate import WebSocketGate
@@ -34,6 +35,7 @@ from review_api.audit import AuditWitness
 from review_api.feed import ChangeFeed
 from review_api.metrics import Metrics
 from review_api.notify import Notifier, Webhook
+from review_api.slack import SlackApi, SlackApprovals, SlackFollower, SlackPoster
 from review_api.store import ApprovalStore
 from review_api.traffic import TrafficStore
 
@@ -52,6 +54,17 @@ class Stores:
 
 
 @dataclass(frozen=True, slots=True)
+class SlackParts:
+    """Slack approvals (notifications.slack): the follower posts and updates messages, the
+    endpoint is served by the review app at POST /slack/interactions."""
+
+    api: SlackApi
+    poster: SlackPoster
+    follower: SlackFollower
+    approvals: SlackApprovals
+
+
+@dataclass(frozen=True, slots=True)
 class Composition:
     """One run's parts. `addons` is in the order mitmproxy must call them (the review app among
     them, for its feed follower); the review server (it needs the bound socket) goes after
@@ -64,6 +77,7 @@ class Composition:
     metrics: Metrics
     options: dict[str, object]  # mitmproxy option updates, applied after the addons are added
     ready: str  # the line printed once the review API listens
+    slack: SlackParts | None = None
 
 
 def compose(settings: RunSettings, config: HitlConfig, connectors: dict[str, Connector],
@@ -92,19 +106,25 @@ def compose(settings: RunSettings, config: HitlConfig, connectors: dict[str, Con
         recorder,
         mcp,
     )
-    review_app = ReviewApp(store, Reviewers(config.reviewers), loosening_criteria(config),
-                           hold.propose_revert, metrics, stores.traffic, feed=feed)
+    reviewers = Reviewers(config.reviewers)
+    owners = agent_owners(config)
+    review_url = config.notifications.review_url or settings.review_url
+    slack = slack_parts(config, store, feed, reviewers, owners, review_url)
+    review_app = ReviewApp(store, reviewers, loosening_criteria(config),
+                           hold.propose_revert, metrics, stores.traffic, feed=feed,
+                           slack_endpoint=slack.approvals.endpoint if slack else None,
+                           simulator=simulator(store), owners=owners)
     notifier = Notifier(
         store,
         [Webhook(h.url, h.format, dict(h.headers)) for h in config.notifications.webhooks],
-        config.notifications.review_url or settings.review_url,
-        feed=feed, on_failure=metrics.webhook_failures.inc)
+        review_url, feed=feed, on_failure=metrics.webhook_failures.inc)
     # Order matters: refusals (proxy authentication, HTTP only, host binding, upgrades) come
     # before the hold; the review API guard sees the address --resolve chose; the traffic
     # recorder comes after the hold, so it records what the hold decided.
     addons: tuple[object, ...] = (
         AuditWitness(store),  # the audit chain's head, logged off the data dir
         notifier,
+        *([slack.follower] if slack else []),  # follows the feed like the notifier
         HttpOnly(config.limits.max_body, config.passthrough_hosts),
         auth,
         RequestHygiene(),
@@ -121,7 +141,21 @@ def compose(settings: RunSettings, config: HitlConfig, connectors: dict[str, Con
     )
     return Composition(addons=addons, hold=hold, review_app=review_app, feed=feed,
                        metrics=metrics, options=mitmproxy_options(settings, config),
-                       ready=ready_line(settings, store, token_note))
+                       ready=ready_line(settings, store, token_note), slack=slack)
+
+
+def slack_parts(config: HitlConfig, store: ApprovalStore, feed: ChangeFeed,
+                reviewers: Reviewers, owners: dict[str, str],
+                review_url: str) -> SlackParts | None:
+    """None without notifications.slack. Everything they keep is in the store, so every
+    replica runs the same parts: one claims each change, any answers a click."""
+    settings = config.notifications.slack
+    if settings is None:
+        return None
+    api = SlackApi(settings)
+    poster = SlackPoster(api, settings, review_url, store)
+    return SlackParts(api, poster, SlackFollower(poster, store, feed),
+                      SlackApprovals(settings, reviewers, store, api, poster, owners=owners))
 
 
 def hold_settings(settings: RunSettings, config: HitlConfig) -> HoldSettings:

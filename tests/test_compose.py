@@ -30,6 +30,7 @@ from proxy_addon.websocket_gate import WebSocketGate
 from review_api import Proposal
 from review_api.audit import AuditWitness
 from review_api.notify import Notifier
+from review_api.slack import SlackFollower
 
 CONNECTORS = load_connectors()
 
@@ -192,3 +193,25 @@ async def test_replicas_of_a_shared_store_must_share_the_seal_key(
         assert opened.approvals.replica != ""
     finally:
         await close_stores(opened)
+
+
+async def test_slack_is_wired_when_configured(tmp_path: Path, stores: Stores) -> None:
+    plain = compose(settings_for(tmp_path), HitlConfig(), CONNECTORS, stores)
+    assert plain.slack is None and SlackFollower not in kinds(plain)
+    config = HitlConfig.model_validate({
+        "reviewers": [{"name": "alice", "token": "alice-token-000000000", "groups": ["support"],
+                       "slack_id": "U0ALICE"}],
+        "agents": [{"name": "bot", "secret": "bot-secret-0000000000", "owner": "alice"}],
+        "notifications": {"slack": {"bot_token": "xoxb-test-token", "signing_secret":
+                                    "test-signing-secret", "channels": {"support": "C0SUP"}}}})
+    composition = compose(settings_for(tmp_path), config, CONNECTORS, stores)
+    assert composition.slack is not None
+    follower = composition.slack.follower
+    order = kinds(composition)
+    assert order[:3] == [AuditWitness, Notifier, SlackFollower]
+    assert follower in composition.addons and follower.poster is composition.slack.poster
+    assert composition.review_app.owners == {"bot": "alice"}
+    paths = {route.path for route in composition.review_app.app.routes}  # type: ignore[attr-defined]
+    assert "/slack/interactions" in paths
+    assert "/slack/interactions" not in {
+        route.path for route in plain.review_app.app.routes}  # type: ignore[attr-defined]
