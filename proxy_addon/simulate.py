@@ -8,6 +8,7 @@ gave it when the write was held, rebuilt from the stored approval: one matcher, 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import yaml
@@ -74,26 +75,38 @@ def rule_predicate(rule: Rule) -> Callable[[Approval], bool]:
 DECIDED = APPROVED | {Status.rejected}
 
 
-async def last_decided(store: ApprovalStore, last: int) -> list[Approval]:
-    """The newest `last` writes a person decided (approved or rejected), oldest first."""
+Visible = Callable[[Approval], bool]
+
+
+async def last_decided(store: ApprovalStore, last: int,
+                       visible: Visible | None = None) -> list[Approval]:
+    """The newest `last` writes a person decided (approved or rejected) and `visible` lets
+    through, oldest first."""
     decided = [a for a in await store.list(limit=10_000_000)
-               if a.status in DECIDED and a.decided_at is not None]
+               if a.status in DECIDED and a.decided_at is not None
+               and (visible is None or visible(a))]
     decided.sort(key=lambda a: a.decided_at or a.created_at)
     return decided[-last:] if last else []
 
 
-async def simulate_rule(store: ApprovalStore, rule: Rule,
-                        last: int = DEFAULT_LAST) -> Simulation:
-    decided = await last_decided(store, last)
+async def simulate_rule(store: ApprovalStore, rule: Rule, last: int = DEFAULT_LAST,
+                        visible: Visible | None = None) -> Simulation:
+    """`visible`: only these approvals count (the page passes the reviewer's own, as the stats
+    do, so a simulation names no write the reviewer may not see)."""
+    decided = await last_decided(store, last, visible)
     return simulate(rule_predicate(rule), decided, await store.audit_entries())
 
 
-def simulator(store: ApprovalStore, last: int = DEFAULT_LAST
-              ) -> Callable[[str], Awaitable[Simulation]]:
-    """ReviewApp's `simulator`: rule YAML -> Simulation; RuleError (a ValueError) for a rule
-    that cannot be used, its message fit for the page."""
+class Simulator(Protocol):
+    def __call__(self, text: str, visible: Visible | None = None) -> Awaitable[Simulation]: ...
 
-    async def run(text: str) -> Simulation:
-        return await simulate_rule(store, parse_rule(text), last)
+
+def simulator(store: ApprovalStore, last: int = DEFAULT_LAST) -> Simulator:
+    """ReviewApp's `simulator`: rule YAML (and optionally which approvals the reviewer may see)
+    -> Simulation; RuleError (a ValueError) for a rule that cannot be used, its message fit
+    for the page."""
+
+    async def run(text: str, visible: Visible | None = None) -> Simulation:
+        return await simulate_rule(store, parse_rule(text), last, visible)
 
     return run

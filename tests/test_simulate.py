@@ -114,6 +114,10 @@ async def test_counts_are_exact_against_a_seeded_history(store: ApprovalStore) -
     nothing = await simulate_rule(store, parse_rule("{match: {system: Stripe}}"))
     assert (nothing.considered, nothing.would_allow, nothing.examples) == (10, 0, [])
     assert (await simulator(store)(TAGS_ONLY)).as_json() == tags.as_json()
+    # The page passes what the reviewer may see: nothing else is counted or named.
+    seen = await simulator(store)(TAGS_ONLY, visible=lambda a: a.record_id != "3")
+    assert (seen.considered, seen.would_allow, seen.rejected) == (9, 6, 1)
+    assert ids["rejected"] not in {e.id for e in seen.examples}
 
 
 @pytest.mark.parametrize(("text", "message"), [
