@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from review_api.metrics import Metrics
 from review_api.models import Approval, Decision, Status, parse_moment, utcnow
 from review_api.openapi import openapi
 from review_api.reminders import SWEEP_EVERY, Reminders
-from review_api.routing import permission, visible
+from review_api.routing import delegators, permission, visible
 from review_api.stats import LooseningCriteria, compute_stats
 from review_api.store import Away, Conflict, NotFound, Store, StoreError
 from review_api.traffic import (
@@ -70,15 +70,15 @@ def _approval_json(approval: Approval) -> dict[str, Any]:
 
 
 def audit_visible(reviewer: Reviewer, approval_id: str | None,
-                  routing: dict[str, list[str]]) -> bool:
+                  routing: dict[str, list[str]], acting_for: Sequence[Reviewer] = ()) -> bool:
     """Who reads an audit entry: the auditor group reads all; others the entries of approvals
-    they may decide (an unrouted approval: anyone). Entries of no approval (writes a rule
-    allowed) belong to no group that decided them: auditors only."""
+    routed to them or to someone away they act for (an unrouted approval: anyone). Entries of
+    no approval (writes a rule allowed) belong to no group that decided them: auditors only."""
     if AUDITOR_GROUP in reviewer.groups:
         return True
     if approval_id is None or approval_id not in routing:
         return False
-    return reviewer.may_decide(routing[approval_id])
+    return any(who.may_decide(routing[approval_id]) for who in (reviewer, *acting_for))
 
 
 async def _newest(store: Store) -> int | None:
@@ -412,11 +412,13 @@ class ReviewApp:
             return bad
         approval_id = request.query_params.get("approval_id")
         routing = await self.store.reviewer_groups()
+        acting_for = delegators(reviewer, now=utcnow(), away=await self.store.away(),
+                                reviewers=self.reviewers)
         if approval_id is not None and (approval_id not in routing or not audit_visible(
-                reviewer, approval_id, routing)):
+                reviewer, approval_id, routing, acting_for)):
             return _error(404, f"no approval {approval_id}")
         entries = [entry for entry in await self.store.audit_entries(approval_id)
-                   if audit_visible(reviewer, entry.approval_id, routing)]
+                   if audit_visible(reviewer, entry.approval_id, routing, acting_for)]
         return JSONResponse({"entries": [entry.model_dump(mode="json") for entry in entries]})
 
     async def stats(self, request: Request) -> Response:

@@ -124,11 +124,14 @@ async def test_single_routes_use_routing_escalation_and_delegation(
         listed = (await sam.get("/api/approvals?status=pending")).json()["approvals"]
         assert [a["id"] for a in listed] == [routed.id]  # delegated: sam sees fin's queue
         answer = await sam.post(f"/api/approvals/{routed.id}/approve", json={"note": "for fin"})
-    assert answer.status_code == 200 and answer.json()["status"] == "approved"
+        assert answer.status_code == 200 and answer.json()["status"] == "approved"
+        trail = await sam.get(f"/api/audit?approval_id={routed.id}")  # fin's, sam acts for fin
+        assert trail.status_code == 200 and "delegated_vote" in trail.text
+        await store.set_away("fin", None, None)
+        assert (await sam.get(f"/api/audit?approval_id={routed.id}")).status_code == 404
     delegated = [e for e in await store.audit_entries(routed.id) if e.event == "delegated_vote"]
     assert [(e.actor, e.detail["on_behalf_of"]) for e in delegated] == [("sam", "fin")]
 
-    await store.set_away("fin", None, None)
     later = await store.create(proposal(2, ["finance"], escalate_after=0.5,
                                         escalate_to=["support"],
                                         context=Context(agent="helpdesk-bot")))
