@@ -1,5 +1,9 @@
 """The reviewer's web page: sign in with a token, a live queue, old beside new, decide, history.
 
+Every decision on the page (one write, or many at once) is checked by `review_api.routing`, as
+the API's and Slack's are: routed groups, escalation, a delegate acting for an away reviewer,
+and nobody approving their own agent's write.
+
 Sessions live in the store (keyed by a hash, never a usable cookie), so a reviewer signed in
 through one replica is signed in on every replica and a restart signs nobody out; signing out
 drops the session everywhere. A session is bound to the reviewer's token as configured: a
@@ -16,9 +20,10 @@ import binascii
 import difflib
 import html
 import json
+import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,8 +36,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.templating import Jinja2Templates
 
 from review_api.auth import Reviewer, Reviewers
+from review_api.bulk import decide_many, record_decision
 from review_api.edits import edit_problem
 from review_api.models import Approval, Decision, Status, utcnow
+from review_api.routing import Permission, permission, visible
+from review_api.stats import LooseningCriteria, compute_stats
 from review_api.store import (
     Conflict,
     NotFound,
@@ -45,6 +53,7 @@ from review_api.traffic import (
     DECISIONS,
     FILTERS,
     REPEATABLE,
+    TrafficError,
     TrafficQuery,
     TrafficStore,
     parse_query,
@@ -56,6 +65,13 @@ SESSION_SECONDS = 12 * 3600
 MAX_SHOWN = 2000  # characters of one value before it is cut for the page
 AUDITOR_GROUP = "auditor"  # reviewers who may read the traffic record
 TRAFFIC_PAGE = 200
+MAX_SELECTED = 500  # writes decided by one form
+LOOKED_AT_SECONDS = 900  # "what the agent looked at": its reads this long before the write
+MAX_RULE_CHARS = 20_000  # a simulated rule's YAML
+# A trigger is a link only when it is plainly a web address: no whitespace or control
+# characters a browser would strip to reveal another scheme (javascript:, data:).
+_WEB_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
+Simulator = Callable[[str], Awaitable[Any]]  # rule YAML -> review_api.simulate.Simulation
 
 
 def approvals_csv(chosen: list[Approval]) -> str:
@@ -128,6 +144,11 @@ def _age(moment: datetime) -> str:
     return f"{seconds}s"
 
 
+def _through(until: datetime) -> str:
+    """The last day an away lasts, as the form asked for it (it ends at the next midnight)."""
+    return (until.astimezone(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%d")
+
+
 def _approvals_of(approval: Approval) -> int:
     return len({v.reviewer for v in approval.votes if v.decision is Decision.approve})
 
@@ -198,6 +219,32 @@ def headline(approval: Approval) -> str:
     return what
 
 
+def trigger_link(trigger: str | None) -> str | None:
+    """The trigger as an href when it is an http(s) URL; anything else is shown as text."""
+    return trigger if trigger and _WEB_URL.fullmatch(trigger) else None
+
+
+def away_until(text: str) -> datetime:
+    """The away form's date: away through that whole day (UTC), back the next morning; a full
+    ISO date and time is taken as it is (UTC when it names no zone)."""
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text) + timedelta(days=1),
+                                datetime.min.time(), UTC)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _before(moment: datetime, earlier: str) -> str:
+    """How long before `moment` a traffic entry's ISO time was, e.g. "3m 5s"."""
+    try:
+        then = datetime.fromisoformat(earlier)
+    except ValueError:
+        return ""
+    seconds = max(0, int((moment - (then if then.tzinfo else then.replace(tzinfo=UTC)))
+                         .total_seconds()))
+    return f"{seconds // 60}m {seconds % 60}s" if seconds >= 60 else f"{seconds}s"
+
+
 def _edits_from(form: dict[str, str]) -> tuple[list[dict[str, Any]], list[str] | None]:
     """Changed values become edits; unticked fields leave the approval partial."""
     edits, included, fields = [], [], []
@@ -243,19 +290,34 @@ def _back(where: str, flash: str, error: bool = False) -> RedirectResponse:
     return RedirectResponse(where + urlencode(params), 303)
 
 
+@dataclass(frozen=True, slots=True)
+class Mine:
+    """An approval a reviewer sees, with what routing says they may do with it now."""
+
+    approval: Approval
+    permission: Permission
+
+
 class ReviewPages:
     def __init__(self, store: Store, reviewers: Reviewers, broadcaster: Broadcaster,
-                 reverter: Any = None, traffic: TrafficStore | None = None) -> None:
+                 reverter: Any = None, traffic: TrafficStore | None = None, *,
+                 criteria: LooseningCriteria | None = None,
+                 simulator: Simulator | None = None,
+                 owners: dict[str, str] | None = None) -> None:
         self.traffic = traffic
         self.reverter = reverter
         self.store = store
         self.reviewers = reviewers
         self.broadcaster = broadcaster
+        self.criteria = criteria or LooseningCriteria()
+        self.simulator = simulator
+        self.owners = dict(owners or {})  # agent name -> the reviewer who owns it
         # Sessions name their reviewer; the config's entry (groups may have changed) decides.
         # Reviewers has no lookup by name yet (requested in auth.py): read its list once.
         self._by_name = {reviewer.name: reviewer for reviewer in reviewers}
         self.templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-        self.templates.env.globals.update(age=_age, approvals_of=_approvals_of)
+        self.templates.env.globals.update(age=_age, approvals_of=_approvals_of,
+                                          through=_through)
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -325,23 +387,56 @@ class ReviewPages:
 
     # -- pages ----------------------------------------------------------------------------------
 
-    async def _mine(self, session: Session, status: Status | None = None) -> list[Approval]:
-        return [a for a in await self.store.list(status, limit=100_000)
-                if session.reviewer.may_decide(a.reviewer_groups)]
+    async def _routing(self, reviewer: Reviewer, approvals: list[Approval]) -> list[Mine]:
+        """The approvals routed to this reviewer now (their groups, escalation, a delegation),
+        each with whether routing lets them approve it (an agent's owner may only reject)."""
+        away, now = await self.store.away(), utcnow()
+        return [Mine(approval, permission(reviewer, approval, now=now, away=away,
+                                          reviewers=self.reviewers, owners=self.owners))
+                for approval in approvals
+                if visible(reviewer, approval, now=now, away=away, reviewers=self.reviewers)]
+
+    async def _mine(self, session: Session, status: Status | None = None) -> list[Mine]:
+        return await self._routing(session.reviewer,
+                                   await self.store.list(status, limit=100_000))
+
+    async def _queue_context(self, session: Session) -> dict[str, Any]:
+        """The queue and the away form: who this reviewer acts for, and whether they are away."""
+        away = await self.store.away()
+        name = session.reviewer.name
+        return {
+            "items": await self._mine(session, Status.pending),
+            "my_away": next((entry for entry in away if entry.reviewer == name), None),
+            "acting_for": [entry for entry in away if entry.delegate == name],
+            "delegates": [r.name for r in self.reviewers if r.name != name],
+        }
 
     async def queue(self, request: Request) -> Response:
         session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
         return self._render(request, "queue.html", session, page="queue",
-                            approvals=await self._mine(session, Status.pending))
+                            **await self._queue_context(session))
 
     async def queue_fragment(self, request: Request) -> Response:
         session = await self._session(request)
         if session is None:
             return HTMLResponse("", 401)
         return self._render(request, "_queue.html", session,
-                            approvals=await self._mine(session, Status.pending))
+                            items=await self._mine(session, Status.pending))
+
+    async def _looked_at(self, approval: Approval) -> dict[str, Any]:
+        """The agent's reads in the minutes before this write, from the traffic record."""
+        if self.traffic is None:
+            return {"off": True, "reads": []}
+        try:
+            reads = await self.traffic.recent_reads(
+                approval.context.agent, before=approval.created_at.isoformat(),
+                within=LOOKED_AT_SECONDS)
+        except TrafficError as exc:
+            return {"problem": str(exc), "reads": []}
+        return {"reads": [{"entry": read, "before": _before(approval.created_at, read.at)}
+                          for read in reads]}
 
     async def detail(self, request: Request) -> Response:
         session = await self._session(request)
@@ -351,9 +446,10 @@ class ReviewPages:
             approval = await self.store.get(request.path_params["approval_id"])
         except NotFound:
             approval = None
-        if approval is None or not session.reviewer.may_decide(approval.reviewer_groups):
+        seen = await self._routing(session.reviewer, [approval]) if approval else []
+        if approval is None or not seen:
             return self._render(request, "queue.html", session, 404, page="queue",
-                                approvals=[], flash="No such approval for you.",
+                                items=[], flash="No such approval for you.",
                                 flash_kind="error")
         body = approval.request.body
         request_text = "\n".join(f"{k}: {v}" for k, v in approval.request.headers.items())
@@ -364,10 +460,15 @@ class ReviewPages:
                     for c in approval.changes if c.kind == "set"]
         return self._render(request, "detail.html", session, page="queue", a=approval,
                             rows=change_rows(approval), headline=headline(approval),
-                            request_text=request_text, editable=editable)
+                            request_text=request_text, editable=editable,
+                            may=seen[0].permission,
+                            trigger_url=trigger_link(approval.context.trigger),
+                            looked_at=await self._looked_at(approval),
+                            looked_minutes=LOOKED_AT_SECONDS // 60)
 
     async def _posted(self, request: Request) -> Posted | Response:
-        """A signed-in reviewer's form about an approval routed to them, or where to go instead."""
+        """A signed-in reviewer's form about an approval routing lets them decide now, or
+        where to go instead."""
         session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
@@ -378,9 +479,14 @@ class ReviewPages:
             found = await self.store.get(request.path_params["approval_id"])
         except NotFound:
             return _back("/?", "No such approval.", error=True)
-        if not session.reviewer.may_decide(found.reviewer_groups):
+        if not await self._routing(session.reviewer, [found]):
             return _back("/?", "That approval is not routed to you.", error=True)
         return session, form, found
+
+    async def _may(self, reviewer: Reviewer, approval: Approval,
+                   decision: Decision) -> Permission:
+        return permission(reviewer, approval, now=utcnow(), away=await self.store.away(),
+                          reviewers=self.reviewers, owners=self.owners, decision=decision)
 
     async def decide(self, request: Request) -> Response:
         posted = await self._posted(request)
@@ -400,15 +506,85 @@ class ReviewPages:
             problem = edit_problem(found, edits, approve_fields)
             if problem:
                 return _back(where, problem, error=True)
+        allowed = await self._may(session.reviewer, found, decision)
+        if not allowed.allowed:
+            return _back(where, allowed.reason or "You may not decide this write.", error=True)
         try:
-            decided = await self.store.decide(found.id, decision, session.reviewer.name, note,
-                                              edits=edits or None,
-                                              approve_fields=approve_fields)
+            decided = await record_decision(self.store, session.reviewer, found, decision,
+                                            note, allowed, via="page", edits=edits or None,
+                                            approve_fields=approve_fields)
         except Conflict as exc:
             return _back(where, exc.reason, error=True)
         text = (f"{decided.status.value.capitalize()}." if decided.status is not Status.pending
                 else "Your approval is counted; it waits for more reviewers.")
         return _back(where, text)
+
+    async def decide_selected(self, request: Request) -> Response:
+        """Many writes at once, one note: each is checked on its own (routing, quorum) by
+        review_api.bulk, and the page says which went through and why the others did not."""
+        session = await self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        form = await self._form(request, session)
+        if isinstance(form, Response):
+            return form
+        ids = list(dict.fromkeys(str(v) for v in (await request.form()).getlist("ids")))
+        try:
+            decision = Decision(form.get("decision", ""))
+        except ValueError:
+            return _back("/?", "Choose approve or reject.", error=True)
+        if not ids:
+            return _back("/?", "Select at least one write first.", error=True)
+        note = form.get("note", "").strip()[:4000] or None
+        # The fingerprint of each write as the page showed it: one edited or replaced since
+        # is not decided unseen.
+        fingerprints = {key[3:]: value for key, value in form.items() if key.startswith("fp.")}
+        results = await decide_many(self.store, session.reviewer, ids[:MAX_SELECTED],
+                                    decision, note, via="page", reviewers=self.reviewers,
+                                    owners=self.owners, fingerprints=fingerprints)
+        shown = {mine.approval.id: mine.approval for mine in await self._routing(
+            session.reviewer, [a for a in [await self._get(r.id) for r in results] if a])}
+        outcomes = [{"result": result, "a": shown.get(result.id),
+                     # Unknown or no longer routed to them: say both, reveal nothing more.
+                     "error": result.error if result.status is not None or result.ok
+                     else "not routed to you (any more), or no such write"}
+                    for result in results]
+        went = sum(result.ok for result in results)
+        summary = (f"{went} of {len(results)} went through"
+                   + (f" ({decision.value}d)." if went else "."))
+        return self._render(request, "queue.html", session, page="queue", outcomes=outcomes,
+                            summary=summary, **await self._queue_context(session))
+
+    async def _get(self, approval_id: str) -> Approval | None:
+        try:
+            return await self.store.get(approval_id)
+        except NotFound:
+            return None
+
+    async def set_away(self, request: Request) -> Response:
+        """Away until a date with a delegate who decides for you meanwhile, or back."""
+        session = await self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        form = await self._form(request, session)
+        if isinstance(form, Response):
+            return form
+        name = session.reviewer.name
+        if form.get("action") == "back":
+            await self.store.set_away(name, None, None)
+            return _back("/?", "Welcome back: writes routed to you are yours again.")
+        try:
+            until = away_until(form.get("until", "").strip())
+        except ValueError:
+            return _back("/?", "Give the date you are away until (YYYY-MM-DD).", error=True)
+        if until <= utcnow():
+            return _back("/?", "That date has passed: give a day from today on.", error=True)
+        delegate = form.get("delegate", "").strip() or None
+        if delegate is not None and (delegate == name or self.reviewers.named(delegate) is None):
+            return _back("/?", "The delegate must be another configured reviewer.", error=True)
+        await self.store.set_away(name, until, delegate)
+        return _back("/?", f"You are away through {_through(until)}"
+                     + (f"; {delegate} decides for you." if delegate else "."))
 
     async def revert(self, request: Request) -> Response:
         posted = await self._posted(request)
@@ -442,7 +618,7 @@ class ReviewPages:
         session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
-        everything = await self._mine(session)
+        everything = [mine.approval for mine in await self._mine(session)]
         params = dict(request.query_params)
         return self._render(
             request, "history.html", session, page="history", f=params,
@@ -454,13 +630,52 @@ class ReviewPages:
         session = await self._session(request)
         if session is None:
             return RedirectResponse("/login", 303)
-        chosen = self._filtered(await self._mine(session), dict(request.query_params))
+        chosen = self._filtered([mine.approval for mine in await self._mine(session)],
+                                dict(request.query_params))
         if request.url.path.endswith(".jsonl"):
             text = "".join(a.model_dump_json() + "\n" for a in chosen)
             return Response(text, media_type="application/x-ndjson", headers={
                 "Content-Disposition": 'attachment; filename="approvals.jsonl"'})
         return Response(approvals_csv(chosen), media_type="text/csv", headers={
             "Content-Disposition": 'attachment; filename="approvals.csv"'})
+
+    # -- stats and "what if this rule were allow" ------------------------------------------------
+
+    async def _stats_context(self, session: Session) -> dict[str, Any]:
+        approvals = [mine.approval for mine in await self._mine(session)]
+        return {"stats": compute_stats(approvals, self.criteria),
+                "simulating": self.simulator is not None}
+
+    async def stats_page(self, request: Request) -> Response:
+        session = await self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        return self._render(request, "stats.html", session, page="stats", rule="",
+                            **await self._stats_context(session))
+
+    async def simulate(self, request: Request) -> Response:
+        """Runs the posted rule over the decided history and shows what it would have let
+        through; a rule that does not parse is shown back with the problem."""
+        session = await self._session(request)
+        if session is None:
+            return RedirectResponse("/login", 303)
+        form = await self._form(request, session)
+        if isinstance(form, Response):
+            return form
+        rule = form.get("rule", "")[:MAX_RULE_CHARS]
+        context = await self._stats_context(session)
+        if self.simulator is None:
+            return self._render(request, "stats.html", session, 503, page="stats", rule=rule,
+                                flash="Simulation needs the proxy running.", flash_kind="error",
+                                **context)
+        try:
+            simulation = await self.simulator(rule)
+        except ValueError as exc:
+            return self._render(request, "stats.html", session, 400, page="stats", rule=rule,
+                                flash=f"Cannot simulate that rule: {exc}", flash_kind="error",
+                                **context)
+        return self._render(request, "stats.html", session, page="stats", rule=rule,
+                            simulation=simulation, **context)
 
     # -- the traffic record, for auditors -------------------------------------------------------
 
