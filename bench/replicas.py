@@ -5,6 +5,7 @@ before the reshape, each measured in one run so only ratios are compared.
     .venv/bin/python -m bench.replicas reads [--clients 1 16 64] [--duration 5] [--rounds 3]
     .venv/bin/python -m bench.replicas sqlite [--before /tmp/main-before] [--writes 200] ...
     .venv/bin/python -m bench.replicas all
+      [--now PATH]  # the tree measured as today's (a worktree of HEAD while others edit this one)
       [--durable]   # PostgreSQL with fsync and synchronous_commit on (the test server has
                     # them off, which flatters it against SQLite)
 
@@ -151,14 +152,15 @@ def summary(timed: list[Timed]) -> dict[str, float]:
 HOLD_ARGS = ("--hold-timeout", "60")
 
 
-def run_approve(processes: Processes, tls: Tls, pg_url: str, writes: int) -> dict[str, Any]:
+def run_approve(processes: Processes, tls: Tls, pg_url: str, writes: int,
+                now: Path = ROOT) -> dict[str, Any]:
     arrivals = processes.work / "arrivals.log"
     arrivals.touch()
     upstream = f"https://127.0.0.1:{processes.upstream(tls, arrivals)}"
     certs = processes.work / "certs-shared"
-    a = processes.hitl(tls, "pg-a", store=pg_url, certs=certs, args=HOLD_ARGS)
-    b = processes.hitl(tls, "pg-b", store=pg_url, certs=certs, args=HOLD_ARGS)
-    lone = processes.hitl(tls, "sqlite", args=HOLD_ARGS)
+    a = processes.hitl(tls, "pg-a", tree=now, store=pg_url, certs=certs, args=HOLD_ARGS)
+    b = processes.hitl(tls, "pg-b", tree=now, store=pg_url, certs=certs, args=HOLD_ARGS)
+    lone = processes.hitl(tls, "sqlite", tree=now, args=HOLD_ARGS)
     cases = {"postgres: held on A, approved on B": (a, b, "ab"),
              "postgres: held and approved on A": (a, a, "aa"),
              "sqlite: held and approved on one process": (lone, lone, "lone")}
@@ -247,13 +249,13 @@ def read_rounds(url: str, setups: dict[str, Setup], clients: list[int], duration
 
 
 def run_reads(processes: Processes, tls: Tls, server: Any, pg_url: str, clients: list[int],
-              duration: float, rounds: int) -> dict[str, Any]:
+              duration: float, rounds: int, now: Path = ROOT) -> dict[str, Any]:
     url = f"https://127.0.0.1:{processes.upstream(tls)}/api/v2/tickets/1.json"
     certs = processes.work / "certs-shared"
     mitm = processes.mitmdump(tls)
-    a = processes.hitl(tls, "reads-pg-a", store=pg_url, certs=certs)
-    b = processes.hitl(tls, "reads-pg-b", store=pg_url, certs=certs)
-    lone = processes.hitl(tls, "reads-sqlite", certs=certs)
+    a = processes.hitl(tls, "reads-pg-a", tree=now, store=pg_url, certs=certs)
+    b = processes.hitl(tls, "reads-pg-b", tree=now, store=pg_url, certs=certs)
+    lone = processes.hitl(tls, "reads-sqlite", tree=now, certs=certs)
     port_of = {proxy.name: int(proxy.url.rsplit(":", 1)[1]) for proxy in (a, b)}
     ports, lb_pid = balancer(processes, {"two": [port_of[a.name], port_of[b.name]],
                                          "one": [port_of[a.name]]})
@@ -289,13 +291,13 @@ def before_tree(path: Path, ref: str) -> Path:
 
 
 def run_sqlite(processes: Processes, tls: Tls, before: Path, clients: list[int],
-               duration: float, rounds: int, writes: int) -> dict[str, Any]:
+               duration: float, rounds: int, writes: int, now_tree: Path = ROOT) -> dict[str, Any]:
     arrivals = processes.work / "arrivals-sqlite.log"
     arrivals.touch()
     port = processes.upstream(tls, arrivals)
     url = f"https://127.0.0.1:{port}/api/v2/tickets/1.json"
     mitm = processes.mitmdump(tls)
-    now = processes.hitl(tls, "sqlite-now", args=HOLD_ARGS)
+    now = processes.hitl(tls, "sqlite-now", tree=now_tree, args=HOLD_ARGS)
     old = processes.hitl(tls, "sqlite-before", tree=before, args=HOLD_ARGS)
     setups = {"mitmproxy": Setup(mitm, ()), "hitl-proxy before": Setup(old, ()),
               "hitl-proxy now": Setup(now, ())}
@@ -346,12 +348,15 @@ def main() -> None:
     parser.add_argument("--before", type=Path, default=Path("/tmp/main-before"))
     parser.add_argument("--before-ref", default=BEFORE_REF)
     parser.add_argument("--durable", action="store_true")
+    parser.add_argument("--now", type=Path, default=ROOT,
+                        help="the tree measured as today's (default: this work tree; a worktree "
+                             "of HEAD when others are editing this one)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hitl-replicas-"))
     tls = Tls.make(work)
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                "args": {k: str(v) for k, v in vars(args).items()},
-                               "now": tree_version(ROOT)}
+                               "now": tree_version(args.now)}
     server = None
     try:
         with Processes(work) as processes:
@@ -361,16 +366,16 @@ def main() -> None:
                     durable(server)
                 results["postgres"] = {"durable": args.durable, "url": pg_url}
             if args.what in ("approve", "all"):
-                results["approve"] = run_approve(processes, tls, pg_url, args.writes)
+                results["approve"] = run_approve(processes, tls, pg_url, args.writes, args.now)
             if args.what in ("reads", "all"):
                 results["reads"] = run_reads(processes, tls, server, pg_url, args.clients,
-                                             args.duration, args.rounds)
+                                             args.duration, args.rounds, args.now)
             if args.what in ("sqlite", "all"):
                 before = before_tree(args.before, args.before_ref)
                 results["before"] = tree_version(before)
                 results["sqlite_vs_before"] = run_sqlite(
                     processes, tls, before, args.clients, args.duration, args.rounds,
-                    args.writes)
+                    args.writes, args.now)
     finally:
         if server is not None:
             server.destroy()
