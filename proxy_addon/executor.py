@@ -75,6 +75,19 @@ def held_write(held: HeldRequest, max_body: int) -> WriteRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Unchecked:
+    """The record could not be fetched again, so whether it changed since review is unknown:
+    not stale, not sent now."""
+
+    reason: str
+
+
+# A write whose record could not be fetched again is tried again after this many seconds,
+# doubling up to the last: each try is a read with the agent's credentials on every replica.
+RETRY_FIRST, RETRY_MOST = 2.0, 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     """Claimed and prepared: send exactly this, now."""
 
@@ -106,6 +119,8 @@ class Executor:
         self.mcp = mcp
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending: set[str] = set()  # approval ids this process is trying to send now
+        # approval id -> (retry no sooner than, the wait after that): a throttle, nothing more
+        self._unchecked: dict[str, tuple[float, float]] = {}
         self._closed = False
 
     # -- the steps both ways share --------------------------------------------------------------
@@ -126,11 +141,16 @@ class Executor:
                 await self.record(approval.id, status_code=None,
                                   error="the stored request does not match what was reviewed")
             return None
+        changed = None if agent_here else await self._changed_since_review(approval, request)
+        if isinstance(changed, Unchecked):
+            await self._defer(approval.id, changed.reason)
+            return None
         if not await self.store.claim_for_sending(approval.id, agent_here=agent_here):
             return Refused(409, "this approval was already sent") if agent_here else None
-        if not agent_here and (stale := await self._changed_since_review(approval, request)):
-            logger.warning("approval %s not sent: %s", approval.id, stale)
-            await self.store.mark_stale(approval.id, stale)
+        self._unchecked.pop(approval.id, None)
+        if changed is not None:
+            logger.warning("approval %s not sent: %s", approval.id, changed)
+            await self.store.mark_stale(approval.id, changed)
             return None
         if not approval.edits and approval.approve_fields is None:
             return Ready(request, edited=False)
@@ -155,8 +175,30 @@ class Executor:
             "fingerprint": fingerprint(write.method, write.url, body), "bytes": len(body)})
         return body
 
-    async def _changed_since_review(self, approval: Approval, held: HeldRequest) -> str | None:
-        """Why the record no longer looks as it did when the reviewer saw it, if it doesn't."""
+    async def _defer(self, approval_id: str, reason: str) -> None:
+        """Leave it approved for a later try; the first deferral here is on the record."""
+        first = approval_id not in self._unchecked
+        wait = RETRY_FIRST if first else min(self._unchecked[approval_id][1] * 2, RETRY_MOST)
+        self._unchecked[approval_id] = (time.monotonic() + wait, wait)
+        logger.warning("approval %s not sent yet, tried again in %g s: %s", approval_id, wait,
+                       reason)
+        if first:
+            try:
+                await self.store.log_event("send_deferred", approval_id, "proxy",
+                                           {"reason": reason,
+                                            "send_within": self.settings.send_within})
+            except StoreError as exc:
+                logger.error("could not record the deferral of approval %s: %s", approval_id,
+                             exc)
+
+    def _deferred(self, approval_id: str) -> bool:
+        retry = self._unchecked.get(approval_id)
+        return retry is not None and time.monotonic() < retry[0]
+
+    async def _changed_since_review(self, approval: Approval,
+                                    held: HeldRequest) -> str | Unchecked | None:
+        """Why the record no longer looks as it did when the reviewer saw it, if it doesn't;
+        Unchecked when it could not be fetched to tell."""
         if not approval.old_values.known or approval.operation == "create":
             return None
         built = await self.builder.build(held_write(held, self.settings.max_body),
@@ -165,8 +207,8 @@ class Executor:
             return None
         now = {(c.record_id, c.field): c.old for c in built.proposal.changes if c.kind == "set"}
         if not built.proposal.old_values.known:
-            return ("the record could not be fetched again: "
-                    f"{built.proposal.old_values.reason}")
+            return Unchecked("the record could not be fetched again to check it is unchanged "
+                             f"since review: {built.proposal.old_values.reason}")
         for change in approval.changes:
             key = (change.record_id, change.field)
             if change.kind == "set" and key in now and now[key] != change.old:
@@ -219,8 +261,10 @@ class Executor:
 
     def send_later(self, approval_id: str) -> None:
         """Send in the background; a send already under way here is not started twice."""
-        if approval_id in self._sending or self._closed:
-            return  # stopping: another replica (or this one's next start) sends it
+        if approval_id in self._sending or self._closed or self._deferred(approval_id):
+            # Under way here already; or stopping (another replica, or this one's next
+            # start, sends it); or waiting to fetch its record again.
+            return
         self._sending.add(approval_id)
         self.spawn(self._send_once(approval_id))
 

@@ -96,11 +96,7 @@ class UpstreamClient:
                            if n.lower() not in ("content-type", "content-encoding",
                                                 "idempotency-key") and "method" not in n.lower()]
         try:
-            if method == "GET":
-                response = await self._client.get(url, headers=request_headers)
-            else:
-                response = await self._client.request(method, url, headers=request_headers,
-                                                      json=json_body)
+            response = await self._read(method, url, request_headers, json_body)
         except httpx.TimeoutException:
             return Fetched(None, None, f"the upstream did not answer within {self._timeout:g} s")
         except httpx.HTTPError as exc:
@@ -115,6 +111,18 @@ class UpstreamClient:
             kind = response.headers.get("content-type", "no content type")
             return Fetched(None, response.status_code,
                            f"the upstream's answer is not JSON ({kind})")
+
+    async def _read(self, method: str, url: str, headers: list[tuple[str, str]],
+                    json_body: Any) -> httpx.Response:
+        """A read, tried once more on a broken connection: a pooled connection the upstream
+        closed while idle fails with "Server disconnected without sending a response", and
+        a read is safe to repeat. A timeout is not repeated (the upstream is slow, not gone)."""
+        try:
+            return await self._client.request(method, url, headers=headers, json=json_body)
+        except httpx.TimeoutException:
+            raise
+        except httpx.TransportError:
+            return await self._client.request(method, url, headers=headers, json=json_body)
 
     async def post(self, url: str, headers: list[tuple[str, str]],
                    content: bytes) -> httpx.Response:

@@ -4,9 +4,11 @@ Two replicas are two stores on one SQLite file (each has its own replica id and 
 with its own hold and executor, as two processes would have."""
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -172,3 +174,75 @@ async def test_a_sealed_request_that_is_not_what_was_reviewed_is_never_sent(
     await a.executor.send(approval_id)
     assert upstream.writes == []
     assert await status_becomes(store, approval_id, Status.failed) is Status.failed
+
+
+@dataclass
+class HangingUp(Upstream):
+    """Closes the connection of the next `hang_ups` GETs without answering, as an upstream
+    does to a pooled connection it closed while idle ("Server disconnected without sending
+    a response")."""
+
+    hang_ups: int = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            if self.hang_ups and head.startswith(b"GET "):
+                self.hang_ups -= 1
+                writer.close()
+                return
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            replay = asyncio.StreamReader()  # the request again, for the usual answer
+            replay.feed_data(head + (await reader.readexactly(length) if length else b""))
+            replay.feed_eof()
+            await super()._serve(replay, writer)
+
+
+@pytest.fixture
+async def hanging(tmp_path: Path) -> AsyncIterator[tuple[HoldAddons, HangingUp]]:
+    async with HangingUp().running() as running:
+        addons, store, client = await build(tmp_path / "hitl.sqlite3", running.port)
+        with taddons.context(*addons.addons):
+            yield addons, running
+        await addons.executor.close()
+        await client.close()
+        await store.close()
+
+
+async def test_a_fetch_the_upstream_hung_up_on_is_tried_once_more_and_the_write_sent(
+        hanging: tuple[HoldAddons, HangingUp]) -> None:
+    a, upstream = hanging
+    approval_id = await held_then_gone(a)
+    await a.hold.store.decide(approval_id, Decision.approve, "alice", None)
+    upstream.hang_ups = 1
+    await a.executor.send(approval_id)
+    assert upstream.hang_ups == 0  # the staleness check's first GET met a closed connection
+    assert (await a.hold.store.get(approval_id)).status is Status.executed
+    assert upstream.writes == [("PUT", b'{"ticket": {"status": "solved"}}')]
+
+
+async def test_a_record_that_cannot_be_fetched_again_is_not_stale_and_is_tried_again(
+        hanging: tuple[HoldAddons, HangingUp]) -> None:
+    """Stale means the record changed; a fetch that failed twice says nothing about that.
+    The write stays approved (limits.send_within still bounds how long), nothing is sent."""
+    a, upstream = hanging
+    store = a.hold.store
+    approval_id = await held_then_gone(a)
+    await store.decide(approval_id, Decision.approve, "alice", None)
+    upstream.hang_ups = 1000
+    await a.executor.send(approval_id)
+    approval = await store.get(approval_id)
+    assert approval.status is Status.approved and upstream.writes == []
+    [deferred] = [e for e in await store.audit_entries(approval_id)
+                  if e.event == "send_deferred"]
+    assert "could not be fetched again" in deferred.detail["reason"]
+    assert "Server disconnected" in deferred.detail["reason"]
+    hung_up = upstream.hang_ups
+    a.executor.send_later(approval_id)  # the sweep's next offer, too soon: no new fetch
+    await asyncio.sleep(0.1)
+    assert upstream.hang_ups == hung_up
+    upstream.hang_ups = 0  # the upstream is back
+    await a.executor.send(approval_id)
+    assert (await store.get(approval_id)).status is Status.executed
+    assert upstream.writes == [("PUT", b'{"ticket": {"status": "solved"}}')]
