@@ -329,3 +329,32 @@ def test_audit_verify_and_export_leave_a_sqlite_store_untouched(
     assert capsys.readouterr().out.startswith("seq,at,event")
     assert hashlib.sha256(database.read_bytes()).hexdigest() == before
     assert not (tmp_path / "hitl.sqlite3").exists()
+
+
+def test_stats_table_shows_edit_and_revert_rates(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from proxy_addon.cli import main
+    from review_api.store import SqliteStore
+    from tests.test_simulate import seed
+
+    async def write() -> None:
+        store = SqliteStore(tmp_path / "hitl.sqlite3")
+        await store.open()
+        try:
+            await seed(store)
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    assert main(["stats", "--data-dir", str(tmp_path)]) == 0
+    [line] = [row for row in capsys.readouterr().out.splitlines()
+              if row.strip().startswith("ticket-triage")]
+    # Seven approved: two edited (values, only some fields), one reverted later.
+    assert "approved    7  rejected    3" in line and "edited  29%  reverted  14%" in line, line
+    assert "keep: " in line and "reviewers edited 2 of 7 approved writes (29%" in line, line
+    assert main(["stats", "--data-dir", str(tmp_path), "--format", "json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["by_task"]
+    assert (row["edited"], row["reverted"], row["edit_rate"], row["revert_rate"]) == (
+        2, 1, round(2 / 7, 4), round(1 / 7, 4))
