@@ -232,7 +232,7 @@ class Executor:
         if self.unrecordable():
             # A write is on the record or it does not happen (yet): the proxy sends it later.
             flow.response = answers.approved_later(approval, self.settings.review_url)
-            self.send_later(approval.id)
+            self.send_later(approval.id, held_here=True)
             return
         _, url = self.resolve.requested_url(flow)
         request = HeldRequest(effective_method(flow.request), url,
@@ -248,7 +248,7 @@ class Executor:
         if isinstance(prepared, Refused):
             flow.response = answers.refused(prepared.status_code, prepared.message, approval.id)
             if prepared.send_sealed:
-                self.send_later(approval.id)
+                self.send_later(approval.id, held_here=True)
             return
         if prepared is None:
             return
@@ -259,22 +259,23 @@ class Executor:
 
     # -- the agent is gone: the proxy sends the sealed request itself ------------------------
 
-    def send_later(self, approval_id: str) -> None:
-        """Send in the background; a send already under way here is not started twice."""
+    def send_later(self, approval_id: str, *, held_here: bool = False) -> None:
+        """Send in the background; a send already under way here is not started twice.
+        `held_here`: this replica's hold of its agent ends as the agent is answered now."""
         if approval_id in self._sending or self._closed or self._deferred(approval_id):
             # Under way here already; or stopping (another replica, or this one's next
             # start, sends it); or waiting to fetch its record again.
             return
         self._sending.add(approval_id)
-        self.spawn(self._send_once(approval_id))
+        self.spawn(self._send_once(approval_id, held_here))
 
-    async def _send_once(self, approval_id: str) -> None:
+    async def _send_once(self, approval_id: str, held_here: bool) -> None:
         try:
-            await self.send(approval_id)
+            await self.send(approval_id, held_here=held_here)
         finally:
             self._sending.discard(approval_id)
 
-    async def send(self, approval_id: str) -> None:
+    async def send(self, approval_id: str, *, held_here: bool = False) -> None:
         """Claim and send an approved write whose agent is not held here; another replica's
         claim (or its held agent) leaves it to that replica."""
         try:
@@ -282,6 +283,8 @@ class Executor:
                 logger.warning("approved write %s waits until the traffic record can be "
                                "written (%s)", approval_id, reason)
                 await self.recorder.writable.wait()
+            if not held_here and approval_id not in await self.store.sendable():
+                return  # claimed, or a live replica holds its agent: no record fetch for it
             approval = await self.store.get(approval_id)
             sealed = await self.store.sealed_request(approval_id)
             if sealed is None:
