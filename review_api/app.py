@@ -120,7 +120,8 @@ class ReviewApp:
         # Every replica sweeps; the store records each reminder once (review_api.reminders).
         self.reminders = Reminders(store, every=remind_every)
         self._follower: asyncio.Task[None] | None = None
-        pages = ReviewPages(store, reviewers, self.broadcaster, reverter, traffic)
+        pages = ReviewPages(store, reviewers, self.broadcaster, reverter, traffic,
+                            criteria=self.criteria, simulator=simulator, owners=self.owners)
         self.app = Starlette(
             routes=[
                 # The reviewer's web page (session cookie, CSRF-protected forms).
@@ -128,9 +129,13 @@ class ReviewApp:
                 Route("/login", pages.login_page, methods=["GET"]),
                 Route("/login", pages.login, methods=["POST"]),
                 Route("/logout", pages.logout, methods=["POST"]),
+                Route("/approvals/decide", pages.decide_selected, methods=["POST"]),
                 Route("/approvals/{approval_id}", pages.detail, methods=["GET"]),
                 Route("/approvals/{approval_id}/decide", pages.decide, methods=["POST"]),
                 Route("/approvals/{approval_id}/revert", pages.revert, methods=["POST"]),
+                Route("/away", pages.set_away, methods=["POST"]),
+                Route("/stats", pages.stats_page, methods=["GET"]),
+                Route("/stats/simulate", pages.simulate, methods=["POST"]),
                 Route("/history", pages.history, methods=["GET"]),
                 Route("/history.csv", pages.export, methods=["GET"]),
                 Route("/history.jsonl", pages.export, methods=["GET"]),
@@ -150,8 +155,7 @@ class ReviewApp:
                 Route("/api/approvals/{approval_id}/reject", self.reject, methods=["POST"]),
                 Route("/api/approvals/{approval_id}/resolve", self.resolve, methods=["POST"]),
                 Route("/api/approvals/{approval_id}/revert", self.revert, methods=["POST"]),
-                Route("/api/reviewers/me/away", self.set_away, methods=["PUT"]),
-                Route("/api/reviewers/me/away", self.back, methods=["DELETE"]),
+                Route("/api/reviewers/me/away", self.away_me, methods=["PUT", "DELETE"]),
                 Route("/api/reviewers/away", self.list_away, methods=["GET"]),
                 Route("/api/audit", self.audit, methods=["GET"]),
                 Route("/api/stats", self.stats, methods=["GET"]),
@@ -335,6 +339,10 @@ class ReviewApp:
                                     fingerprints=fingerprints)
         return JSONResponse({"results": [
             {"id": r.id, "ok": r.ok, "status": r.status, "error": r.error} for r in results]})
+
+    async def away_me(self, request: Request) -> Response:
+        """PUT: away (set_away); DELETE: back. One route, so a 405 lists both methods."""
+        return await (self.set_away(request) if request.method == "PUT" else self.back(request))
 
     async def set_away(self, request: Request) -> Response:
         """`{"until": "<ISO date or time>", "delegate": "<reviewer>"}`: away until then;
@@ -554,7 +562,8 @@ async def _read_bulk(request: Request) -> Bulk | Response:
 async def _read_away(request: Request, reviewer: Reviewer,
                      reviewers: Reviewers) -> tuple[datetime, str | None] | Response:
     """Until a future moment (a date means the start of that day, UTC), and a delegate who
-    is a configured reviewer other than oneself (or none)."""
+    is a configured reviewer other than oneself (or none). A body of the wrong shape is a
+    400; well formed but unusable (a past or unreadable moment, an unknown delegate) a 422."""
     example = '{"until": "2026-12-24", "delegate": "bob"}'
     body = await _json_object(request, example)
     if isinstance(body, Response):
@@ -568,13 +577,15 @@ async def _read_away(request: Request, reviewer: Reviewer,
     try:
         until = datetime.fromisoformat(parse_moment(raw_until))
     except ValueError:
-        return _error(400, f"until must be an ISO 8601 date or time (2026-12-24, "
+        return _error(422, f"until must be an ISO 8601 date or time (2026-12-24, "
                            f"2026-12-24T09:00Z), got {raw_until!r}")
     if until <= utcnow():
-        return _error(400, f"until {raw_until!r} is not in the future")
+        return _error(422, f"until {raw_until!r} is not in the future")
+    if delegate is not None and not isinstance(delegate, str):
+        return _error(400, f"delegate must be a reviewer's name or null, like {example}")
     if delegate is not None:
-        if not isinstance(delegate, str) or reviewers.named(delegate) is None:
-            return _error(400, f"delegate {delegate!r} is not a configured reviewer")
+        if reviewers.named(delegate) is None:
+            return _error(422, f"delegate {delegate!r} is not a configured reviewer")
         if delegate == reviewer.name:
-            return _error(400, "a reviewer cannot delegate to themselves")
+            return _error(422, "a reviewer cannot delegate to themselves")
     return until, delegate

@@ -40,6 +40,13 @@ def _decision(summary: str, approve: bool) -> dict[str, Any]:
     }
 
 
+_BULK_RESULT = {"type": "object", "required": ["id", "ok", "status", "error"], "properties": {
+    "id": {"type": "string"}, "ok": {"type": "boolean"},
+    "status": {"type": "string", "nullable": True}, "error": {"type": "string", "nullable": True}}}
+_AWAY = {"type": "object", "required": ["reviewer", "until", "delegate"], "properties": {
+    "reviewer": {"type": "string"}, "until": {"type": "string", "format": "date-time"},
+    "delegate": {"type": "string", "nullable": True}}}
+
 # What each status means for the write, since approved no longer says whether it was sent.
 STATUS_MEANINGS = {
     Status.pending: "held, waiting for reviewers",
@@ -112,6 +119,47 @@ def openapi() -> dict[str, Any]:
                 "responses": {"201": _json({"$ref": "#/components/schemas/Approval"},
                                            "the inverse write, held for review"),
                               **_errors(401, 404, 422)}}},
+            "/api/approvals/decide": {"post": {
+                "summary": "decide many: each id checked on its own (routing, owner, quorum, "
+                           "fingerprint); 200 even when some failed",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["ids", "decision"],
+                    "additionalProperties": False, "properties": {
+                        "ids": {"type": "array", "minItems": 1, "maxItems": 500,
+                                "items": {"type": "string", "minLength": 1}},
+                        "decision": {"type": "string", "enum": ["approve", "reject"]},
+                        "note": {"type": "string", "maxLength": 4000},
+                        "fingerprints": {"type": "object",
+                                         "additionalProperties": {"type": "string"}}}}}}},
+                "responses": {"200": _json({"type": "object", "required": ["results"],
+                                            "properties": {"results": {"type": "array",
+                                                                       "items": _BULK_RESULT}}},
+                                           "one result per id, in the order given"),
+                              **_errors(400, 401)}}},
+            "/api/reviewers/me/away": {
+                "put": {"summary": "away until a date or time, with a delegate (or none)",
+                        "requestBody": {"required": True, "content": {"application/json": {
+                            "schema": {"type": "object", "required": ["until"],
+                                       "additionalProperties": False, "properties": {
+                                           "until": {"anyOf": [
+                                               {"type": "string", "format": "date"},
+                                               {"type": "string", "format": "date-time"}]},
+                                           "delegate": {"type": "string",
+                                                        "nullable": True}}}}}},
+                        "responses": {"200": _json(_AWAY, "away until then"),
+                                      **_errors(400, 401),
+                                      "422": _json(_ERROR, "until has passed or cannot be "
+                                                           "read, or the delegate is not "
+                                                           "another configured reviewer")}},
+                "delete": {"summary": "back: nobody acts for you any more",
+                           "responses": {"200": _json({"type": "object"}, "back"),
+                                         **_errors(401)}}},
+            "/api/reviewers/away": {"get": {
+                "responses": {"200": _json({"type": "object", "required": ["away"],
+                                            "properties": {"away": {"type": "array",
+                                                                    "items": _AWAY}}},
+                                           "reviewers away now"),
+                              **_errors(401)}}},
             "/api/audit": {"get": {
                 "parameters": [{"name": "approval_id", "in": "query", "required": False,
                                 "schema": {"type": "string"}}],
