@@ -111,7 +111,7 @@ def test_agent_is_named_by_proxy_auth_and_headers_never_reach_upstream(
         ticket_url(602), json={"ticket": {"subject": "Printer (dup)"}}, timeout=60))
     assert approval["context"] == {"reason": "duplicate of 601", "task": "ticket-triage",
                                    "agent": "triage-bot", "claimed_task": None,
-                                   "claimed_agent": None}
+                                   "claimed_agent": None, "trigger": None}
     assert approval["rule"] == "support-reviews-zendesk"
     assert approval["reviewer_groups"] == ["support"]
     assert "Proxy-Authorization" not in approval["request"]["headers"]
