@@ -20,9 +20,13 @@ from tests.e2e.test_review_page import CHROMIUM_ARGS
 from tests.fakes.zendesk import FakeZendesk
 
 SAM, FIONA, AUDREY = "sam-support-token-00001", "fiona-finance-token-0001", "audrey-auditor-tok-001"
+TRIAGE_SECRET, BILLING_SECRET = "triage-bot-secret-0001", "billing-bot-secret-001"
 # Priority alone is finance's call; everything else on a ticket is support's. The stats rule
 # below names tags and type, which no other test here touches.
 CONFIG = f"""
+agents:
+  - {{name: triage-bot, secret: "{TRIAGE_SECRET}"}}
+  - {{name: billing-bot, secret: "{BILLING_SECRET}", owner: sam}}
 reviewers:
   - {{name: sam, token: "{SAM}", groups: [support]}}
   - {{name: fiona, token: "{FIONA}", groups: [finance]}}
@@ -32,7 +36,7 @@ policy:
      reviewers: [finance]}}
   - {{match: {{system: Zendesk}}, action: hold, reviewers: [support]}}
 """
-AGENT = "triage-bot"
+SECRETS = {"triage-bot": TRIAGE_SECRET, "billing-bot": BILLING_SECRET}
 
 
 @pytest.fixture(scope="module")
@@ -71,20 +75,22 @@ def sign_in(browser: Browser, gate: ProxyProcess, token: str) -> Page:
     return page
 
 
-def agent_session(gate: ProxyProcess, **headers: str) -> requests.Session:
+def agent_session(gate: ProxyProcess, agent: str = "triage-bot",
+                  **headers: str) -> requests.Session:
+    """The agent's Zendesk client, named by proxy authentication as a deployment would."""
     session = requests.Session()
     session.trust_env = False
-    session.proxies = {"https": gate.proxy_url}
+    session.proxies = {"https": gate.proxy_url.replace("://", f"://{agent}:{SECRETS[agent]}@")}
     session.verify = str(gate.ca_cert)
     session.auth = ("agent@acme.test/token", "zd-api-token-123")
-    session.headers.update({"X-HITL-Agent": AGENT, **headers})
+    session.headers.update(headers)
     return session
 
 
-def agent_put(gate: ProxyProcess, ticket: int, fields: dict[str, Any],
+def agent_put(gate: ProxyProcess, ticket: int, fields: dict[str, Any], agent: str = "triage-bot",
               **headers: str) -> tuple[Background, dict[str, Any]]:
     """Starts the agent's write and waits until it is held: (the agent's call, its approval)."""
-    session = agent_session(gate, **headers)
+    session = agent_session(gate, agent, **headers)
     before = {a["id"] for a in gate.approvals("pending")}
     call = Background(lambda: session.put(
         f"https://acme.zendesk.com/api/v2/tickets/{ticket}.json", json={"ticket": fields},
@@ -236,6 +242,29 @@ def test_the_detail_shows_the_record_the_trigger_and_what_the_agent_read_before(
     for held, call in ((approval, linked), (script, texted)):
         assert gate.decide(held["id"], "reject", "test over", token=SAM).status_code == 200
         assert call.join().result.status_code == 403
+
+
+def test_an_agents_owner_may_reject_its_write_on_the_page_but_not_approve_it(
+        browser: Browser, gate: ProxyProcess, fake: FakeZendesk) -> None:
+    fake.seed(951, status="open", subject="Refund request")
+    sam = sign_in(browser, gate, SAM)
+    call, approval = agent_put(gate, 951, {"status": "solved"}, agent="billing-bot")
+    item = sam.locator("#queue .row", has_text="ticket 951")
+    expect(item).to_contain_text("You may reject it, not approve it", timeout=15_000)
+    expect(item).to_contain_text("sam owns the agent 'billing-bot'")
+    sam.get_by_label("select Zendesk ticket 951").check()
+    sam.get_by_role("button", name="Approve selected").click()
+    expect(sam.get_by_role("status")).to_have_text("0 of 1 went through.")
+    expect(sam.locator(f'[data-outcome="{approval['id']}"]')).to_contain_text(
+        "may not approve its writes")
+    sam.locator("#queue a.item", has_text="ticket 951").click()
+    expect(sam.locator("[data-not-allowed]")).to_contain_text("owns the agent")
+    expect(sam.get_by_role("button", name="Approve")).to_have_count(0)
+    sam.get_by_label("Note").fill("not while I own it")
+    sam.get_by_role("button", name="Reject").click()
+    expect(sam.get_by_role("status")).to_contain_text("Rejected")
+    assert call.join().result.status_code == 403
+    assert fake.tickets[951]["status"] == "open"
 
 
 def test_what_if_this_rule_were_allow_counts_the_seeded_history(
