@@ -96,6 +96,12 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class Superseded:
+    """A retry of this write joined on another replica after this agent's connection was
+    held: that newer connection is released there; this one is answered pending."""
+
+
+@dataclass(frozen=True, slots=True)
 class Refused:
     """Not sent from the agent's flow: what the agent is told, and whether the proxy sends
     the sealed (reviewed) request itself instead."""
@@ -130,9 +136,13 @@ class Executor:
         return self.recorder.failure if self.recorder is not None else None
 
     async def _prepare(self, approval: Approval, request: HeldRequest, *,
-                       agent_here: bool) -> Ready | Refused | None:
+                       agent_here: bool) -> Ready | Refused | Superseded | None:
         """Claim and prepare; None when this process must not send it (another sender has it,
-        or it ended here already and the store says so)."""
+        or it ended here already and the store says so).
+
+        Held here or not, the claim is refused while another live replica holds the write
+        (`held_by`): a retry that joined there is the newest connection, the live one, as a
+        retry on this replica's own connections is (waiting.Waiters)."""
         if not reviewed(approval.fingerprint, request):
             if agent_here:  # what was reviewed is what is sealed: the proxy sends that instead
                 return Refused(409, "the request changed after review; the proxy sends the "
@@ -145,8 +155,12 @@ class Executor:
         if isinstance(changed, Unchecked):
             await self._defer(approval.id, changed.reason)
             return None
-        if not await self.store.claim_for_sending(approval.id, agent_here=agent_here):
-            return Refused(409, "this approval was already sent") if agent_here else None
+        if not await self.store.claim_for_sending(approval.id):
+            if not agent_here:
+                return None
+            if await self._joined_elsewhere(approval.id):
+                return Superseded()
+            return Refused(409, "this approval was already sent")
         self._unchecked.pop(approval.id, None)
         if changed is not None:
             logger.warning("approval %s not sent: %s", approval.id, changed)
@@ -174,6 +188,13 @@ class Executor:
         await self.store.log_event("edited", approval.id, "proxy", {
             "fingerprint": fingerprint(write.method, write.url, body), "bytes": len(body)})
         return body
+
+    async def _joined_elsewhere(self, approval_id: str) -> bool:
+        """The newest connection of this write is held on another replica (a retry joined
+        there last)."""
+        joins = [entry.detail.get("replica") for entry in
+                 await self.store.audit_entries(approval_id) if entry.event == "retry_joined"]
+        return bool(joins) and joins[-1] not in (None, self.store.replica)
 
     async def _defer(self, approval_id: str, reason: str) -> None:
         """Leave it approved for a later try; the first deferral here is on the record."""
@@ -245,6 +266,11 @@ class Executor:
             prepared = await self._prepare(approval, request, agent_here=True)
         finally:
             self._sending.discard(approval.id)
+        if isinstance(prepared, Superseded):
+            logger.info("approval %s: a newer connection of its agent, held on another "
+                        "replica, is released there", approval.id)
+            flow.response = answers.pending(approval, self.settings.review_url)
+            return
         if isinstance(prepared, Refused):
             flow.response = answers.refused(prepared.status_code, prepared.message, approval.id)
             if prepared.send_sealed:

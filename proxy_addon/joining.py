@@ -48,9 +48,11 @@ async def join_or_create(store: Store, sealer: Sealer, settings: HoldSettings,
     approval = await store.find_pending(proposal.fingerprint, proposal.context.agent,
                                         key_digest)
     if approval is not None:
-        # An agent's retry joins the write already waiting; it can execute only once.
+        # An agent's retry joins the write already waiting; it can execute only once. Its
+        # connection is the live one now: an older one held on another replica learns it
+        # from this entry's replica (see Executor.release).
         await store.hold(approval.id)
-        await store.log_event("retry_joined", approval.id, "proxy", {})
+        await store.log_event("retry_joined", approval.id, "proxy", {"replica": store.replica})
         logger.info("retry of %s %s joined approval %s", write.method, proposal.url,
                     approval.id)
         return approval

@@ -246,3 +246,31 @@ async def test_a_record_that_cannot_be_fetched_again_is_not_stale_and_is_tried_a
     await a.executor.send(approval_id)
     assert (await store.get(approval_id)).status is Status.executed
     assert upstream.writes == [("PUT", b'{"ticket": {"status": "solved"}}')]
+
+
+async def test_a_retry_joined_on_b_is_the_live_connection_and_a_older_one_is_answered_pending(
+        replicas: tuple[HoldAddons, HoldAddons], upstream: Upstream) -> None:
+    """Both replicas hear the approval; only the newest connection (B's) goes upstream, A's
+    older one is answered 202 as a retry on one replica's own connections is."""
+    a, b = replicas
+    first = write_flow(scheme=b"http")
+    first_task = asyncio.ensure_future(run_hook(a.hold, first))
+    approval = await first_pending(a.hold.store)
+    retry = write_flow(scheme=b"http")
+    retry_task = asyncio.ensure_future(run_hook(b.hold, retry))
+    for _ in range(250):
+        if any(e.event == "retry_joined" for e in await a.hold.store.audit_entries(approval.id)):
+            break
+        await asyncio.sleep(0.02)
+    await a.hold.running()
+    await b.hold.running()
+    await a.hold.store.decide(approval.id, Decision.approve, "alice", None)
+    await asyncio.gather(first_task, retry_task)
+    assert retry.response is None and note(retry).released == approval.id
+    assert first.response is not None and first.response.status_code == 202, (
+        first.response.content)
+    assert json.loads(first.response.content or b"")["approval_id"] == approval.id
+    assert note(first).released is None
+    assert (await a.hold.store.get(approval.id)).status is Status.sending  # claimed once, by B
+    for addons in (a, b):
+        await addons.hold.done()
