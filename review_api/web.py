@@ -528,7 +528,13 @@ class ReviewPages:
         form = await self._form(request, session)
         if isinstance(form, Response):
             return form
-        ids = list(dict.fromkeys(str(v) for v in (await request.form()).getlist("ids")))
+        # Each ticked box is "<id>:<fingerprint>", the write as this page showed it: one
+        # edited or replaced since is not decided unseen.
+        picked: dict[str, str] = {}
+        for value in (await request.form()).getlist("picked"):
+            approval_id, _, fingerprint = str(value).partition(":")
+            picked.setdefault(approval_id, fingerprint)
+        ids = list(picked)
         try:
             decision = Decision(form.get("decision", ""))
         except ValueError:
@@ -536,9 +542,7 @@ class ReviewPages:
         if not ids:
             return _back("/?", "Select at least one write first.", error=True)
         note = form.get("note", "").strip()[:4000] or None
-        # The fingerprint of each write as the page showed it: one edited or replaced since
-        # is not decided unseen.
-        fingerprints = {key[3:]: value for key, value in form.items() if key.startswith("fp.")}
+        fingerprints = {key: value for key, value in picked.items() if value}
         results = await decide_many(self.store, session.reviewer, ids[:MAX_SELECTED],
                                     decision, note, via="page", reviewers=self.reviewers,
                                     owners=self.owners, fingerprints=fingerprints)

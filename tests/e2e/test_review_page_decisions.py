@@ -267,6 +267,25 @@ def test_an_agents_owner_may_reject_its_write_on_the_page_but_not_approve_it(
     assert fake.tickets[951]["status"] == "open"
 
 
+def test_a_selected_write_that_changed_since_the_page_showed_it_is_not_decided(
+        browser: Browser, gate: ProxyProcess, fake: FakeZendesk) -> None:
+    fake.seed(961, status="open")
+    sam = sign_in(browser, gate, SAM)
+    call, approval = agent_put(gate, 961, {"status": "solved"})
+    box = sam.get_by_label("select Zendesk ticket 961")
+    expect(box).to_be_visible(timeout=15_000)
+    # As if the page had shown an earlier write under this id (replaced since).
+    box.evaluate("(box) => { box.value = box.value.split(':')[0] + ':' + '0'.repeat(64); }")
+    box.check()
+    sam.get_by_role("button", name="Approve selected").click()
+    expect(sam.get_by_role("status")).to_have_text("0 of 1 went through.")
+    expect(sam.locator(f'[data-outcome="{approval['id']}"]')).to_contain_text(
+        "not the write you saw")
+    assert gate.api("GET", f"/api/approvals/{approval['id']}").json()["status"] == "pending"
+    assert gate.decide(approval["id"], "reject", "test over").status_code == 200
+    assert call.join().result.status_code == 403
+
+
 def test_what_if_this_rule_were_allow_counts_the_seeded_history(
         browser: Browser, gate: ProxyProcess, fake: FakeZendesk) -> None:
     for ticket in (941, 942, 943, 944):
