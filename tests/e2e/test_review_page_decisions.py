@@ -286,6 +286,25 @@ def test_a_selected_write_that_changed_since_the_page_showed_it_is_not_decided(
     assert call.join().result.status_code == 403
 
 
+def test_the_new_forms_refuse_a_post_without_the_sessions_csrf_token(
+        browser: Browser, gate: ProxyProcess, fake: FakeZendesk) -> None:
+    fake.seed(971, status="open")
+    sam = sign_in(browser, gate, SAM)
+    call, approval = agent_put(gate, 971, {"status": "solved"})
+    cookies = {c["name"]: c["value"] for c in sam.context.cookies()}
+    for path, form in (("/approvals/decide", {"picked": approval["id"], "decision": "approve"}),
+                       ("/away", {"action": "away", "until": tomorrow(), "delegate": "fiona"}),
+                       ("/stats/simulate", {"rule": "match: {system: Zendesk}"})):
+        forged = requests.post(gate.review_url + path, data={**form, "csrf": "guess"},
+                               cookies=cookies, allow_redirects=False, timeout=10)
+        assert forged.status_code == 403, path
+        assert "The form expired" in forged.text
+    assert gate.api("GET", f"/api/approvals/{approval['id']}").json()["status"] == "pending"
+    assert "sam" not in str(gate.api("GET", "/api/reviewers/away").json())
+    assert gate.decide(approval["id"], "reject", "test over").status_code == 200
+    assert call.join().result.status_code == 403
+
+
 def test_what_if_this_rule_were_allow_counts_the_seeded_history(
         browser: Browser, gate: ProxyProcess, fake: FakeZendesk) -> None:
     for ticket in (941, 942, 943, 944):
