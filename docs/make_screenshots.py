@@ -51,7 +51,7 @@ def main() -> None:
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_selector("#queue a.item")
             page.screenshot(path=str(HERE / "review-queue.png"))
-            page.locator("#queue a.item", has_text="invoice").click()
+            page.locator("#queue a.item", has_text="QuickBooks · invoice").click()
             page.wait_for_selector("table.changes")
             page.screenshot(path=str(HERE / "review-page.png"), full_page=True)
             browser.close()
