@@ -310,6 +310,7 @@ class Executor:
                                "written (%s)", approval_id, reason)
                 await self.recorder.writable.wait()
             if not held_here and approval_id not in await self.store.sendable():
+                self._unchecked.pop(approval_id, None)  # ended, or another's now
                 return  # claimed, or a live replica holds its agent: no record fetch for it
             approval = await self.store.get(approval_id)
             sealed = await self.store.sealed_request(approval_id)
