@@ -255,7 +255,7 @@ def test_an_agents_owner_may_reject_its_write_on_the_page_but_not_approve_it(
     sam.get_by_label("select Zendesk ticket 951").check()
     sam.get_by_role("button", name="Approve selected").click()
     expect(sam.get_by_role("status")).to_have_text("0 of 1 went through.")
-    expect(sam.locator(f'[data-outcome="{approval['id']}"]')).to_contain_text(
+    expect(sam.locator(f'[data-outcome="{approval["id"]}"]')).to_contain_text(
         "may not approve its writes")
     sam.locator("#queue a.item", has_text="ticket 951").click()
     expect(sam.locator("[data-not-allowed]")).to_contain_text("owns the agent")
@@ -279,7 +279,7 @@ def test_a_selected_write_that_changed_since_the_page_showed_it_is_not_decided(
     box.check()
     sam.get_by_role("button", name="Approve selected").click()
     expect(sam.get_by_role("status")).to_have_text("0 of 1 went through.")
-    expect(sam.locator(f'[data-outcome="{approval['id']}"]')).to_contain_text(
+    expect(sam.locator(f'[data-outcome="{approval["id"]}"]')).to_contain_text(
         "not the write you saw")
     assert gate.api("GET", f"/api/approvals/{approval['id']}").json()["status"] == "pending"
     assert gate.decide(approval["id"], "reject", "test over").status_code == 200
