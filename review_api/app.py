@@ -118,7 +118,7 @@ class ReviewApp:
         self.criteria = criteria or LooseningCriteria()
         self.broadcaster = Broadcaster()
         # Every replica sweeps; the store records each reminder once (review_api.reminders).
-        self.reminders = Reminders(store, every=remind_every)
+        self.reminders = Reminders(store, feed=self.feed, every=remind_every)
         self._follower: asyncio.Task[None] | None = None
         pages = ReviewPages(store, reviewers, self.broadcaster, reverter, traffic,
                             criteria=self.criteria, simulator=simulator, owners=self.owners)
