@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from review_api import Decision, Proposal, ReviewApp, Reviewer, Reviewers
+from review_api import Decision, Proposal, ReviewApp, Reviewer, Reviewers, Status
 from review_api.feed import ChangeFeed
 from review_api.models import utcnow
-from review_api.notify import Webhook
+from review_api.notify import Webhook, notified, payload
 from review_api.reminders import Reminders, due
+from review_api.store import StatusChange
 from tests.test_notify import Receiver, notifier, receiver  # noqa: F401 (a fixture)
 from tests.test_web_sessions import StoreFactory, open_store  # noqa: F401 (a fixture)
 
@@ -102,3 +103,21 @@ async def test_reminder_and_escalation_webhooks_arrive_once_in_real_time(
     finally:
         for component in (*notifiers, *apps):
             await component.done()
+
+
+async def test_nudge_payloads_name_the_event_and_whom_it_is_for(
+        open_store: StoreFactory) -> None:  # noqa: F811
+    store = await open_store()
+    held = await store.create(proposal(1, **TIMED))
+    json_hook, slack_hook = Webhook("https://hooks.test"), Webhook("https://hooks.test", "slack")
+    reminder = payload(json_hook, held, "http://r/1", nudge="reminded")
+    assert (reminder["event"], reminder["groups"]) == ("approval.reminder", ["support"])
+    escalation = payload(json_hook, held, "http://r/1", nudge="escalated")
+    assert (escalation["event"], escalation["groups"]) == ("approval.escalated", ["leads"])
+    assert "groups" not in payload(json_hook, held, "http://r/1")  # a hold's payload as before
+    assert payload(slack_hook, held, "http://r/1", nudge="reminded")["text"].startswith(
+        "*Still waiting for review*")
+    assert payload(slack_hook, held, "http://r/1", nudge="escalated")["text"].startswith(
+        "*Escalated to leads*")
+    assert notified(StatusChange(9, held.id, Status.pending, "reminded", None))
+    assert notified(StatusChange(9, held.id, Status.pending, "escalated", None))
