@@ -26,7 +26,7 @@ from review_api.bulk import MAX_IDS, decide_many, record_decision
 from review_api.edits import edit_problem
 from review_api.feed import ChangeFeed
 from review_api.metrics import Metrics
-from review_api.models import Approval, Decision, Status, parse_moment, utcnow
+from review_api.models import Approval, Decision, Status, utcnow
 from review_api.openapi import openapi
 from review_api.reminders import SWEEP_EVERY, Reminders
 from review_api.routing import delegators, permission, visible
@@ -42,7 +42,7 @@ from review_api.traffic import (
     parse_query,
 )
 from review_api.traffic_export import EXPORT_TYPES, download
-from review_api.web import AUDITOR_GROUP, Broadcaster, ReviewPages
+from review_api.web import AUDITOR_GROUP, Broadcaster, ReviewPages, away_until
 
 logger = logging.getLogger("hitl_proxy")
 MAX_NOTE_CHARS = 4000
@@ -561,7 +561,8 @@ async def _read_bulk(request: Request) -> Bulk | Response:
 
 async def _read_away(request: Request, reviewer: Reviewer,
                      reviewers: Reviewers) -> tuple[datetime, str | None] | Response:
-    """Until a future moment (a date means the start of that day, UTC), and a delegate who
+    """Until a future moment (a date: away through that day, back at the next midnight UTC,
+    as on the page), and a delegate who
     is a configured reviewer other than oneself (or none). A body of the wrong shape is a
     400; well formed but unusable (a past or unreadable moment, an unknown delegate) a 422."""
     example = '{"until": "2026-12-24", "delegate": "bob"}'
@@ -575,8 +576,8 @@ async def _read_away(request: Request, reviewer: Reviewer,
     if not isinstance(raw_until, str):
         return _error(400, f"until is required: an ISO 8601 date or time, like {example}")
     try:
-        until = datetime.fromisoformat(parse_moment(raw_until))
-    except ValueError:
+        until = away_until(raw_until.strip())  # as the page's away form reads it
+    except (ValueError, OverflowError):
         return _error(422, f"until must be an ISO 8601 date or time (2026-12-24, "
                            f"2026-12-24T09:00Z), got {raw_until!r}")
     if until <= utcnow():

@@ -31,7 +31,8 @@ async def test_away_until_a_date_with_a_delegate_then_back(
     async with api(one, SAM) as sam, api(other, ADA) as ada:
         answer = await sam.put("/api/reviewers/me/away", json={"until": until, "delegate": "ada"})
         assert answer.status_code == 200
-        expected = datetime.fromisoformat(until).replace(tzinfo=UTC)  # a date: its start, UTC
+        # A date: away through that day, back at the next midnight (UTC), as on the page.
+        expected = datetime.fromisoformat(until).replace(tzinfo=UTC) + timedelta(days=1)
         assert answer.json() == {"reviewer": "sam", "until": expected.isoformat(),
                                  "delegate": "ada"}
         listed = (await ada.get("/api/reviewers/away")).json()["away"]  # the other replica
@@ -54,6 +55,7 @@ async def test_away_validation(open_store: StoreFactory) -> None:  # noqa: F811
             ({"until": future, "delegate": "sam"}, 422, "cannot delegate to themselves"),
             ({"until": future, "delegate": "nobody"}, 422, "not a configured reviewer"),
             ({"until": "next tuesday", "delegate": "ada"}, 422, "ISO 8601"),
+            ({"until": "9999-12-31", "delegate": "ada"}, 422, "ISO 8601"),  # no next day
             ({"until": "2020-01-01", "delegate": "ada"}, 422, "not in the future"),
             ({"until": future, "delegate": 7}, 400, "delegate must be a reviewer's name"),
             ({"delegate": "ada"}, 400, "until is required"),
