@@ -43,6 +43,7 @@ from review_api.slack import (
     SlackApprovals,
     SlackDecisionLimit,
     SlackError,
+    SlackFollower,
     SlackInteractions,
     SlackPoster,
     SlackSettings,
@@ -680,6 +681,30 @@ async def test_a_replay_to_another_replica_is_refused(rig: Rig, tmp_path: Path) 
         assert isinstance(again.outcome, Refusal) and again.outcome.why is Refused.replay
         assert [v.reviewer for v in (await other.get(approval.id)).votes] == ["alice"]
     finally:
+        await other.close()
+
+
+async def test_two_replicas_following_the_feed_post_each_write_once(
+        rig: Rig, tmp_path: Path) -> None:
+    other = SqliteStore(tmp_path / "hitl.sqlite3")  # a second replica on the same database
+    await other.open()
+    followers = [SlackFollower(poster, store, ChangeFeed(store, poll=0.05)) for poster, store in (
+        (rig.poster, rig.store),
+        (SlackPoster(rig.api, rig.settings, REVIEW_URL, other), other))]
+    try:
+        for follower in followers:
+            await follower.running()
+        approval = await rig.store.create(proposal())
+        ref = await _first_ref(rig, approval.id)
+        await other.decide(approval.id, Decision.reject, "bob", "no", via="page")
+        posted = await _until(lambda: rig.slack.message(ref.channel, ref.ts),
+                              lambda m: m.text.startswith("Rejected"))
+        assert "Rejected* by bob on the review page" in all_text(posted.blocks)
+        assert len(rig.slack.calls.of("chat.postMessage")) == 1
+        assert len(rig.slack.calls.of("chat.update")) == 1  # one replica took the change
+    finally:
+        for follower in followers:
+            await follower.done()
         await other.close()
 
 
