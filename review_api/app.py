@@ -419,12 +419,19 @@ class ReviewApp:
         if (bad := _unknown_query(request, "approval_id")) is not None:
             return bad
         approval_id = request.query_params.get("approval_id")
+        if approval_id is not None:
+            # One approval: whoever it is shown to now (escalation too) reads its trail.
+            try:
+                found = await self.store.get(approval_id)
+            except NotFound:
+                return _error(404, f"no approval {approval_id}")
+            if AUDITOR_GROUP not in reviewer.groups and not (await self._seen_by(reviewer))(found):
+                return _error(404, f"no approval {approval_id}")
+            entries = await self.store.audit_entries(approval_id)
+            return JSONResponse({"entries": [e.model_dump(mode="json") for e in entries]})
         routing = await self.store.reviewer_groups()
         acting_for = delegators(reviewer, now=utcnow(), away=await self.store.away(),
                                 reviewers=self.reviewers)
-        if approval_id is not None and (approval_id not in routing or not audit_visible(
-                reviewer, approval_id, routing, acting_for)):
-            return _error(404, f"no approval {approval_id}")
         entries = [entry for entry in await self.store.audit_entries(approval_id)
                    if audit_visible(reviewer, entry.approval_id, routing, acting_for)]
         return JSONResponse({"entries": [entry.model_dump(mode="json") for entry in entries]})

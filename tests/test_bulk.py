@@ -137,8 +137,10 @@ async def test_single_routes_use_routing_escalation_and_delegation(
                                         context=Context(agent="helpdesk-bot")))
     async with api(app, ADA) as ada, api(app, SAM) as sam:
         assert (await sam.get(f"/api/approvals/{later.id}")).status_code == 404
+        assert (await sam.get(f"/api/audit?approval_id={later.id}")).status_code == 404
         await asyncio.sleep(0.6)  # past escalate_after: support may decide it now
         assert (await sam.get(f"/api/approvals/{later.id}")).status_code == 200  # escalated
+        assert (await sam.get(f"/api/audit?approval_id={later.id}")).status_code == 200
         own = await ada.post(f"/api/approvals/{later.id}/approve")
         assert own.status_code == 403 and "owns the agent" in own.json()["error"]
         answer = await sam.post(f"/api/approvals/{later.id}/approve")
