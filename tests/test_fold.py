@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -232,3 +233,29 @@ def test_our_code_never_looks_an_addon_up_by_name() -> None:
     sources = [p for d in ("proxy_addon", "review_api") for p in (root / d).rglob("*.py")]
     offending = [str(p) for p in sources if "addons.get(" in p.read_text()]
     assert sources and offending == []
+
+
+async def test_the_real_composition_folds_in_its_order(tmp_path: Path) -> None:
+    """Every addon `compose` builds folds (no commands, callable hooks), and each hook's
+    parts come in compose's order: the status host before the hold."""
+    from proxy_addon.compose import compose
+    from proxy_addon.config import HitlConfig
+    from proxy_addon.runner import close_stores, open_stores
+    from proxy_addon.settings import RunSettings
+    from tests.test_compose import CONNECTORS, settings_for
+
+    settings: RunSettings = settings_for(tmp_path)
+    stores = await open_stores(settings, HitlConfig())
+    try:
+        composition = compose(settings, HitlConfig(), CONNECTORS, stores)
+        fold = HookFold(*composition.addons)
+        assert fold.parts == composition.addons
+        position = {id(part): index for index, part in enumerate(composition.addons)}
+        for name, funcs in fold.hooks.items():
+            owners = [position[id(func.__self__)] for func in funcs]
+            assert owners == sorted(owners), name
+        request = [type(func.__self__).__name__ for func in fold.hooks["request"]]
+        assert request == ["StatusHost", "HoldWrites"]
+        assert "ReviewApiGuard" in [type(f.__self__).__name__ for f in fold.hooks["requestheaders"]]
+    finally:
+        await close_stores(stores)
