@@ -133,7 +133,8 @@ class IdleBuiltins:
 
 
 def prune_idle(master: Master) -> IdleBuiltins:
-    """Remove the idle built-ins from `master`'s chain (after every option is applied)."""
+    """Remove the idle built-ins from `master`'s chain: after every option is applied, just
+    before `master.run()` (an addon put back later gets `running` at once)."""
     order = list(master.addons.chain)
     removed = []
     for addon in order:

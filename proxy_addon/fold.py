@@ -17,6 +17,9 @@ What does not change against adding the parts as separate addons (mitmproxy 12's
 - an awaitable a part returns is awaited before the next part runs;
 - `load` reaches every part, so the options they declare are declared; commands are not
   collected from parts (none of ours has any: the fold refuses one that does).
+One difference: mitmproxy's synchronous triggers (`load`, `configure`) ignore what a hook
+returns, so a synchronous part returning an awaitable there would stop the fold's later parts
+for that event; none of ours returns one from those hooks.
 """
 
 from __future__ import annotations
