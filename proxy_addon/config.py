@@ -195,6 +195,9 @@ class LooseningSettings(_Strict):
 
     min_decisions: Annotated[int, Field(ge=1)] = 20
     recent: Annotated[int, Field(ge=1)] = 10  # no rejection among the last this many decisions
+    # Of the approved writes, at most this share edited by a reviewer, and this share reverted.
+    max_edit_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    max_revert_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
 
 
 class Limits(_Strict):
@@ -362,5 +365,7 @@ def agent_owners(config: HitlConfig) -> dict[str, str]:
 
 
 def loosening_criteria(config: HitlConfig) -> LooseningCriteria:
-    return LooseningCriteria(config.loosening.min_decisions, config.loosening.recent,
-                             config.risk.allow_loosening_money)
+    loosening = config.loosening
+    return LooseningCriteria(loosening.min_decisions, loosening.recent,
+                             config.risk.allow_loosening_money, loosening.max_edit_rate,
+                             loosening.max_revert_rate)

@@ -336,6 +336,8 @@ def build(classified: Classified, info: ToolInfo | None, write: WriteRequest, co
         parameters=parameters, old_values=old, risk=risk, context=context,
         request=_summary(write, problem),
         reviewer_groups=verdict.reviewer_groups, quorum=verdict.quorum, rule=verdict.rule,
+        remind_after=verdict.remind_after, escalate_after=verdict.escalate_after,
+        escalate_to=verdict.escalate_to,
         fingerprint=call_fingerprint(write.url, call) if readable and call else raw_fingerprint)
     return Built(proposal, verdict, {})
 

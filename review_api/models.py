@@ -173,6 +173,7 @@ class Vote(_Model):
     decision: Decision
     note: str | None = None
     at: datetime
+    via: str | None = None  # page | api | slack | cli: where the reviewer decided
 
 
 class Approval(Proposal):

@@ -40,3 +40,14 @@ def test_an_agents_owner_is_a_configured_reviewer(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="billing-bot's owner 'dan' is not a configured "
                                           "reviewer; known: \\['dana'\\]"):
         load_config(path)
+
+
+def test_loosening_rates_reach_the_criteria() -> None:
+    from proxy_addon.config import loosening_criteria
+
+    config = HitlConfig.model_validate({"loosening": {"max_edit_rate": 0.2,
+                                                      "max_revert_rate": 0.01}})
+    criteria = loosening_criteria(config)
+    assert (criteria.max_edit_rate, criteria.max_revert_rate) == (0.2, 0.01)
+    with pytest.raises(ValueError, match="max_edit_rate"):
+        HitlConfig.model_validate({"loosening": {"max_edit_rate": 1.5}})

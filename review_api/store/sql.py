@@ -36,7 +36,6 @@ from review_api.models import (
     Proposal,
     Result,
     Status,
-    Vote,
     iso,
     utcnow,
 )
@@ -60,10 +59,6 @@ from review_api.store.base import (
     entry_hash,
     new_replica_id,
 )
-
-# A vote carries `via` once the model has the field; until then it is in the audit only, so a
-# stored vote always reads back.
-_VOTE_HAS_VIA = "via" in Vote.model_fields
 
 logger = logging.getLogger("hitl_proxy")
 
@@ -380,7 +375,7 @@ class SqlStore(ApprovalStore):
             outcome = lifecycle.vote(json.loads(row["votes"]), quorum=int(row["quorum"]),
                                      expires_at=_time(row["expires_at"]), decision=decision,
                                      reviewer=actor, note=note, now=now)
-            if via is not None and _VOTE_HAS_VIA and outcome.kind in (
+            if via is not None and outcome.kind in (
                     lifecycle.VoteKind.decided, lifecycle.VoteKind.voted):
                 outcome.votes[-1]["via"] = via  # the vote just counted is the last one
             if outcome.kind is lifecycle.VoteKind.expired:

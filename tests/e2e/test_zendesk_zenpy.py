@@ -209,7 +209,7 @@ def test_unknown_host_write_is_held_with_its_raw_body_and_context_headers_stripp
     assert approval["request"]["body"] == {"name": "widget", "password": "***"}
     assert approval["context"] == {"reason": "restock the widget", "task": "inventory",
                                    "agent": "stock-bot", "claimed_task": None,
-                                   "claimed_agent": None}
+                                   "claimed_agent": None, "trigger": None}
     assert "canary" not in json.dumps(approval)
     assert approval["risk"]["level"] == "medium"
     proxy.decide(approval["id"], "approve")
