@@ -42,7 +42,7 @@ from review_api.traffic import (
     parse_query,
 )
 from review_api.traffic_export import EXPORT_TYPES, download
-from review_api.web import AUDITOR_GROUP, Broadcaster, ReviewPages, away_until
+from review_api.web import AUDITOR_GROUP, Broadcaster, ReviewPages, Simulator, away_until
 
 logger = logging.getLogger("hitl_proxy")
 MAX_NOTE_CHARS = 4000
@@ -50,7 +50,6 @@ RESUME_AFTER = 1.0  # seconds before following the feed again after the store fa
 Reverter = Callable[[str, str], Awaitable[Approval]]  # (approval id, reviewer) -> new approval
 Endpoint = Callable[[Request], Awaitable[Response]]
 # Rule YAML -> what it would have let through (review_api.simulate); for the stats page.
-Simulator = Callable[[str], Awaitable[Any]]
 
 
 def _error(status_code: int, message: str, **extra: Any) -> JSONResponse:

@@ -71,7 +71,8 @@ MAX_RULE_CHARS = 20_000  # a simulated rule's YAML
 # A trigger is a link only when it is plainly a web address: no whitespace or control
 # characters a browser would strip to reveal another scheme (javascript:, data:).
 _WEB_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
-Simulator = Callable[[str], Awaitable[Any]]  # rule YAML -> review_api.simulate.Simulation
+# (rule YAML, which approvals may be counted) -> review_api.simulate.Simulation
+Simulator = Callable[[str, Callable[[Approval], bool]], Awaitable[Any]]
 
 
 def approvals_csv(chosen: list[Approval]) -> str:
@@ -673,7 +674,9 @@ class ReviewPages:
                                 flash="Simulation needs the proxy running.", flash_kind="error",
                                 **context)
         try:
-            simulation = await self.simulator(rule)
+            # Counted and named only among the writes this reviewer is shown.
+            seen = {mine.approval.id for mine in await self._mine(session)}
+            simulation = await self.simulator(rule, lambda approval: approval.id in seen)
         except ValueError as exc:
             return self._render(request, "stats.html", session, 400, page="stats", rule=rule,
                                 flash=f"Cannot simulate that rule: {exc}", flash_kind="error",
