@@ -17,8 +17,10 @@ from mitmproxy.options import Options
 from mitmproxy.tools.dump import DumpMaster
 
 from connectors_schemas import Connector
+from proxy_addon.builtins import prune_idle
 from proxy_addon.compose import Stores, compose
 from proxy_addon.config import HitlConfig
+from proxy_addon.fold import HookFold
 from proxy_addon.layers import UnsafeOptionError, check_options
 from proxy_addon.review_server import ReviewServer
 from proxy_addon.sealing import (
@@ -162,7 +164,8 @@ async def _run(settings: RunSettings, config: HitlConfig, connectors: dict[str, 
     master = DumpMaster(opts, with_termlog=True, with_dumper=False)
     review = ReviewServer(composition.review_app.app, review_socket, composition.ready,
                           composition.review_app.broadcaster.closing)
-    master.addons.add(*composition.addons, review)
+    # One addon for mitmproxy to dispatch to (proxy_addon/fold.py): same order, same errors.
+    master.addons.add(HookFold(*composition.addons, review))
     try:
         opts.update(**composition.options)
         if settings.sets:
@@ -172,6 +175,10 @@ async def _run(settings: RunSettings, config: HitlConfig, connectors: dict[str, 
         review_socket.close()
         raise StartupError(f"--set: {exc}" if isinstance(exc, exceptions.OptionsError)
                            else str(exc)) from exc
+    # After --set: built-ins whose options are all at defaults leave the chain; `idle` (kept
+    # referenced until the run ends) puts one back if its option is set later.
+    idle = prune_idle(master)
+    logger.debug("mitmproxy addons left out (options at defaults): %s", ", ".join(idle.names))
 
     if warning := key_location_warning(settings.data_dir):
         logger.warning(warning)
