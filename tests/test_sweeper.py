@@ -107,7 +107,10 @@ async def test_a_slow_sweep_keeps_the_lease_and_no_other_replica_takes_over(
     """The lease has a timer of its own: while A's sweep is stuck behind the store for four
     leases, B never sends the write A's agent waits for, nor ends A's in-flight send."""
     path = tmp_path / "replicas.sqlite3"
-    store_a, store_b = SqliteStore(path, lease=0.6), SqliteStore(path, lease=0.6)
+    # Two stores on one file share its write lock: a loaded machine must not turn waits into
+    # "database is locked".
+    store_a, store_b = (SqliteStore(path, lease=0.6, busy_timeout=30),
+                        SqliteStore(path, lease=0.6, busy_timeout=30))
     await store_a.open()
     await store_b.open()  # a second process on the file: A's lease row is reset until it beats
     a, _, client = await build(path, upstream.port, settings(hold_timeout=10), store_a)
