@@ -48,6 +48,18 @@ def approved_later(approval: Approval, review_url: str) -> http.Response:
     }, approval.id)
 
 
+def handled_elsewhere(approval: Approval) -> http.Response:
+    """202: approved, and past `approved` by the time this connection heard of it (a newer
+    retry claimed the send, perhaps on another replica); the status URL tells the outcome."""
+    return _json(202, {
+        "status": approval.status.value,
+        "approval_id": approval.id,
+        "message": "this write was approved and is handled through another connection of it "
+                   "(a newer retry) or by the proxy itself, never twice; its status_url tells "
+                   "the outcome",
+    }, approval.id)
+
+
 def _closed(approval: Approval, status: str, message: str, **extra: Any) -> http.Response:
     """403: the write was decided against (or expired, or denied) and nothing went upstream."""
     return _json(403, {"status": status, "approval_id": approval.id, **extra,

@@ -46,11 +46,14 @@ from proxy_addon.traffic import TrafficRecorder
 from proxy_addon.upstream import UpstreamClient
 from proxy_addon.waiting import Detached, Waiters
 from review_api.feed import ChangeFeed
+from review_api.lifecycle import TRANSITIONS
 from review_api.metrics import Metrics
 from review_api.models import Approval, Context, Status
 from review_api.store import StatusChange, Store, StoreError
 
 logger = logging.getLogger("hitl_proxy")
+# Where an approved write goes once one connection of it claimed the send (review_api.lifecycle).
+SENT_BY_ANOTHER = TRANSITIONS[Status.approved] | TRANSITIONS[Status.sending]
 
 __all__ = ["HoldAddons", "HoldSettings", "HoldWrites", "hold_addons"]
 
@@ -394,6 +397,10 @@ class HoldWrites:
             flow.response = answers.expired(outcome)
         elif outcome.status is Status.approved:
             await self.executor.release(flow, outcome)
+        elif outcome.status in SENT_BY_ANOTHER:
+            # Another connection of this write (a retry, maybe on another replica) already
+            # claimed it: this older one learns where it stands, never a conflict.
+            flow.response = answers.handled_elsewhere(outcome)
         else:
             flow.response = answers.refused(409, f"approval is {outcome.status}", approval.id)
 
