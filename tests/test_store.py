@@ -810,3 +810,24 @@ async def test_a_heartbeat_never_waits_behind_queued_writers(pg_replicas: Opener
         blocker.execute(f"SELECT pg_advisory_unlock({WRITE_LOCK})")
     outcomes = await asyncio.gather(*queued, return_exceptions=True)
     assert sum(not isinstance(o, Exception) for o in outcomes) == 1
+
+
+async def test_a_write_waits_for_a_pooled_connection_only_as_long_as_the_store_timeout(
+        postgres_url: str, tmp_path: Path) -> None:
+    """limits.store_timeout bounds PostgreSQL as it bounds SQLite's busy wait: a write that
+    cannot get a connection is refused (StoreError, so 503) after it, not after a fixed 5 s."""
+    configured = store_from_url(postgres_url, tmp_path, busy_timeout=0.5)
+    assert isinstance(configured, PostgresStore) and configured._checkout_timeout == 0.5
+    store = PostgresStore(postgres_url, pool_size=1, checkout_timeout=0.5)
+    await store.open()
+    try:
+        assert store._pool is not None
+        async with store._pool.connection():  # the only connection, held elsewhere
+            started = time.monotonic()
+            with pytest.raises(StoreError):
+                await store.create(proposal())
+            waited = time.monotonic() - started
+        assert 0.4 <= waited < 3.0, waited
+        assert (await store.create(proposal())).status is Status.pending  # free again
+    finally:
+        await store.close()

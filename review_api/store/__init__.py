@@ -66,7 +66,7 @@ def store_from_url(url: str | None, data_dir: Path, *, audit_key: bytes | None =
     if scheme in POSTGRES_SCHEMES:
         from review_api.store.postgres import PostgresStore
 
-        return PostgresStore(url, audit_key=audit_key, lease=lease)
+        return PostgresStore(url, audit_key=audit_key, lease=lease, checkout_timeout=busy_timeout)
     if scheme == "sqlite":  # SQLAlchemy's spelling: sqlite:///relative, sqlite:////absolute
         rest = url.split(":", 1)[1]
         path = Path(rest[3:] if rest.startswith("///") else rest.lstrip("/"))

@@ -155,10 +155,14 @@ class PostgresStore(SqlStore):
     TIEBREAK = "pos"
 
     def __init__(self, url: str, *, audit_key: bytes | None = None,
-                 lease: float = DEFAULT_LEASE, pool_size: int = 10) -> None:
+                 lease: float = DEFAULT_LEASE, pool_size: int = 10,
+                 checkout_timeout: float = CHECKOUT_TIMEOUT) -> None:
         super().__init__(audit_key=audit_key, lease=lease)
         self.url = url
         self._pool_size = pool_size
+        # How long a write waits for a pooled connection before it is refused (503), like
+        # SQLite's busy timeout: limits.store_timeout.
+        self._checkout_timeout = checkout_timeout
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._beating: Connection | None = None  # heartbeats' own connection, see heartbeat
@@ -187,7 +191,7 @@ class PostgresStore(SqlStore):
         self._pool = AsyncConnectionPool(
             self.url, min_size=1, max_size=self._pool_size, open=False,
             kwargs={"autocommit": True, "row_factory": dict_row, **self._connect_kwargs()},
-            timeout=CHECKOUT_TIMEOUT, check=AsyncConnectionPool.check_connection,
+            timeout=self._checkout_timeout, check=AsyncConnectionPool.check_connection,
             name="hitl-store")
         try:
             await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
