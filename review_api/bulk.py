@@ -35,7 +35,8 @@ async def record_decision(store: ApprovalStore, reviewer: Reviewer, approval: Ap
     """The vote, plus an audit entry naming the away reviewer when a delegation allowed it.
     Raises Conflict and NotFound as `store.decide` does."""
     decided = await store.decide(approval.id, decision, reviewer.name, note, edits=edits,
-                                 approve_fields=approve_fields, via=via)
+                                 approve_fields=approve_fields, via=via,
+                                 on_behalf_of=allowed.on_behalf_of)
     if allowed.on_behalf_of is not None:
         await store.log_event("delegated_vote", approval.id, reviewer.name,
                               {"on_behalf_of": allowed.on_behalf_of,

@@ -75,21 +75,30 @@ class VoteOutcome:
 
 
 def vote(votes: list[dict[str, Any]], *, quorum: int, expires_at: datetime | None,
-         decision: Decision, reviewer: str, note: str | None, now: datetime) -> VoteOutcome:
+         decision: Decision, reviewer: str, note: str | None, now: datetime,
+         on_behalf_of: str | None = None) -> VoteOutcome:
     """What one reviewer's vote does to a pending approval with `votes` stored so far.
 
-    Any rejection rejects; approvals count distinct reviewers until `quorum`; a vote after
-    `expires_at` expires the approval instead of counting.
+    Any rejection rejects; approvals count distinct authorities until `quorum`; a vote after
+    `expires_at` expires the approval instead of counting. A delegate's vote counts as the
+    away reviewer's (`on_behalf_of`): one person's authority never counts twice, whether they
+    voted themselves or through their delegate, and one person never votes twice.
     """
     if expires_at is not None and expires_at <= now:
         return VoteOutcome(VoteKind.expired, votes, 0, Status.expired)
-    approvers = {v["reviewer"] for v in votes if v["decision"] == Decision.approve}
-    if decision is Decision.approve and reviewer in approvers:
+    approving = [v for v in votes if v["decision"] == Decision.approve]
+    people = {v["reviewer"] for v in approving}
+    approvers = {v.get("on_behalf_of") or v["reviewer"] for v in approving}
+    authority = on_behalf_of or reviewer
+    if decision is Decision.approve and (reviewer in people or authority in approvers):
         return VoteOutcome(VoteKind.repeat, votes, len(approvers), Status.pending)
-    counted = [*votes, {"reviewer": reviewer, "decision": decision.value, "note": note,
-                        "at": iso(now)}]
+    cast: dict[str, Any] = {"reviewer": reviewer, "decision": decision.value, "note": note,
+                            "at": iso(now)}
+    if on_behalf_of is not None:
+        cast["on_behalf_of"] = on_behalf_of
+    counted = [*votes, cast]
     if decision is Decision.approve:
-        approvers.add(reviewer)
+        approvers.add(authority)
     if decision is Decision.reject or len(approvers) >= max(quorum, 1):
         return VoteOutcome(VoteKind.decided, counted, len(approvers), decision.status)
     return VoteOutcome(VoteKind.voted, counted, len(approvers), Status.pending)

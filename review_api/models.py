@@ -174,6 +174,7 @@ class Vote(_Model):
     note: str | None = None
     at: datetime
     via: str | None = None  # page | api | slack | cli: where the reviewer decided
+    on_behalf_of: str | None = None  # the away reviewer a delegate voted for
 
 
 class Approval(Proposal):

@@ -70,3 +70,25 @@ def test_any_rejection_rejects_and_a_late_vote_expires() -> None:
                                                  "note": "no", "at": None}
     late = approve([], "sam", expires_at=utcnow() - timedelta(seconds=1))
     assert (late.kind, late.status, late.votes) == (VoteKind.expired, Status.expired, [])
+
+
+def test_a_delegates_vote_counts_as_the_away_reviewers_and_never_twice() -> None:
+    """Quorum 2 routed to finance: A (finance) is away with delegate B. A's own approval and
+    B's approval for A are one authority, in either order; B cannot vote twice either."""
+    now = utcnow()
+    a_first = vote([], quorum=2, expires_at=None, decision=Decision.approve, reviewer="a",
+                   note=None, now=now)
+    assert a_first.kind is VoteKind.voted
+    for_a = vote(a_first.votes, quorum=2, expires_at=None, decision=Decision.approve,
+                 reviewer="b", note=None, now=now, on_behalf_of="a")
+    assert for_a.kind is VoteKind.repeat and for_a.approvals == 1
+    b_first = vote([], quorum=2, expires_at=None, decision=Decision.approve, reviewer="b",
+                   note=None, now=now, on_behalf_of="a")
+    assert b_first.votes[-1]["on_behalf_of"] == "a"
+    assert vote(b_first.votes, quorum=2, expires_at=None, decision=Decision.approve,
+                reviewer="a", note=None, now=now).kind is VoteKind.repeat
+    assert vote(b_first.votes, quorum=2, expires_at=None, decision=Decision.approve,
+                reviewer="b", note=None, now=now).kind is VoteKind.repeat
+    second = vote(b_first.votes, quorum=2, expires_at=None, decision=Decision.approve,
+                  reviewer="c", note=None, now=now)
+    assert second.kind is VoteKind.decided and second.approvals == 2

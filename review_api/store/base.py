@@ -191,8 +191,9 @@ class ApprovalStore(ABC):
     async def decide(self, approval_id: str, decision: Decision, actor: str,
                      note: str | None, edits: list[dict[str, Any]] | None = None,
                      approve_fields: list[str] | None = None,
-                     via: str | None = None) -> Approval:
-        """One reviewer's vote (lifecycle.vote decides what it does). Raises Conflict when
+                     via: str | None = None, on_behalf_of: str | None = None) -> Approval:
+        """One reviewer's vote (lifecycle.vote decides what it does; `on_behalf_of`: the away
+        reviewer a delegate votes for, whose authority it counts as). Raises Conflict when
         the approval is no longer pending (an expired one is moved to expired first) or when
         this reviewer already approved it; NotFound. `via` ("page", "api", "slack", "cli")
         is kept in the vote and the audit detail, so a message can say where it was taken."""

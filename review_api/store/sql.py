@@ -360,8 +360,9 @@ class SqlStore(ApprovalStore):
     async def decide(self, approval_id: str, decision: Decision, actor: str,
                      note: str | None, edits: list[dict[str, Any]] | None = None,
                      approve_fields: list[str] | None = None,
-                     via: str | None = None) -> Approval:
-        """The same reviewer approving twice counts once; any rejection rejects."""
+                     via: str | None = None, on_behalf_of: str | None = None) -> Approval:
+        """The same reviewer approving twice counts once; any rejection rejects; a delegate's
+        vote counts as the away reviewer's (lifecycle.vote)."""
         now = utcnow()
         origin: dict[str, Any] = {} if via is None else {"via": via}
 
@@ -374,7 +375,8 @@ class SqlStore(ApprovalStore):
                 return None
             outcome = lifecycle.vote(json.loads(row["votes"]), quorum=int(row["quorum"]),
                                      expires_at=_time(row["expires_at"]), decision=decision,
-                                     reviewer=actor, note=note, now=now)
+                                     reviewer=actor, note=note, now=now,
+                                     on_behalf_of=on_behalf_of)
             if via is not None and outcome.kind in (
                     lifecycle.VoteKind.decided, lifecycle.VoteKind.voted):
                 outcome.votes[-1]["via"] = via  # the vote just counted is the last one
@@ -405,8 +407,9 @@ class SqlStore(ApprovalStore):
         kind = await self._write(count)
         approval = await self.get(approval_id)
         if kind is None or kind in (lifecycle.VoteKind.expired, lifecycle.VoteKind.repeat):
-            raise Conflict(approval, "you already approved it; it waits for other reviewers"
-                           if kind is lifecycle.VoteKind.repeat else None)
+            raise Conflict(approval, "you already approved it (yourself, or through the "
+                           "delegate of the reviewer you vote for); it waits for other "
+                           "reviewers" if kind is lifecycle.VoteKind.repeat else None)
         return approval
 
     async def expire(self, approval_id: str) -> Approval:
