@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
+import re
+
 from mitmproxy import http
 
 from proxy_addon.agent_auth import AgentAuth
 from proxy_addon.flow_note import peek
-from proxy_addon.redact import mask_body
+from proxy_addon.redact import MASK, mask_url
 from review_api.models import Context
 
 CONTEXT_HEADERS = {"x-hitl-reason": "reason", "x-hitl-task": "task", "x-hitl-agent": "agent",
                    "x-hitl-trigger": "trigger"}
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"'`]+")
+# `Bearer xyz`, `token=xyz`, `api_key: xyz`, `password=xyz` in free text: the value is masked.
+_SECRET = re.compile(
+    r"(?i)\b((?:bearer|basic)\s+)\S+"
+    r"|\b([\w.-]*(?:token|secret|passw(?:or)?d|pwd|api[_-]?key|apikey|credential|session"
+    r"|signature|auth)[\w.-]*\s*[=:]\s*)[^\s&;,#]+")
+
+
+def masked_text(text: str) -> str:
+    """Free text an agent sends (a trigger): every URL in it masked as URLs are (userinfo,
+    secret-named query parameters), and secret-looking `name=value` pairs masked too."""
+    text = _URL.sub(lambda found: mask_url(found.group(0)), text)
+    return _SECRET.sub(lambda found: (found.group(1) or found.group(2)) + MASK, text)
 
 
 def take_context(headers: http.Headers) -> Context:
     """Our explanation headers, removed so they never reach upstream."""
     values: dict[str, str] = {}
-    for name in [name for name in headers if name.lower().startswith("x-hitl-")]:
-        key = CONTEXT_HEADERS.get(name.lower())
-        value = headers.pop(name)
+    for name in dict.fromkeys(name.lower() for name in headers
+                              if name.lower().startswith("x-hitl-")):
+        key = CONTEXT_HEADERS.get(name)
+        given = headers.get_all(name)
+        headers.pop(name, None)  # every copy of it
         if key is not None:
-            values[key] = value[:2000]
+            values[key] = " | ".join(given)[:2000]
     if "trigger" in values:
-        # Often a link (a ticket, a chat thread): one carrying a token in its query or
-        # userinfo is shown with the token masked, as any URL in a body is.
-        values["trigger"] = mask_body(values["trigger"])
+        # Often a link (a ticket, a chat thread), sometimes text around one: a token in a
+        # URL's query or userinfo, or a secret-looking pair in the text, is shown masked.
+        values["trigger"] = masked_text(values["trigger"])
     return Context(**values)
 
 
