@@ -277,6 +277,9 @@ class Executor:
                 self.send_later(approval.id, held_here=True)
             return
         if prepared is None:
+            # Nothing to release and no answer yet: the agent learns where its write stands
+            # rather than mitmproxy sending its request on.
+            flow.response = answers.pending(approval, self.settings.review_url)
             return
         if prepared.edited:
             flow.request.headers.pop("content-encoding", None)

@@ -30,6 +30,14 @@ import types
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
+# Every module that defines mitmproxy's hooks, imported before the fold reads
+# `hooks.all_hooks`: a fold built before they were imported would silently have no `request`
+# hook (and every write would pass unreviewed).
+import mitmproxy.addonmanager
+import mitmproxy.log
+import mitmproxy.proxy.layers
+import mitmproxy.proxy.layers.modes
+import mitmproxy.proxy.server_hooks  # noqa: F401
 from mitmproxy import exceptions, hooks
 
 # mitmproxy's own logger for addon errors: an error in a folded part reads as it did before.
@@ -137,6 +145,9 @@ class HookFold:
             if _has_commands(part):
                 raise ValueError(f"{type(part).__name__} defines mitmproxy commands: add it as "
                                  "an addon of its own, not in the fold")
+        if not {"requestheaders", "request", "response", "error"} <= set(hooks.all_hooks):
+            raise RuntimeError("mitmproxy's HTTP hooks are not registered: the fold would "
+                               "dispatch no request hook")
         self.hooks: dict[str, list[Hook]] = {}
         for name in hooks.all_hooks:
             funcs = [f for f in (_hook_of(part, name) for part in self.parts) if f is not None]

@@ -81,7 +81,9 @@ def permission(reviewer: Reviewer, approval: Approval, *, now: datetime, away: l
                decision: Decision = Decision.approve) -> Permission:
     """May `reviewer` cast `decision` on `approval` now? The owner rule binds approvals only:
     stopping one's own agent is always safe, so an owner routed to it may reject."""
-    agent = approval.context.agent
+    # An agent only claimed in a header (SOCKS5, reverse mode) binds its owner too: refusing
+    # more there errs on the safe side.
+    agent = approval.context.agent or approval.context.claimed_agent
     owner = owners.get(agent) if agent is not None and decision is Decision.approve else None
     if owner is not None and owner == reviewer.name:
         return Permission(False, f"{reviewer.name} owns the agent {agent!r} and may not "

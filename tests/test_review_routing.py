@@ -119,3 +119,12 @@ def test_a_delegation_carries_no_more_than_the_owner_has() -> None:
     assert allowed(CAROL, found, [away("dan", "carol")], Decision.reject) == (True, "dan")
     assert allowed(CAROL, found, [away("dan", "carol"), away("alice", "carol")]) == (
         True, "alice")
+
+
+def test_an_agent_only_claimed_in_a_header_binds_its_owner_too() -> None:
+    """SOCKS5 or reverse mode: no proxy authentication, the agent is a claim; its owner still
+    may not approve the write (refusing more there is the safe side)."""
+    found = approval(["finance"], agent=None)
+    found = found.model_copy(update={"context": Context(claimed_agent="billing-bot")})
+    assert allowed(DAN, found) == (False, None)
+    assert allowed(ALICE, found) == (True, None)
