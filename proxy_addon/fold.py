@@ -70,15 +70,9 @@ def _hook_of(part: object, name: str) -> Hook | None:
     return func
 
 
-async def _run_rest(pending: Awaitable[Any], rest: list[Hook], args: tuple[Any, ...]) -> None:
-    """Await a part's awaitable, then call the parts after it, awaiting each in turn."""
-    try:
-        await pending
-    except PASS_THROUGH:
-        raise
-    except Exception as exc:
-        _log_error(exc)
-    for func in rest:
+async def _call_each(funcs: list[Hook], args: tuple[Any, ...]) -> None:
+    """Call each part in turn, awaiting what it returns before the next, as mitmproxy does."""
+    for func in funcs:
         try:
             result = func(*args)
             if result is not None and inspect.isawaitable(result):
@@ -87,6 +81,17 @@ async def _run_rest(pending: Awaitable[Any], rest: list[Hook], args: tuple[Any, 
             raise
         except Exception as exc:
             _log_error(exc)
+
+
+async def _run_rest(pending: Awaitable[Any], rest: list[Hook], args: tuple[Any, ...]) -> None:
+    """Await a part's awaitable, then call the parts after it, awaiting each in turn."""
+    try:
+        await pending
+    except PASS_THROUGH:
+        raise
+    except Exception as exc:
+        _log_error(exc)
+    await _call_each(rest, args)
 
 
 def fold(funcs: list[Hook]) -> Hook:
@@ -101,15 +106,7 @@ def fold(funcs: list[Hook]) -> Hook:
         return funcs[0]  # mitmproxy's own safecall logs its errors
     if any(inspect.iscoroutinefunction(func) for func in funcs):
         async def folded_async(*args: Any) -> None:
-            for func in funcs:
-                try:
-                    result = func(*args)
-                    if result is not None and inspect.isawaitable(result):
-                        await result
-                except PASS_THROUGH:
-                    raise
-                except Exception as exc:
-                    _log_error(exc)
+            await _call_each(funcs, args)
         return folded_async
 
     def folded(*args: Any) -> Awaitable[None] | None:
