@@ -171,10 +171,11 @@ class SqliteStore(SqlStore):
     async def close(self) -> None:
         if self._writer is not None and self._reader is not None:
             await self._retire()
-        for db in (self._reader, self._writer):
+        # Closed from here on for every caller, before the connections finish closing.
+        connections, self._reader, self._writer = (self._reader, self._writer), None, None
+        for db in connections:
             if db is not None:
                 await db.close()
-        self._reader = self._writer = None
 
     def _connection(self, db: aiosqlite.Connection | None) -> aiosqlite.Connection:
         if db is None:
@@ -204,6 +205,11 @@ class SqliteStore(SqlStore):
             return await work(_SqliteTx(self._connection(self._reader or self._writer)))
         except sqlite3.Error as exc:
             raise StoreError(f"store read failed at {self.path}: {exc}") from exc
+        except ValueError as exc:
+            if self._reader is None and self._writer is None:
+                # aiosqlite's "Connection closed": the store closed under a read in flight.
+                raise StoreError(f"the store at {self.path} closed during a read") from exc
+            raise
 
     def _committed(self, tx: Tx) -> None:
         if tx.head is not None:
