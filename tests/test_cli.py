@@ -3,7 +3,9 @@
 import json
 import socket
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,6 +272,18 @@ def test_subcommands_read_a_postgresql_store(
         capsys.readouterr().err)
 
 
+def _ready_line(proxy: Any) -> str:
+    """The ready line, once the log has it: the review port answers a moment before the
+    line is flushed to the log file."""
+    deadline = time.monotonic() + 15
+    while True:
+        found = [line for line in proxy.log().splitlines() if "hitl-proxy ready:" in line]
+        if found or time.monotonic() > deadline:
+            [ready] = found
+            return ready
+        time.sleep(0.1)
+
+
 def test_the_ready_line_names_the_store_and_the_replica(tmp_path: Path,
                                                         postgres_url: str) -> None:
     from tests.e2e.harness import ProxyProcess
@@ -281,7 +295,7 @@ def test_the_ready_line_names_the_store_and_the_replica(tmp_path: Path,
     url = f"{scheme}://{user}:s3cret-pw@{location}"
     proxy = ProxyProcess(tmp_path, [], token="", store=url).start()
     try:
-        [ready] = [line for line in proxy.log().splitlines() if "hitl-proxy ready:" in line]
+        ready = _ready_line(proxy)
     finally:
         assert proxy.stop() == 0, proxy.log()
     assert f"store {scheme}://{user}:***@{location}, replica " in ready, ready
@@ -289,7 +303,7 @@ def test_the_ready_line_names_the_store_and_the_replica(tmp_path: Path,
     (tmp_path / "b").mkdir()
     sqlite = ProxyProcess(tmp_path / "b", [], token="").start()
     try:
-        [ready] = [line for line in sqlite.log().splitlines() if "hitl-proxy ready:" in line]
+        ready = _ready_line(sqlite)
     finally:
         assert sqlite.stop() == 0, sqlite.log()
     assert f"store {tmp_path / 'b' / 'data' / 'hitl.sqlite3'}, replica " in ready, ready
