@@ -169,8 +169,15 @@ async def test_the_live_queue_and_the_metrics_follow_every_replicas_changes(
         assert page.empty() and before.id not in {held.id, voted.id}
 
         # Each replica's counters count its own commits: summed over replicas, once each.
-        async with client(app) as browser:
-            metrics = (await browser.get("/metrics")).text
+        # The feed hands a change to the page and to the metrics in turn, and the metrics
+        # read the approval first: the count may show a moment after the page's message.
+        metrics = ""
+        for _ in range(200):
+            async with client(app) as browser:
+                metrics = (await browser.get("/metrics")).text
+            if "hitl_time_to_decision_seconds_count 1.0" in metrics:
+                break
+            await asyncio.sleep(0.05)
         assert "hitl_time_to_decision_seconds_count 1.0" in metrics  # the rejection, here
         assert f"hitl_holds_pending {await here.count(Status.pending)}" in metrics
         assert "hitl_holds_pending 1.0" in metrics  # `before`, created on the other replica
